@@ -1,0 +1,159 @@
+//! `export_scheme!` and what stands behind it: the exported root module, and the guard that
+//! catches a panic around every call into plugin code. Without that guard, a panic reaching
+//! abi_stable's FFI shims ends the whole host process with `exit(1)`.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
+
+use crate::host::{Host, HostServicesRef};
+use crate::options::{OptionEntry, OptionError, Options};
+use crate::outcome::{Outcome, Outcome_NE};
+use crate::request::RequestView;
+use crate::root::{SchemeBox, SchemeMod, SchemeModRef, SchemeObject, SchemeObject_TO};
+use crate::scheme::{Scheme, SchemeError};
+
+/// Exports a [`Scheme`] implementation as this library's root module.
+///
+/// Also defines `pub fn authhost_root_module() -> SchemeModRef`, so that benches and tests
+/// can link the same scheme statically.
+#[macro_export]
+macro_rules! export_scheme {
+    ($scheme:ty) => {
+        /// The root module of this plugin, for static linking (benches, tests).
+        pub fn authhost_root_module() -> $crate::SchemeModRef {
+            $crate::export::root_module::<$scheme>(env!("CARGO_PKG_NAME"))
+        }
+
+        /// The header abi_stable's loader looks for (`abi_stable::library::ROOT_MODULE_LOADER_NAME`).
+        #[no_mangle]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::abi_stable::library::LibHeader = {
+            extern "C" fn load() -> $crate::abi_stable::library::RootModuleResult {
+                $crate::export::install_panic_hook();
+                $crate::abi_stable::library::__call_root_module_loader(authhost_root_module)
+            }
+            // SAFETY: `load` returns the `SchemeModRef` built by `authhost_root_module`,
+            // which is the module type named here, as `from_constructor` requires.
+            unsafe {
+                $crate::abi_stable::library::LibHeader::from_constructor::<$crate::SchemeModRef>(
+                    load,
+                    $crate::abi_stable::library::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
+
+/// Builds the root module for scheme type `S`. Called by `export_scheme!`.
+pub fn root_module<S: Scheme>(plugin_name: &'static str) -> SchemeModRef {
+    SchemeMod { plugin_name: RStr::from_str(plugin_name), new_scheme: new_scheme::<S> }
+        .leak_into_prefix()
+}
+
+extern "C" fn new_scheme<S: Scheme>(
+    options: RSlice<'_, OptionEntry>,
+) -> RResult<SchemeBox, OptionError> {
+    let built = guard(|| {
+        let options = Options::new(options.as_slice());
+        let scheme = S::new(&options)?;
+        if let Some((key, suggestion)) = options.unread().into_iter().next() {
+            let message = match suggestion {
+                Some(close) => format!("unknown option (did you mean \"{close}\"?)"),
+                None => "unknown option".to_owned(),
+            };
+            return Err(SchemeError::option(key, message));
+        }
+        Ok(scheme)
+    });
+    match built {
+        Ok(Ok(scheme)) => RResult::ROk(SchemeObject_TO::from_value(Guarded(scheme), TD_Opaque)),
+        Ok(Err(err)) => RResult::RErr(OptionError {
+            key: err.option_key().map(RString::from).into(),
+            message: RString::from(err.message()),
+        }),
+        Err(panic) => RResult::RErr(OptionError {
+            key: ROption::RNone,
+            message: RString::from(format!("panicked while starting: {panic}")),
+        }),
+    }
+}
+
+/// A scheme behind the ABI, with every call guarded.
+struct Guarded<S>(S);
+
+impl<S: Scheme> SchemeObject for Guarded<S> {
+    fn authenticate(&self, request: &RequestView<'_>, host: &HostServicesRef<'_>) -> Outcome_NE {
+        let host = Host::new(host);
+        let outcome = match guard(|| self.0.authenticate(request, &host)) {
+            Ok(Ok(outcome)) => outcome,
+            // The host recorded what it needs and calls again; this outcome is not read.
+            Ok(Err(err)) if err.is_pending() => Outcome::Fault { message: RString::from(err.message()) },
+            Ok(Err(err)) => Outcome::Fault { message: RString::from(err.to_string()) },
+            Err(panic) => Outcome::Fault { message: RString::from(format!("panicked: {panic}")) },
+        };
+        outcome.into_ffi()
+    }
+
+    fn authenticate_header(&self, request: &RequestView<'_>) -> RResult<ROption<RString>, RString> {
+        match guard(|| self.0.authenticate_header(request)) {
+            Ok(challenge) => RResult::ROk(challenge.map(RString::from).into()),
+            Err(panic) => RResult::RErr(RString::from(format!("panicked: {panic}"))),
+        }
+    }
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs plugin code, turning a panic into its message (with its location when the plugin
+/// was loaded dynamically and its own panic hook recorded it).
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        LAST_PANIC
+            .with(|last| last.borrow_mut().take())
+            .unwrap_or_else(|| payload_message(payload.as_ref()))
+    })
+}
+
+fn payload_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_owned()
+    }
+}
+
+/// In a dynamically loaded plugin (its own copy of std), records each panic's message and
+/// location for the host to log, instead of printing it on the process's stderr.
+#[doc(hidden)]
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = payload_message(info.payload());
+            let text = match info.location() {
+                Some(at) => format!("{message} (at {}:{})", at.file(), at.line()),
+                None => message,
+            };
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(text));
+        }));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_exported_symbol_is_the_one_abi_stable_looks_for() {
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
+}

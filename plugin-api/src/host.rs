@@ -1,0 +1,124 @@
+//! Services the host hands a scheme for one call: users and passwords, later tokens and
+//! sessions. Plugins never open the store themselves.
+//!
+//! Every service answers at once. When the answer is not in the host's memory the service
+//! records what it needs and returns [`HostErrorKind::Pending`]; the scheme passes that on
+//! with `?`, the host fetches the answer off its async workers and calls the scheme again.
+//! So `authenticate` must not act on the world before its last host call (none of ours do).
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::sabi_types::RRef;
+use abi_stable::std_types::{ROption, RResult, RString};
+use abi_stable::StableAbi;
+
+use crate::outcome::User;
+use crate::scheme::SchemeError;
+
+/// Why a host service gave no answer.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostErrorKind {
+    /// The answer is being fetched; the host calls the scheme again once it has it.
+    Pending,
+    /// The host could not answer (bad argument, store error); the scheme faults.
+    Internal,
+}
+
+/// A host service's refusal, carried back to the scheme and on to the host.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct HostError {
+    pub kind: HostErrorKind,
+    pub message: RString,
+}
+
+impl HostError {
+    pub fn pending() -> Self {
+        HostError { kind: HostErrorKind::Pending, message: RString::new() }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        HostError { kind: HostErrorKind::Internal, message: RString::from(message.into()) }
+    }
+}
+
+#[allow(non_local_definitions)]
+mod services_trait {
+    use super::{HostError, User};
+    use abi_stable::sabi_trait;
+    use abi_stable::std_types::{ROption, RResult, RStr};
+
+    /// The services behind [`Host`](super::Host), as they cross the ABI.
+    ///
+    /// New services go after the last prefix field, so that a plugin built against an older
+    /// list still loads; the host is rebuilt with every plugin-api change in any case.
+    #[sabi_trait]
+    pub trait HostServices {
+        /// The user with this username, active or not.
+        fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError>;
+
+        /// The user, when `password` is theirs (argon2, off the async workers). An unknown
+        /// user costs the same work as a wrong password.
+        fn verify_password(
+            &self,
+            username: RStr<'_>,
+            password: RStr<'_>,
+        ) -> RResult<ROption<User>, HostError>;
+
+        /// Creates an active user with no usable password (RemoteUser's
+        /// `create_unknown_user`), or returns the existing one.
+        #[sabi(last_prefix_field)]
+        fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError>;
+    }
+}
+
+pub use services_trait::{HostServices, HostServices_TO};
+
+/// The services object as the host lends it for one call.
+pub type HostServicesRef<'a> = HostServices_TO<'a, RRef<'a, ()>>;
+
+/// What a scheme sees of the host: plain Rust over the ABI services.
+pub struct Host<'a> {
+    services: &'a (dyn HostServices + 'a),
+}
+
+impl std::fmt::Debug for Host<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Host<'a> {
+    pub(crate) fn new(services: &'a (dyn HostServices + 'a)) -> Self {
+        Host { services }
+    }
+
+    /// The user with this username, active or not; `None` when there is none.
+    pub fn find_user(&self, username: &str) -> Result<Option<User>, SchemeError> {
+        into_result(self.services.find_user(username.into())).map(ROption::into_option)
+    }
+
+    /// The user, when the password is theirs; `None` for an unknown user or a wrong password.
+    pub fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<User>, SchemeError> {
+        into_result(self.services.verify_password(username.into(), password.into()))
+            .map(ROption::into_option)
+    }
+
+    /// Creates an active user with no usable password, or returns the existing one.
+    pub fn create_user(&self, username: &str) -> Result<User, SchemeError> {
+        into_result(self.services.create_user(username.into()))
+    }
+}
+
+fn into_result<T>(result: RResult<T, HostError>) -> Result<T, SchemeError> {
+    result.into_result().map_err(SchemeError::from)
+}
+
+/// Lends `services` to a scheme as the ABI object. For the host, tests and benches.
+pub fn lend<S: HostServices>(services: &S) -> HostServicesRef<'_> {
+    HostServices_TO::from_ptr(RRef::new(services), TD_Opaque)
+}

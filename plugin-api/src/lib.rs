@@ -1,0 +1,28 @@
+//! The stable ABI between the authhost host and its authentication scheme plugins.
+//!
+//! A plugin author implements [`Scheme`] in plain Rust and invokes [`export_scheme!`] once.
+//! Everything unsafe or fiddly lives here: the exported root module, catching panics at every
+//! call into plugin code, converting outcomes, and parsing the scheme's options with errors
+//! that name the key.
+//!
+//! The host calls a scheme synchronously on its async worker. A scheme asks the host for data
+//! through [`Host`]; what the host has in memory comes back at once, and what it has not
+//! comes back as a pending [`SchemeError`], which the scheme passes on with `?`. The host then
+//! fetches the data off the worker (store pool, password pool) and calls the scheme again,
+//! so plugin code never blocks and never awaits.
+
+pub mod export;
+pub mod host;
+pub mod options;
+pub mod outcome;
+pub mod request;
+pub mod root;
+pub mod scheme;
+
+pub use abi_stable;
+pub use host::{Host, HostError, HostErrorKind, HostServices, HostServicesRef};
+pub use options::{OptionEntry, OptionError, OptionValue, Options};
+pub use outcome::{Outcome, Outcome_NE, User};
+pub use request::{Header, PeerAddr, RequestView};
+pub use root::{SchemeBox, SchemeMod, SchemeModRef, SchemeObject, SchemeObject_TO};
+pub use scheme::{Scheme, SchemeError};

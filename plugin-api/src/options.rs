@@ -1,0 +1,235 @@
+//! A scheme's own options: the keys of its `[[scheme]]` table other than `name`, `plugin`
+//! and `path`. The host converts the TOML to [`OptionEntry`]s; a scheme reads them with the
+//! typed getters on [`Options`], whose errors name the key. Keys the scheme never read are
+//! refused after `Scheme::new` returns, with a suggestion when one is close.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use abi_stable::std_types::{ROption, RString, RVec};
+use abi_stable::StableAbi;
+
+use crate::scheme::SchemeError;
+
+/// One option value. Tables are not options; lists hold strings only.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum OptionValue {
+    Str(RString),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    StrList(RVec<RString>),
+}
+
+impl OptionValue {
+    fn kind(&self) -> &'static str {
+        match self {
+            OptionValue::Str(_) => "a string",
+            OptionValue::Int(_) => "an integer",
+            OptionValue::Float(_) => "a number",
+            OptionValue::Bool(_) => "a boolean",
+            OptionValue::StrList(_) => "a list of strings",
+        }
+    }
+}
+
+/// One `key = value` of a scheme's table.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct OptionEntry {
+    pub key: RString,
+    pub value: OptionValue,
+}
+
+impl OptionEntry {
+    pub fn new(key: impl Into<String>, value: OptionValue) -> Self {
+        OptionEntry { key: RString::from(key.into()), value }
+    }
+}
+
+/// Why a scheme could not be built from its options; `key` names the option at fault.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    pub key: ROption<RString>,
+    pub message: RString,
+}
+
+/// A scheme's options, read through typed getters that remember which keys were read.
+#[derive(Debug)]
+pub struct Options<'a> {
+    entries: &'a [OptionEntry],
+    read: RefCell<Vec<&'static str>>,
+}
+
+impl<'a> Options<'a> {
+    pub fn new(entries: &'a [OptionEntry]) -> Self {
+        Options { entries, read: RefCell::new(Vec::new()) }
+    }
+
+    fn get(&self, key: &'static str) -> Option<&'a OptionValue> {
+        let mut read = self.read.borrow_mut();
+        if !read.contains(&key) {
+            read.push(key);
+        }
+        self.entries.iter().find(|e| e.key.as_str() == key).map(|e| &e.value)
+    }
+
+    /// A string option, if set.
+    pub fn str(&self, key: &'static str) -> Result<Option<&'a str>, SchemeError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(OptionValue::Str(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(wrong_type(key, "a string", other)),
+        }
+    }
+
+    /// A string option, or `default`.
+    pub fn str_or(&self, key: &'static str, default: &'a str) -> Result<&'a str, SchemeError> {
+        Ok(self.str(key)?.unwrap_or(default))
+    }
+
+    /// A boolean option, or `default`.
+    pub fn bool_or(&self, key: &'static str, default: bool) -> Result<bool, SchemeError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(OptionValue::Bool(b)) => Ok(*b),
+            Some(other) => Err(wrong_type(key, "true or false", other)),
+        }
+    }
+
+    /// An integer option, if set.
+    pub fn int(&self, key: &'static str) -> Result<Option<i64>, SchemeError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(OptionValue::Int(i)) => Ok(Some(*i)),
+            Some(other) => Err(wrong_type(key, "an integer", other)),
+        }
+    }
+
+    /// A list of strings, if set.
+    pub fn list(&self, key: &'static str) -> Result<Option<Vec<&'a str>>, SchemeError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(OptionValue::StrList(items)) => Ok(Some(items.iter().map(|s| s.as_str()).collect())),
+            Some(other) => Err(wrong_type(key, "a list of strings", other)),
+        }
+    }
+
+    /// A duration: `"30s"`, `"10m"`, `"10h"`, `"7d"`, or an integer number of seconds.
+    pub fn duration(&self, key: &'static str) -> Result<Option<Duration>, SchemeError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(OptionValue::Int(secs)) => u64::try_from(*secs)
+                .map(|s| Some(Duration::from_secs(s)))
+                .map_err(|_| SchemeError::option(key, "must not be negative")),
+            Some(OptionValue::Str(text)) => parse_duration(text)
+                .map(Some)
+                .ok_or_else(|| {
+                    SchemeError::option(
+                        key,
+                        format!("{:?} is not a duration (use \"30s\", \"10m\", \"10h\", \"7d\" or seconds)", text.as_str()),
+                    )
+                }),
+            Some(other) => Err(wrong_type(key, "a duration", other)),
+        }
+    }
+
+    /// Keys present in the table that the scheme never read, each with a close read key.
+    pub fn unread(&self) -> Vec<(&'a str, Option<&'static str>)> {
+        let read = self.read.borrow();
+        self.entries
+            .iter()
+            .map(|e| e.key.as_str())
+            .filter(|key| !read.contains(key))
+            .map(|key| (key, closest(key, &read)))
+            .collect()
+    }
+}
+
+fn wrong_type(key: &str, expected: &str, found: &OptionValue) -> SchemeError {
+    SchemeError::option(key, format!("expected {expected}, found {}", found.kind()))
+}
+
+/// Parses `"30s"`, `"10m"`, `"10h"`, `"7d"` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(factor).map(Duration::from_secs)
+}
+
+fn closest(key: &str, candidates: &[&'static str]) -> Option<&'static str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(key, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<OptionEntry> {
+        vec![
+            OptionEntry::new("keywrd", OptionValue::Str("Bearer".into())),
+            OptionEntry::new("ttl", OptionValue::Str("10h".into())),
+            OptionEntry::new("create", OptionValue::Str("yes".into())),
+        ]
+    }
+
+    #[test]
+    fn unread_keys_come_with_a_suggestion() {
+        let entries = entries();
+        let options = Options::new(&entries);
+        assert_eq!(options.str_or("keyword", "Token").unwrap(), "Token");
+        assert_eq!(options.duration("ttl").unwrap(), Some(Duration::from_secs(36_000)));
+        assert_eq!(options.unread(), vec![("keywrd", Some("keyword")), ("create", None)]);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_the_key() {
+        let entries = entries();
+        let options = Options::new(&entries);
+        let err = options.bool_or("create", false).unwrap_err();
+        assert_eq!(err.option_key(), Some("create"));
+        assert_eq!(err.to_string(), "create: expected true or false, found a string");
+    }
+
+    #[test]
+    fn durations_accept_units_and_seconds() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("10 years"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+}

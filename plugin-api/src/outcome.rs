@@ -1,0 +1,71 @@
+//! What one scheme says about one request.
+
+use abi_stable::std_types::{ROption, RString};
+use abi_stable::StableAbi;
+
+/// A user as the host's store knows it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: RString,
+    pub is_active: bool,
+    pub is_staff: bool,
+}
+
+#[allow(non_local_definitions)]
+mod outcome_enum {
+    use super::User;
+    use abi_stable::std_types::{ROption, RString};
+    use abi_stable::StableAbi;
+
+    /// What one scheme says about one request (DRF's `authenticate`).
+    ///
+    /// Non-exhaustive across the ABI: append variants only, never reorder. A host that meets
+    /// a variant it does not know treats it as a fault, never as "not attempted".
+    #[repr(u8)]
+    #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+    #[sabi(kind(WithNonExhaustive(size = [usize; 16], traits(Debug, Clone, PartialEq))))]
+    #[non_exhaustive]
+    pub enum Outcome {
+        /// No credentials of this kind: try the next scheme.
+        NotAttempted,
+        /// Valid credentials: the request is `user`; `auth` is scheme data (token id, claims).
+        Authenticated { user: User, auth: ROption<RString> },
+        /// Credentials of this kind present and wrong: stop the chain, 401 or 403.
+        Failed { detail: RString },
+        /// Credentials fine but the request is refused (CSRF): stop, 403.
+        Forbidden { detail: RString },
+        /// The scheme broke (panic, internal error): stop, 500. Never read as not attempted.
+        Fault { message: RString },
+    }
+}
+
+pub use outcome_enum::{Outcome, Outcome_NE};
+
+impl Outcome {
+    /// The request is `user`, with no scheme data.
+    pub fn authenticated(user: User) -> Self {
+        Outcome::Authenticated { user, auth: ROption::RNone }
+    }
+
+    /// The request is `user`; `auth` is what `request.auth` holds in DRF (token id, claims).
+    pub fn authenticated_with(user: User, auth: impl Into<String>) -> Self {
+        Outcome::Authenticated { user, auth: ROption::RSome(RString::from(auth.into())) }
+    }
+
+    /// Credentials of this kind were present and wrong.
+    pub fn failed(detail: impl Into<String>) -> Self {
+        Outcome::Failed { detail: RString::from(detail.into()) }
+    }
+
+    /// Credentials were fine but the request is refused (a CSRF failure, for example).
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Outcome::Forbidden { detail: RString::from(detail.into()) }
+    }
+
+    /// Wraps the outcome for the trip across the ABI.
+    pub fn into_ffi(self) -> Outcome_NE {
+        Outcome_NE::new(self)
+    }
+}

@@ -1,0 +1,56 @@
+//! The root module every plugin library exports, and the scheme object behind it.
+
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RBox, RResult, RSlice, RStr};
+use abi_stable::{declare_root_module_statics, package_version_strings, StableAbi};
+
+use crate::options::{OptionEntry, OptionError};
+
+#[allow(non_local_definitions)]
+mod object_trait {
+    use crate::host::HostServicesRef;
+    use crate::outcome::Outcome_NE;
+    use crate::request::RequestView;
+    use abi_stable::sabi_trait;
+    use abi_stable::std_types::{ROption, RResult, RString};
+
+    /// One configured scheme as it crosses the ABI. Built only by `export_scheme!`, whose
+    /// implementation catches panics around every call.
+    #[sabi_trait]
+    pub trait SchemeObject: Send + Sync {
+        fn authenticate(&self, request: &RequestView<'_>, host: &HostServicesRef<'_>) -> Outcome_NE;
+
+        /// The challenge, or none; `Err` carries a panic's message (a fault, like one in
+        /// `authenticate`). New methods go after this one, with default bodies.
+        #[sabi(last_prefix_field)]
+        fn authenticate_header(&self, request: &RequestView<'_>) -> RResult<ROption<RString>, RString>;
+    }
+}
+
+pub use object_trait::{SchemeObject, SchemeObject_TO};
+
+/// A scheme instance owned by the host.
+pub type SchemeBox = SchemeObject_TO<'static, RBox<()>>;
+
+/// The root module of a plugin library.
+#[allow(missing_debug_implementations)] // holds only a name and a function pointer
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = SchemeModRef)))]
+#[sabi(missing_field(panic))]
+pub struct SchemeMod {
+    /// The plugin's crate name, for messages.
+    pub plugin_name: RStr<'static>,
+
+    /// Builds one scheme instance from its options. New fields go after this one.
+    #[sabi(last_prefix_field)]
+    pub new_scheme: extern "C" fn(options: RSlice<'_, OptionEntry>) -> RResult<SchemeBox, OptionError>,
+}
+
+impl RootModule for SchemeModRef {
+    declare_root_module_statics! {SchemeModRef}
+    const BASE_NAME: &'static str = "authhost_scheme";
+    const NAME: &'static str = "authhost_scheme";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}

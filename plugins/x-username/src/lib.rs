@@ -1,0 +1,40 @@
+//! X-USERNAME: the DRF documentation's example of a custom authentication scheme, and the
+//! template to copy when writing your own (see `docs/writing-a-scheme.md`).
+//!
+//! - no `X-USERNAME` header: not attempted, so the next scheme in the chain decides;
+//! - a header naming no user: failed, `No such user`;
+//! - a header naming an inactive user: failed, `User inactive or deleted.` (stricter than
+//!   the DRF docs' example, which lets inactive users in);
+//! - otherwise: authenticated as that user.
+
+use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+
+/// The scheme. It has no state, so `new` only checks that it was given no options.
+#[derive(Debug)]
+pub struct XUsername {
+    header: String,
+}
+
+impl Scheme for XUsername {
+    fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
+        // Every option is read through `options`; a key this scheme never reads is refused
+        // at start-up as unknown. This one option is not in the DRF example.
+        let header = options.str_or("header", "X-USERNAME")?.to_owned();
+        Ok(XUsername { header })
+    }
+
+    fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
+        let Some(username) = request.header(&self.header) else {
+            return Ok(Outcome::NotAttempted);
+        };
+        // `?` passes on a pending look-up: the host fetches the user off its async workers
+        // and calls this function again with the answer in memory.
+        Ok(match host.find_user(&username)? {
+            Some(user) if user.is_active => Outcome::authenticated(user),
+            Some(_) => Outcome::failed("User inactive or deleted."),
+            None => Outcome::failed("No such user"),
+        })
+    }
+}
+
+export_scheme!(XUsername);
