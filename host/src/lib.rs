@@ -1,1 +1,24 @@
+//! authhost: an HTTP authentication host with Django REST Framework's semantics, whose
+//! schemes are plugins behind a stable ABI (`authhost-plugin-api`).
+//!
+//! `App::build(&config)` loads a config's plugins and routes; `serve` runs it on a listener.
 
+pub mod app;
+pub mod chain;
+pub mod config;
+pub mod error;
+pub mod loader;
+pub mod permission;
+pub mod pool;
+pub mod respond;
+pub mod server;
+pub mod services;
+pub mod store;
+
+pub use app::App;
+pub use chain::{Chain, Verdict};
+pub use config::Config;
+pub use error::Error;
+pub use loader::Schemes;
+pub use server::{serve, shutdown_signal};
+pub use services::Services;

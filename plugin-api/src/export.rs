@@ -50,8 +50,11 @@ macro_rules! export_scheme {
 
 /// Builds the root module for scheme type `S`. Called by `export_scheme!`.
 pub fn root_module<S: Scheme>(plugin_name: &'static str) -> SchemeModRef {
-    SchemeMod { plugin_name: RStr::from_str(plugin_name), new_scheme: new_scheme::<S> }
-        .leak_into_prefix()
+    SchemeMod {
+        plugin_name: RStr::from_str(plugin_name),
+        new_scheme: new_scheme::<S>,
+    }
+    .leak_into_prefix()
 }
 
 extern "C" fn new_scheme<S: Scheme>(
@@ -91,9 +94,15 @@ impl<S: Scheme> SchemeObject for Guarded<S> {
         let outcome = match guard(|| self.0.authenticate(request, &host)) {
             Ok(Ok(outcome)) => outcome,
             // The host recorded what it needs and calls again; this outcome is not read.
-            Ok(Err(err)) if err.is_pending() => Outcome::Fault { message: RString::from(err.message()) },
-            Ok(Err(err)) => Outcome::Fault { message: RString::from(err.to_string()) },
-            Err(panic) => Outcome::Fault { message: RString::from(format!("panicked: {panic}")) },
+            Ok(Err(err)) if err.is_pending() => Outcome::Fault {
+                message: RString::from(err.message()),
+            },
+            Ok(Err(err)) => Outcome::Fault {
+                message: RString::from(err.to_string()),
+            },
+            Err(panic) => Outcome::Fault {
+                message: RString::from(format!("panicked: {panic}")),
+            },
         };
         outcome.into_ffi()
     }

@@ -34,11 +34,17 @@ pub struct HostError {
 
 impl HostError {
     pub fn pending() -> Self {
-        HostError { kind: HostErrorKind::Pending, message: RString::new() }
+        HostError {
+            kind: HostErrorKind::Pending,
+            message: RString::new(),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        HostError { kind: HostErrorKind::Internal, message: RString::from(message.into()) }
+        HostError {
+            kind: HostErrorKind::Internal,
+            message: RString::from(message.into()),
+        }
     }
 }
 
@@ -104,8 +110,11 @@ impl<'a> Host<'a> {
         username: &str,
         password: &str,
     ) -> Result<Option<User>, SchemeError> {
-        into_result(self.services.verify_password(username.into(), password.into()))
-            .map(ROption::into_option)
+        into_result(
+            self.services
+                .verify_password(username.into(), password.into()),
+        )
+        .map(ROption::into_option)
     }
 
     /// Creates an active user with no usable password, or returns the existing one.

@@ -44,7 +44,10 @@ pub struct OptionEntry {
 
 impl OptionEntry {
     pub fn new(key: impl Into<String>, value: OptionValue) -> Self {
-        OptionEntry { key: RString::from(key.into()), value }
+        OptionEntry {
+            key: RString::from(key.into()),
+            value,
+        }
     }
 }
 
@@ -65,7 +68,10 @@ pub struct Options<'a> {
 
 impl<'a> Options<'a> {
     pub fn new(entries: &'a [OptionEntry]) -> Self {
-        Options { entries, read: RefCell::new(Vec::new()) }
+        Options {
+            entries,
+            read: RefCell::new(Vec::new()),
+        }
     }
 
     fn get(&self, key: &'static str) -> Option<&'a OptionValue> {
@@ -73,7 +79,10 @@ impl<'a> Options<'a> {
         if !read.contains(&key) {
             read.push(key);
         }
-        self.entries.iter().find(|e| e.key.as_str() == key).map(|e| &e.value)
+        self.entries
+            .iter()
+            .find(|e| e.key.as_str() == key)
+            .map(|e| &e.value)
     }
 
     /// A string option, if set.
@@ -112,7 +121,9 @@ impl<'a> Options<'a> {
     pub fn list(&self, key: &'static str) -> Result<Option<Vec<&'a str>>, SchemeError> {
         match self.get(key) {
             None => Ok(None),
-            Some(OptionValue::StrList(items)) => Ok(Some(items.iter().map(|s| s.as_str()).collect())),
+            Some(OptionValue::StrList(items)) => {
+                Ok(Some(items.iter().map(|s| s.as_str()).collect()))
+            }
             Some(other) => Err(wrong_type(key, "a list of strings", other)),
         }
     }
@@ -124,14 +135,15 @@ impl<'a> Options<'a> {
             Some(OptionValue::Int(secs)) => u64::try_from(*secs)
                 .map(|s| Some(Duration::from_secs(s)))
                 .map_err(|_| SchemeError::option(key, "must not be negative")),
-            Some(OptionValue::Str(text)) => parse_duration(text)
-                .map(Some)
-                .ok_or_else(|| {
-                    SchemeError::option(
-                        key,
-                        format!("{:?} is not a duration (use \"30s\", \"10m\", \"10h\", \"7d\" or seconds)", text.as_str()),
-                    )
-                }),
+            Some(OptionValue::Str(text)) => parse_duration(text).map(Some).ok_or_else(|| {
+                SchemeError::option(
+                    key,
+                    format!(
+                        "{:?} is not a duration (use \"30s\", \"10m\", \"10h\", \"7d\" or seconds)",
+                        text.as_str()
+                    ),
+                )
+            }),
             Some(other) => Err(wrong_type(key, "a duration", other)),
         }
     }
@@ -155,7 +167,9 @@ fn wrong_type(key: &str, expected: &str, found: &OptionValue) -> SchemeError {
 /// Parses `"30s"`, `"10m"`, `"10h"`, `"7d"` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
     let factor = match unit.trim() {
@@ -210,8 +224,14 @@ mod tests {
         let entries = entries();
         let options = Options::new(&entries);
         assert_eq!(options.str_or("keyword", "Token").unwrap(), "Token");
-        assert_eq!(options.duration("ttl").unwrap(), Some(Duration::from_secs(36_000)));
-        assert_eq!(options.unread(), vec![("keywrd", Some("keyword")), ("create", None)]);
+        assert_eq!(
+            options.duration("ttl").unwrap(),
+            Some(Duration::from_secs(36_000))
+        );
+        assert_eq!(
+            options.unread(),
+            vec![("keywrd", Some("keyword")), ("create", None)]
+        );
     }
 
     #[test]
@@ -220,7 +240,10 @@ mod tests {
         let options = Options::new(&entries);
         let err = options.bool_or("create", false).unwrap_err();
         assert_eq!(err.option_key(), Some("create"));
-        assert_eq!(err.to_string(), "create: expected true or false, found a string");
+        assert_eq!(
+            err.to_string(),
+            "create: expected true or false, found a string"
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ pub struct Header<'a> {
 
 impl<'a> Header<'a> {
     pub fn new(name: &'a str, value: &'a [u8]) -> Self {
-        Header { name: RStr::from_str(name), value: RSlice::from_slice(value) }
+        Header {
+            name: RStr::from_str(name),
+            value: RSlice::from_slice(value),
+        }
     }
 
     pub fn name(&self) -> &'a str {
@@ -44,7 +47,11 @@ impl From<SocketAddr> for PeerAddr {
             IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
             IpAddr::V6(v6) => (v6.octets(), false),
         };
-        PeerAddr { ip, port: addr.port(), is_ipv4 }
+        PeerAddr {
+            ip,
+            port: addr.port(),
+            is_ipv4,
+        }
     }
 }
 

@@ -7,7 +7,9 @@
 //!   the DRF docs' example, which lets inactive users in);
 //! - otherwise: authenticated as that user.
 
-use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+use authhost_plugin_api::{
+    export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError,
+};
 
 /// The scheme. It has no state, so `new` only checks that it was given no options.
 #[derive(Debug)]
@@ -23,7 +25,11 @@ impl Scheme for XUsername {
         Ok(XUsername { header })
     }
 
-    fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
+    fn authenticate(
+        &self,
+        request: &RequestView<'_>,
+        host: &Host<'_>,
+    ) -> Result<Outcome, SchemeError> {
         let Some(username) = request.header(&self.header) else {
             return Ok(Outcome::NotAttempted);
         };

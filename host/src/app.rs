@@ -1,0 +1,223 @@
+//! The application: routes, each with its chain and permission, in front of the built-in
+//! handlers. Per request, in DRF's order: route → authenticate → permission → handler.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use authhost_plugin_api::{Header, RequestView};
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::chain::{Chain, Verdict};
+use crate::config::{Config, Handler};
+use crate::error::Error;
+use crate::loader::Schemes;
+use crate::permission::{Permission, Subject};
+use crate::pool::{PasswordPool, StorePool};
+use crate::respond::{json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
+use crate::services::Services;
+use crate::store;
+
+#[derive(Debug)]
+struct Route {
+    path: String,
+    prefix: bool,
+    handler: Handler,
+    chain: Chain,
+    permission: Permission,
+}
+
+impl Route {
+    fn matches(&self, path: &str) -> bool {
+        if self.prefix {
+            path.starts_with(&self.path)
+        } else {
+            path == self.path
+        }
+    }
+}
+
+/// A loaded config: schemes, routes and the services behind them.
+#[derive(Debug)]
+pub struct App {
+    routes: Vec<Route>,
+    services: Services,
+    anonymous_user: Option<String>,
+    anonymous_auth: Option<String>,
+}
+
+impl App {
+    /// Opens the store, starts the pools and loads every plugin the config names.
+    pub fn build(config: &Config) -> Result<App, Error> {
+        let schemes = Schemes::load(config)?;
+        App::with_schemes(config, &schemes)
+    }
+
+    /// Builds the app around schemes already loaded (or linked statically, in benches).
+    pub fn with_schemes(config: &Config, schemes: &Schemes) -> Result<App, Error> {
+        let store = store::open(&config.store_url)?;
+        let store_pool = StorePool::start(store.as_ref(), config.store_workers, 1024)?;
+        let passwords = PasswordPool::start(config.password_workers, 64)?;
+        let services = Services::new(store_pool, passwords, config.user_cache_ttl);
+        let mut routes: Vec<Route> = config
+            .routes
+            .iter()
+            .map(|r| Route {
+                path: r.path.clone(),
+                prefix: r.prefix,
+                handler: r.handler,
+                chain: schemes.chain(&r.schemes),
+                permission: r.permission,
+            })
+            .collect();
+        // Exact routes first, then the longest prefix.
+        routes.sort_by_key(|r| (r.prefix, std::cmp::Reverse(r.path.len())));
+        Ok(App {
+            routes,
+            services,
+            anonymous_user: config.anonymous_user.clone(),
+            anonymous_auth: config.anonymous_auth.clone(),
+        })
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The chain a path is protected by, if it is routed.
+    pub fn chain_for(&self, path: &str) -> Option<&Chain> {
+        self.route(path).map(|r| &r.chain)
+    }
+
+    fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(path))
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body> {
+        let path = req.uri().path();
+        let Some(route) = self.route(path) else {
+            return Refusal::NotFound.into_response();
+        };
+        let headers = joined_headers(&req);
+        let views: Vec<Header<'_>> = headers.iter().map(|(n, v)| Header::new(n, v)).collect();
+        let view = RequestView::new(
+            req.method().as_str(),
+            path,
+            req.uri().query().unwrap_or(""),
+            &views,
+            peer,
+        );
+        match self.serve_route(route, &view).await {
+            Ok(resp) | Err(resp) => resp,
+        }
+    }
+
+    async fn serve_route(
+        &self,
+        route: &Route,
+        req: &RequestView<'_>,
+    ) -> Result<Response<Body>, Response<Body>> {
+        let verdict = route.chain.authenticate(req, &self.services).await;
+        let (user, auth, scheme) = match verdict {
+            Verdict::Authenticated {
+                user,
+                auth,
+                position,
+            } => {
+                let scheme = route.chain.scheme(position).map(|s| s.name().to_owned());
+                (Some(user), auth, scheme)
+            }
+            Verdict::Anonymous => (None, self.anonymous_auth.clone(), None),
+            Verdict::Failed { detail } => return Err(self.not_authenticated(route, req, detail)),
+            Verdict::Forbidden { detail } => {
+                return Err(Refusal::Forbidden { detail }.into_response())
+            }
+            Verdict::Fault => return Err(Refusal::Internal.into_response()),
+            Verdict::Busy => return Err(Refusal::Busy.into_response()),
+        };
+        let subject = Subject {
+            authenticated: user.is_some(),
+            is_staff: user.as_ref().is_some_and(|u| u.is_staff),
+            method: req.method(),
+        };
+        if !route.permission.allows(subject) {
+            // DRF's permission_denied: not authenticated only when there are authenticators.
+            return Err(if user.is_none() && !route.chain.is_empty() {
+                self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned())
+            } else {
+                Refusal::Forbidden {
+                    detail: PERMISSION_DENIED.to_owned(),
+                }
+                .into_response()
+            });
+        }
+        let method = req.method();
+        match route.handler {
+            Handler::Whoami if matches!(method, "GET" | "HEAD" | "POST") => {
+                let username = match &user {
+                    Some(u) => Some(u.username.to_string()),
+                    None => self.anonymous_user.clone(),
+                };
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "user": username,
+                        "auth": auth,
+                        "scheme": scheme,
+                        "is_staff": subject.is_staff,
+                    }),
+                ))
+            }
+            Handler::Health if matches!(method, "GET" | "HEAD") => {
+                Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+            }
+            Handler::Whoami => Err(method_not_allowed(method, "GET, HEAD, POST")),
+            Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),
+        }
+    }
+
+    fn not_authenticated(
+        &self,
+        route: &Route,
+        req: &RequestView<'_>,
+        detail: String,
+    ) -> Response<Body> {
+        match route.chain.challenge(req) {
+            Ok(challenge) => Refusal::Unauthenticated { detail, challenge }.into_response(),
+            Err(()) => Refusal::Internal.into_response(),
+        }
+    }
+}
+
+fn method_not_allowed(method: &str, allow: &'static str) -> Response<Body> {
+    Refusal::MethodNotAllowed {
+        method: method.to_owned(),
+        allow,
+    }
+    .into_response()
+}
+
+/// Headers with repeated ones joined, as WSGI servers do: `, ` between values, `; ` for
+/// cookies. So no scheme can be confused about which `Authorization` header counts.
+fn joined_headers<B>(req: &Request<B>) -> Vec<(&str, Cow<'_, [u8]>)> {
+    let map = req.headers();
+    map.keys()
+        .map(|name| {
+            let mut values = map.get_all(name).iter();
+            let first = values.next().map(|v| v.as_bytes()).unwrap_or_default();
+            let mut value = Cow::Borrowed(first);
+            let separator: &[u8] = if name == hyper::header::COOKIE {
+                b"; "
+            } else {
+                b", "
+            };
+            for next in values {
+                let joined = value.to_mut();
+                joined.extend_from_slice(separator);
+                joined.extend_from_slice(next.as_bytes());
+            }
+            (name.as_str(), value)
+        })
+        .collect()
+}

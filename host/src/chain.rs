@@ -1,0 +1,173 @@
+//! A chain runs its schemes in order (DRF's `_authenticate`): the first success wins, a
+//! failure or a fault stops the chain, and if no scheme authenticates the request is
+//! anonymous. A fault is never read as "not attempted".
+
+use std::sync::Arc;
+
+use authhost_plugin_api::host::lend;
+use authhost_plugin_api::{Outcome, RequestView, User};
+use tracing::error;
+
+use crate::loader::Scheme;
+use crate::services::{RequestHost, Services};
+
+/// How many times one scheme may ask the host for data it lacks, on one request.
+const MAX_HOST_ROUNDS: usize = 8;
+
+/// What a chain decided for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The scheme at `position` authenticated the request.
+    Authenticated {
+        user: User,
+        auth: Option<String>,
+        position: usize,
+    },
+    /// No scheme authenticated it.
+    Anonymous,
+    /// A scheme refused the credentials: 401 with the first scheme's challenge, else 403.
+    Failed { detail: String },
+    /// A scheme refused the request itself (CSRF): 403.
+    Forbidden { detail: String },
+    /// A scheme broke, or the host could not serve it: 500. Already logged.
+    Fault,
+    /// A bounded queue was full: 503.
+    Busy,
+}
+
+/// An ordered list of schemes. Only the loader builds one.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    schemes: Vec<Arc<Scheme>>,
+}
+
+impl Chain {
+    pub(crate) fn new(schemes: Vec<Arc<Scheme>>) -> Self {
+        Chain { schemes }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.schemes.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.schemes.iter().map(|s| s.name())
+    }
+
+    pub fn scheme(&self, position: usize) -> Option<&Scheme> {
+        self.schemes.get(position).map(|s| s.as_ref())
+    }
+
+    /// Runs the schemes in order.
+    pub async fn authenticate(&self, request: &RequestView<'_>, services: &Services) -> Verdict {
+        for (position, scheme) in self.schemes.iter().enumerate() {
+            let outcome = match run_scheme(scheme, position, request, services).await {
+                Ok(outcome) => outcome,
+                Err(verdict) => return verdict,
+            };
+            match outcome {
+                Outcome::NotAttempted => continue,
+                Outcome::Authenticated { user, auth } => {
+                    return Verdict::Authenticated {
+                        user,
+                        auth: auth.into_option().map(Into::into),
+                        position,
+                    };
+                }
+                Outcome::Failed { detail } => {
+                    return Verdict::Failed {
+                        detail: detail.into(),
+                    }
+                }
+                Outcome::Forbidden { detail } => {
+                    return Verdict::Forbidden {
+                        detail: detail.into(),
+                    }
+                }
+                Outcome::Fault { message } => {
+                    log_fault(scheme, position, &message);
+                    return Verdict::Fault;
+                }
+                // A variant from a newer plugin-api: never read as "not attempted".
+                _ => {
+                    log_fault(
+                        scheme,
+                        position,
+                        "returned an outcome this host does not know",
+                    );
+                    return Verdict::Fault;
+                }
+            }
+        }
+        Verdict::Anonymous
+    }
+
+    /// The first scheme's `WWW-Authenticate` challenge (DRF's `get_authenticate_header`).
+    /// `Err` when that scheme panicked (already logged).
+    pub fn challenge(&self, request: &RequestView<'_>) -> Result<Option<String>, ()> {
+        let Some(first) = self.schemes.first() else {
+            return Ok(None);
+        };
+        match first.object.authenticate_header(request).into_result() {
+            Ok(challenge) => Ok(challenge.into_option().map(Into::into)),
+            Err(message) => {
+                log_fault(first, 0, &format!("authenticate_header {message}"));
+                Err(())
+            }
+        }
+    }
+}
+
+/// Calls one scheme, fetching what it asks the host for until it answers.
+async fn run_scheme(
+    scheme: &Scheme,
+    position: usize,
+    request: &RequestView<'_>,
+    services: &Services,
+) -> Result<Outcome, Verdict> {
+    let host = RequestHost::new(services);
+    for _ in 0..=MAX_HOST_ROUNDS {
+        let outcome = scheme.object.authenticate(request, &lend(&host));
+        let Some(need) = host.take_need() else {
+            return match outcome.into_enum() {
+                Ok(outcome) => Ok(outcome),
+                Err(_) => {
+                    log_fault(
+                        scheme,
+                        position,
+                        "returned an outcome this host does not know (a newer plugin-api?)",
+                    );
+                    Err(Verdict::Fault)
+                }
+            };
+        };
+        match services.fulfil(&need).await {
+            Ok(answer) => host.answer(need, answer),
+            Err(err) if err.is_busy() => return Err(Verdict::Busy),
+            Err(err) => {
+                let cause = std::error::Error::source(&err)
+                    .map(|s| format!("{err}: {s}"))
+                    .unwrap_or_else(|| err.to_string());
+                log_fault(scheme, position, &format!("host service failed: {cause}"));
+                return Err(Verdict::Fault);
+            }
+        }
+    }
+    log_fault(
+        scheme,
+        position,
+        &format!("asked the host for more than {MAX_HOST_ROUNDS} answers"),
+    );
+    Err(Verdict::Fault)
+}
+
+fn log_fault(scheme: &Scheme, position: usize, cause: &str) {
+    error!(
+        scheme = %scheme.name(),
+        position,
+        plugin = %scheme.file().display(),
+        cause,
+        "scheme {:?} faulted: {cause}",
+        scheme.name()
+    );
+}

@@ -1,0 +1,537 @@
+//! The TOML config: parsed into `RawConfig` (serde, unknown keys refused), then resolved
+//! and validated into [`Config`]. Every error names the file, the key and the fix.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authhost_plugin_api::options::{edit_distance, parse_duration};
+use authhost_plugin_api::{OptionEntry, OptionValue};
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::permission::Permission;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default)]
+    anonymous: RawAnonymous,
+    #[serde(default, rename = "scheme")]
+    schemes: Vec<toml::Table>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    shutdown_timeout: Option<toml::Value>,
+    store_workers: Option<usize>,
+    password_workers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+    user_cache_ttl: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnonymous {
+    user: Option<toml::Value>,
+    auth: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default)]
+    schemes: Vec<String>,
+    permission: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: String,
+    #[serde(default)]
+    prefix: bool,
+    handler: String,
+    schemes: Option<Vec<String>>,
+    permission: Option<String>,
+}
+
+/// A built-in handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// 200 `{"user", "auth", "scheme", "is_staff"}` for GET and POST.
+    Whoami,
+    /// 200 `{"status": "ok"}`.
+    Health,
+}
+
+impl Handler {
+    const NAMES: [&'static str; 2] = ["whoami", "health"];
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "whoami" => Some(Handler::Whoami),
+            "health" => Some(Handler::Health),
+            _ => None,
+        }
+    }
+}
+
+/// One `[[scheme]]`: a plugin library and its options.
+#[derive(Debug, Clone)]
+pub struct SchemeConfig {
+    pub name: String,
+    pub library: PathBuf,
+    pub options: Vec<OptionEntry>,
+}
+
+/// One `[[route]]`, resolved: its chain as indexes into `Config::schemes`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub path: String,
+    pub prefix: bool,
+    pub handler: Handler,
+    pub schemes: Vec<usize>,
+    pub permission: Permission,
+}
+
+/// A validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+    pub store_workers: usize,
+    pub password_workers: usize,
+    pub store_url: String,
+    pub user_cache_ttl: Duration,
+    pub anonymous_user: Option<String>,
+    pub anonymous_auth: Option<String>,
+    pub schemes: Vec<SchemeConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Config {
+    /// Reads and validates the config at `file`.
+    pub fn load(file: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::config(format!(
+                "{}: cannot read the config ({e}); pass --config PATH or set AUTHHOST_CONFIG",
+                file.display()
+            ))
+        })?;
+        Config::parse(file, &text)
+    }
+
+    /// Validates `text` as if read from `file` (which places relative paths).
+    pub fn parse(file: &Path, text: &str) -> Result<Config, Error> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            Error::config(format!("{}: {}", file.display(), e.to_string().trim_end()))
+        })?;
+        Resolver { file }.resolve(raw)
+    }
+}
+
+struct Resolver<'a> {
+    file: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn err(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        Error::config(format!("{}: {key}: {message}", self.file.display()))
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        match self.file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn resolve(&self, raw: RawConfig) -> Result<Config, Error> {
+        let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8000");
+        let listen = listen.parse().map_err(|_| {
+            self.err(
+                "server.listen",
+                format!("{listen:?} is not an address like \"127.0.0.1:8000\""),
+            )
+        })?;
+        let plugins_dir = self.plugins_dir(raw.plugins.dir.as_deref())?;
+        let schemes = raw
+            .schemes
+            .into_iter()
+            .enumerate()
+            .map(|(i, table)| self.scheme(i, table, &plugins_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = HashSet::new();
+        for (i, scheme) in schemes.iter().enumerate() {
+            if !seen.insert(scheme.name.as_str()) {
+                return Err(self.err(
+                    &format!("scheme[{i}].name"),
+                    format!(
+                        "duplicate scheme name {:?}: give each [[scheme]] its own name",
+                        scheme.name
+                    ),
+                ));
+            }
+        }
+        let names: Vec<&str> = schemes.iter().map(|s| s.name.as_str()).collect();
+        let default_chain = self.chain("defaults.schemes", &raw.defaults.schemes, &names)?;
+        let default_permission = match &raw.defaults.permission {
+            Some(p) => self.permission("defaults.permission", p)?,
+            None => Permission::AllowAny,
+        };
+        let mut paths = HashSet::new();
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, route) in raw.routes.into_iter().enumerate() {
+            let key = format!("route[{i}]");
+            if !route.path.starts_with('/') {
+                return Err(self.err(
+                    &format!("{key}.path"),
+                    format!("{:?} must start with \"/\"", route.path),
+                ));
+            }
+            if !paths.insert((route.path.clone(), route.prefix)) {
+                return Err(self.err(
+                    &format!("{key}.path"),
+                    format!("{:?} is routed twice", route.path),
+                ));
+            }
+            let handler = Handler::parse(&route.handler).ok_or_else(|| {
+                self.err(
+                    &format!("{key}.handler"),
+                    unknown("handler", &route.handler, &Handler::NAMES),
+                )
+            })?;
+            let schemes = match &route.schemes {
+                Some(list) => self.chain(&format!("{key}.schemes"), list, &names)?,
+                None => default_chain.clone(),
+            };
+            let permission = match &route.permission {
+                Some(p) => self.permission(&format!("{key}.permission"), p)?,
+                None => default_permission,
+            };
+            routes.push(RouteConfig {
+                path: route.path,
+                prefix: route.prefix,
+                handler,
+                schemes,
+                permission,
+            });
+        }
+        Ok(Config {
+            file: self.file.to_owned(),
+            listen,
+            shutdown_timeout: self.duration(
+                "server.shutdown_timeout",
+                raw.server.shutdown_timeout,
+                30,
+            )?,
+            store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
+            password_workers: self.count(
+                "server.password_workers",
+                raw.server.password_workers,
+                1,
+            )?,
+            store_url: raw
+                .store
+                .url
+                .unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
+            user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 5)?,
+            anonymous_user: self.string_or_false(
+                "anonymous.user",
+                raw.anonymous.user,
+                Some("AnonymousUser"),
+            )?,
+            anonymous_auth: self.string_or_false("anonymous.auth", raw.anonymous.auth, None)?,
+            schemes,
+            routes,
+        })
+    }
+
+    fn plugins_dir(&self, dir: Option<&str>) -> Result<PathBuf, Error> {
+        let dir = Path::new(dir.unwrap_or("."));
+        if dir.is_absolute() {
+            return Ok(dir.to_owned());
+        }
+        let exe = std::env::current_exe().map_err(|e| {
+            self.err(
+                "plugins.dir",
+                format!("cannot find the executable's folder ({e}); give an absolute path"),
+            )
+        })?;
+        Ok(exe.parent().unwrap_or(Path::new(".")).join(dir))
+    }
+
+    fn scheme(
+        &self,
+        i: usize,
+        mut table: toml::Table,
+        plugins_dir: &Path,
+    ) -> Result<SchemeConfig, Error> {
+        let key = format!("scheme[{i}]");
+        let mut take_str = |field: &str| -> Result<Option<String>, Error> {
+            match table.remove(field) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(self.err(
+                    &format!("{key}.{field}"),
+                    format!("expected a string, found {}", other.type_str()),
+                )),
+            }
+        };
+        let name = take_str("name")?.ok_or_else(|| {
+            self.err(
+                &format!("{key}.name"),
+                "missing: every [[scheme]] needs a name that routes use",
+            )
+        })?;
+        let library =
+            match (take_str("plugin")?, take_str("path")?) {
+                (Some(plugin), None) => plugins_dir.join(library_file_name(&plugin)),
+                (None, Some(path)) => self.config_dir().join(path),
+                (Some(_), Some(_)) => {
+                    return Err(self.err(
+                        &format!("{key}.path"),
+                        "give either `plugin` (a name in plugins.dir) or `path`, not both",
+                    ))
+                }
+                (None, None) => return Err(self.err(
+                    &format!("{key}.plugin"),
+                    format!(
+                        "missing for scheme {name:?}: name a plugin, such as plugin = \"basic\""
+                    ),
+                )),
+            };
+        let key = format!("{key} ({name:?})");
+        let options = table
+            .into_iter()
+            .map(|(k, v)| {
+                let value = option_value(&v).ok_or_else(|| {
+                    self.err(&format!("{key}.{k}"), format!("options must be strings, numbers, booleans or lists of strings, not {}", v.type_str()))
+                })?;
+                Ok(OptionEntry::new(k, value))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(SchemeConfig {
+            name,
+            library,
+            options,
+        })
+    }
+
+    fn chain(&self, key: &str, list: &[String], names: &[&str]) -> Result<Vec<usize>, Error> {
+        list.iter()
+            .enumerate()
+            .map(|(i, name)| {
+                names.iter().position(|n| n == name).ok_or_else(|| {
+                    self.err(
+                        &format!("{key}[{i}]"),
+                        unknown("scheme", name, names) + "; define it in a [[scheme]] table",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn permission(&self, key: &str, name: &str) -> Result<Permission, Error> {
+        name.parse()
+            .map_err(|()| self.err(key, unknown("permission", name, &Permission::NAMES)))
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<toml::Value>,
+        default_secs: u64,
+    ) -> Result<Duration, Error> {
+        match value {
+            None => Ok(Duration::from_secs(default_secs)),
+            Some(toml::Value::Integer(n)) if n >= 0 => Ok(Duration::from_secs(n.unsigned_abs())),
+            Some(toml::Value::String(s)) if parse_duration(&s).is_some() => {
+                Ok(parse_duration(&s).unwrap_or_default())
+            }
+            Some(other) => Err(self.err(
+                key,
+                format!(
+                    "{other} is not a duration: use \"30s\", \"10m\", \"10h\", \"7d\" or seconds"
+                ),
+            )),
+        }
+    }
+
+    fn count(&self, key: &str, value: Option<usize>, default: usize) -> Result<usize, Error> {
+        match value {
+            None => Ok(default),
+            Some(n @ 1..=64) => Ok(n),
+            Some(n) => Err(self.err(key, format!("{n} is out of range: use 1 to 64"))),
+        }
+    }
+
+    fn string_or_false(
+        &self,
+        key: &str,
+        value: Option<toml::Value>,
+        default: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        match value {
+            None => Ok(default.map(str::to_owned)),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(toml::Value::Boolean(false)) => Ok(None),
+            Some(other) => Err(self.err(key, format!("expected a string or false, found {other}"))),
+        }
+    }
+}
+
+/// `libauthhost_x_username.so` for plugin `x-username` (per platform).
+pub fn library_file_name(plugin: &str) -> String {
+    format!(
+        "{}authhost_{}{}",
+        std::env::consts::DLL_PREFIX,
+        plugin.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+fn option_value(value: &toml::Value) -> Option<OptionValue> {
+    Some(match value {
+        toml::Value::String(s) => OptionValue::Str(s.as_str().into()),
+        toml::Value::Integer(i) => OptionValue::Int(*i),
+        toml::Value::Float(f) => OptionValue::Float(*f),
+        toml::Value::Boolean(b) => OptionValue::Bool(*b),
+        toml::Value::Array(items) => OptionValue::StrList(
+            items
+                .iter()
+                .map(|v| v.as_str().map(Into::into))
+                .collect::<Option<_>>()?,
+        ),
+        _ => return None,
+    })
+}
+
+/// `unknown scheme "tokn" (did you mean "token"?)`, or the list of known names.
+fn unknown(what: &str, name: &str, known: &[&str]) -> String {
+    let close = known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    match close {
+        Some((_, k)) => format!("unknown {what} {name:?} (did you mean {k:?}?)"),
+        None if known.is_empty() => format!("unknown {what} {name:?}"),
+        None => format!("unknown {what} {name:?}; known: {}", known.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(Path::new("conf/test.toml"), text)
+    }
+
+    const SCHEMES: &str = r#"
+        plugins.dir = "/plugins"
+        [[scheme]]
+        name = "who"
+        plugin = "x-username"
+        [[scheme]]
+        name = "token"
+        plugin = "token"
+        keyword = "Bearer"
+    "#;
+
+    #[test]
+    fn routes_take_the_default_chain_and_permission_unless_they_name_their_own() {
+        let config = parse(&format!(
+            "{SCHEMES}
+            [defaults]
+            schemes = [\"token\", \"who\"]
+            permission = \"is_authenticated\"
+            [[route]]
+            path = \"/me\"
+            handler = \"whoami\"
+            [[route]]
+            path = \"/health\"
+            handler = \"health\"
+            schemes = []
+            permission = \"allow_any\"
+            "
+        ))
+        .unwrap();
+        assert_eq!(config.routes[0].schemes, vec![1, 0]);
+        assert_eq!(config.routes[0].permission, Permission::IsAuthenticated);
+        assert!(config.routes[1].schemes.is_empty());
+        assert_eq!(
+            config.schemes[0].library,
+            Path::new("/plugins").join(library_file_name("x-username"))
+        );
+        assert_eq!(
+            config.schemes[1].options,
+            vec![OptionEntry::new(
+                "keyword",
+                OptionValue::Str("Bearer".into())
+            )]
+        );
+        assert_eq!(config.anonymous_user.as_deref(), Some("AnonymousUser"));
+    }
+
+    #[test]
+    fn an_unknown_scheme_in_a_route_is_named_with_a_suggestion() {
+        let err = parse(&format!(
+            "{SCHEMES}\n[[route]]\npath = \"/x\"\nhandler = \"whoami\"\nschemes = [\"tokn\"]\n"
+        ))
+        .unwrap_err();
+        assert!(err.is_config());
+        assert_eq!(
+            err.to_string(),
+            "conf/test.toml: route[0].schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?); define it in a [[scheme]] table"
+        );
+    }
+
+    #[test]
+    fn duplicate_scheme_names_are_refused() {
+        let err = parse(&format!(
+            "{SCHEMES}\n[[scheme]]\nname = \"who\"\nplugin = \"basic\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("conf/test.toml: scheme[2].name: duplicate scheme name \"who\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_naming_the_key() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("conf/test.toml: "), "{text}");
+        assert!(text.contains("unknown field `lisen`"), "{text}");
+    }
+}

@@ -1,0 +1,225 @@
+//! Loads plugin libraries and builds scheme instances and chains. Each library is loaded
+//! with `lib_header_from_path` + `init_root_module`, never `RootModule::load_from_*`, which
+//! caches the first library per type and hands it back for every later path.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::RSlice;
+use authhost_plugin_api::{SchemeBox, SchemeModRef};
+
+use crate::chain::Chain;
+use crate::config::{Config, SchemeConfig};
+use crate::error::Error;
+
+/// One configured scheme, ready to call.
+pub struct Scheme {
+    pub(crate) name: String,
+    pub(crate) file: PathBuf,
+    pub(crate) object: SchemeBox,
+}
+
+impl std::fmt::Debug for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheme")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scheme {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The library it came from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+}
+
+/// Every scheme of a config, in config order.
+#[derive(Debug)]
+pub struct Schemes {
+    all: Vec<Arc<Scheme>>,
+}
+
+impl Schemes {
+    /// Loads every library the config names (each once) and builds every scheme.
+    pub fn load(config: &Config) -> Result<Schemes, Error> {
+        let mut libraries: HashMap<PathBuf, SchemeModRef> = HashMap::new();
+        let mut all = Vec::with_capacity(config.schemes.len());
+        for (index, scheme) in config.schemes.iter().enumerate() {
+            let module = match libraries.get(&scheme.library) {
+                Some(module) => *module,
+                None => {
+                    let module = load_library(&scheme.library).map_err(|problem| {
+                        Error::plugin(format!(
+                            "{}: scheme[{index}] ({:?}): plugin {}: {problem}",
+                            config.file.display(),
+                            scheme.name,
+                            scheme.library.display()
+                        ))
+                    })?;
+                    *libraries.entry(scheme.library.clone()).or_insert(module)
+                }
+            };
+            all.push(Arc::new(instantiate(module, scheme, index, &config.file)?));
+        }
+        Ok(Schemes { all })
+    }
+
+    /// Builds schemes from modules linked into this program (benches, tests): the same
+    /// scheme code as the plugins, without the dynamic boundary.
+    pub fn from_static(
+        config: &Config,
+        modules: &[(&str, SchemeModRef)],
+    ) -> Result<Schemes, Error> {
+        let mut all = Vec::with_capacity(config.schemes.len());
+        for (index, scheme) in config.schemes.iter().enumerate() {
+            let stem = scheme
+                .library
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            let module = modules
+                .iter()
+                .find(|(name, _)| stem.ends_with(&name.replace('-', "_")))
+                .map(|(_, m)| *m)
+                .ok_or_else(|| {
+                    Error::plugin(format!("no static module for {}", scheme.library.display()))
+                })?;
+            all.push(Arc::new(instantiate(module, scheme, index, &config.file)?));
+        }
+        Ok(Schemes { all })
+    }
+
+    /// The chain of the schemes at these config indexes, in this order.
+    pub fn chain(&self, indexes: &[usize]) -> Chain {
+        Chain::new(indexes.iter().map(|&i| Arc::clone(&self.all[i])).collect())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Scheme> {
+        self.all.iter().map(|s| s.as_ref())
+    }
+}
+
+fn instantiate(
+    module: SchemeModRef,
+    scheme: &SchemeConfig,
+    index: usize,
+    config_file: &Path,
+) -> Result<Scheme, Error> {
+    let new_scheme = module.new_scheme();
+    match new_scheme(RSlice::from_slice(&scheme.options)).into_result() {
+        Ok(object) => Ok(Scheme {
+            name: scheme.name.clone(),
+            file: scheme.library.clone(),
+            object,
+        }),
+        Err(err) => {
+            let key = match err.key.as_ref().into_option() {
+                Some(key) => format!("scheme[{index}] ({:?}).{key}", scheme.name),
+                None => format!("scheme[{index}] ({:?})", scheme.name),
+            };
+            Err(Error::plugin(format!(
+                "{}: {key}: {} (plugin {})",
+                config_file.display(),
+                err.message,
+                scheme.library.display()
+            )))
+        }
+    }
+}
+
+/// Opens one library and checks its ABI. The error is short and says what to do.
+fn load_library(path: &Path) -> Result<SchemeModRef, String> {
+    if !path.exists() {
+        return Err("no such file; build the plugins (`cargo build --workspace`) or fix plugins.dir / plugin / path".into());
+    }
+    let header = lib_header_from_path(path).map_err(|e| describe(&e))?;
+    header
+        .init_root_module::<SchemeModRef>()
+        .map_err(|e| describe(&e))
+}
+
+fn describe(err: &LibraryError) -> String {
+    match err {
+        LibraryError::OpenError { err, .. } => format!("cannot open the library: {err}"),
+        LibraryError::GetSymbolError { .. } => {
+            "not an authhost plugin: it exports no root module (a plugin invokes export_scheme!)".into()
+        }
+        LibraryError::AbiInstability(_) => format!(
+            "built against a different plugin ABI; rebuild it against this plugin-api ({}).\n{}",
+            env!("CARGO_PKG_VERSION"),
+            abi_errors(&err.to_string())
+        ),
+        LibraryError::IncompatibleVersionNumber { library_name, expected_version, actual_version } => format!(
+            "{library_name} is version {actual_version}, this host needs {expected_version}; rebuild it against this plugin-api"
+        ),
+        other => first_line(&other.to_string()).to_owned(),
+    }
+}
+
+/// The `Error:` blocks of abi_stable's report (about 900 lines), one line each, at most six.
+fn abi_errors(report: &str) -> String {
+    let mut out = String::new();
+    let mut lines = report.lines().map(str::trim).peekable();
+    let mut count = 0;
+    while let Some(line) = lines.next() {
+        let Some(what) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        count += 1;
+        if count > 6 {
+            continue;
+        }
+        let _ = write!(out, "  error: {}", what.trim());
+        let mut detail = Vec::new();
+        while let Some(next) = lines.peek() {
+            if next.starts_with("Error:") || next.is_empty() {
+                break;
+            }
+            detail.push(*next);
+            lines.next();
+        }
+        let detail = detail.join(" ");
+        if !detail.is_empty() {
+            let mut detail: String = detail.chars().take(120).collect();
+            if detail.len() == 120 {
+                detail.push('…');
+            }
+            let _ = write!(out, " ({detail})");
+        }
+        out.push('\n');
+    }
+    if count > 6 {
+        let _ = writeln!(out, "  ... and {} more", count - 6);
+    }
+    if count == 0 {
+        out.push_str("  (no details in the report)\n");
+    }
+    out.trim_end().to_owned()
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_report_shrinks_to_its_error_lines() {
+        let report = "Layout...\n  field: x\nError:incompatible type size\nExpected:\n    48\nFound:\n    64\n\nmore noise\nError:too many fields\nExpected:\n 3\nFound:\n 4\n";
+        assert_eq!(
+            abi_errors(report),
+            "  error: incompatible type size (Expected: 48 Found: 64)\n  error: too many fields (Expected: 3 Found: 4)"
+        );
+    }
+}

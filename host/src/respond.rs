@@ -1,0 +1,98 @@
+//! The one mapping from a refusal or an error to a status, a challenge and `{"detail"}`.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+
+pub type Body = Full<Bytes>;
+
+pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provided.";
+pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+pub const INTERNAL_AUTH_ERROR: &str = "Internal authentication error.";
+pub const UNAVAILABLE: &str = "Service temporarily unavailable, try again later.";
+pub const NOT_FOUND: &str = "Not found.";
+
+/// Why a request was not served.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// Not authenticated, or failed authentication: 401 with the challenge, else 403.
+    Unauthenticated {
+        detail: String,
+        challenge: Option<String>,
+    },
+    /// 403.
+    Forbidden {
+        detail: String,
+    },
+    /// 405, with the methods the route allows.
+    MethodNotAllowed {
+        method: String,
+        allow: &'static str,
+    },
+    NotFound,
+    /// A scheme fault or host error: 500, details only in the log.
+    Internal,
+    /// 503.
+    Busy,
+}
+
+impl Refusal {
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Refusal::Unauthenticated {
+                detail,
+                challenge: Some(challenge),
+            } => {
+                let mut resp = detail_response(StatusCode::UNAUTHORIZED, &detail);
+                match HeaderValue::from_str(&challenge) {
+                    Ok(value) => {
+                        resp.headers_mut().insert(WWW_AUTHENTICATE, value);
+                        resp
+                    }
+                    // A challenge that is no valid header value: DRF would fail too.
+                    Err(_) => detail_response(StatusCode::FORBIDDEN, &detail),
+                }
+            }
+            Refusal::Unauthenticated {
+                detail,
+                challenge: None,
+            }
+            | Refusal::Forbidden { detail } => detail_response(StatusCode::FORBIDDEN, &detail),
+            Refusal::MethodNotAllowed { method, allow } => {
+                let mut resp = detail_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("Method \"{method}\" not allowed."),
+                );
+                resp.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+                resp
+            }
+            Refusal::NotFound => detail_response(StatusCode::NOT_FOUND, NOT_FOUND),
+            Refusal::Internal => {
+                detail_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_AUTH_ERROR)
+            }
+            Refusal::Busy => {
+                let mut resp = detail_response(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
+        }
+    }
+}
+
+/// `{"detail": detail}` with `status`.
+pub fn detail_response(status: StatusCode, detail: &str) -> Response<Body> {
+    json_response(status, &json!({ "detail": detail }))
+}
+
+/// A JSON body with `Content-Type: application/json`.
+pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

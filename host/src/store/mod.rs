@@ -1,0 +1,55 @@
+//! The user store behind one interface, so that PostgreSQL can follow SQLite.
+//!
+//! Store calls block; the host makes them only on its store pool (`pool.rs`) or from the
+//! command line, never on an async worker.
+
+mod sqlite;
+
+use authhost_plugin_api::User;
+
+use crate::error::Error;
+
+pub use sqlite::SqliteStore;
+
+/// A store: something that hands out connections.
+pub trait Store: Send + Sync + 'static {
+    fn connect(&self) -> Result<Box<dyn StoreConn>, Error>;
+}
+
+/// A user to create. `password_hash` is an argon2id PHC string, or `None` for a user who
+/// cannot log in with a password (RemoteUser's created users).
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub is_active: bool,
+    pub is_staff: bool,
+}
+
+/// One connection. Blocking.
+pub trait StoreConn: Send {
+    fn find_user(&mut self, username: &str) -> Result<Option<User>, Error>;
+
+    /// The user and their password hash (`None` when the password is unusable).
+    fn find_credentials(&mut self, username: &str)
+        -> Result<Option<(User, Option<String>)>, Error>;
+
+    /// Creates a user; `Ok(None)` when the username is taken.
+    fn create_user(&mut self, user: &NewUser<'_>) -> Result<Option<User>, Error>;
+
+    /// Sets the password hash; `false` when there is no such user.
+    fn set_password(&mut self, username: &str, password_hash: &str) -> Result<bool, Error>;
+
+    /// Sets `is_active`; `false` when there is no such user.
+    fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error>;
+}
+
+/// Opens the store a `[store] url` names. `sqlite://PATH` is the one backend so far.
+pub fn open(url: &str) -> Result<Box<dyn Store>, Error> {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => Ok(Box::new(SqliteStore::open(path)?)),
+        _ => Err(Error::config(format!(
+            "store url {url:?} is not supported: use \"sqlite://PATH\" (PostgreSQL is planned)"
+        ))),
+    }
+}
