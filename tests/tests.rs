@@ -1,1 +1,16 @@
+//! The one integration test binary. Every test runs the real `authhost` binary with the
+//! real plugin libraries, over real sockets on 127.0.0.1:0, with a fresh SQLite store.
+//! Run them with `scripts/test`, which builds the plugins first.
 
+mod support;
+
+// The chain and permissions: DRF's semantics, X-USERNAME, ordering, anonymous.
+mod chain;
+// Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.
+mod faults;
+// Loading: bad configs and bad plugins fail at start-up naming the file and the key.
+mod loading;
+// HTTP: malformed requests, methods, graceful shutdown.
+mod http;
+// The command line: users.
+mod cli;

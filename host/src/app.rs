@@ -7,14 +7,16 @@ use std::net::SocketAddr;
 use authhost_plugin_api::{Header, RequestView};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
+use tracing::debug;
 
-use crate::chain::{Chain, Verdict};
+use crate::chain::{Chain, Faulted, Verdict};
 use crate::config::{Config, Handler};
 use crate::error::Error;
 use crate::loader::Schemes;
 use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
 use crate::respond::{json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
+use crate::server::MAX_HEAD_BYTES;
 use crate::services::Services;
 use crate::store;
 
@@ -96,9 +98,18 @@ impl App {
     /// Answers one request.
     pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body> {
         let path = req.uri().path();
+        debug!(method = %req.method(), path, "request started");
         let Some(route) = self.route(path) else {
             return Refusal::NotFound.into_response();
         };
+        let head_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
+        if head_bytes > MAX_HEAD_BYTES {
+            return Refusal::HeadersTooLarge.into_response();
+        }
         let headers = joined_headers(&req);
         let views: Vec<Header<'_>> = headers.iter().map(|(n, v)| Header::new(n, v)).collect();
         let view = RequestView::new(
@@ -185,7 +196,7 @@ impl App {
     ) -> Response<Body> {
         match route.chain.challenge(req) {
             Ok(challenge) => Refusal::Unauthenticated { detail, challenge }.into_response(),
-            Err(()) => Refusal::Internal.into_response(),
+            Err(Faulted) => Refusal::Internal.into_response(),
         }
     }
 }

@@ -35,6 +35,10 @@ pub enum Verdict {
     Busy,
 }
 
+/// A scheme broke while answering; the fault is logged and the answer is a 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faulted;
+
 /// An ordered list of schemes. Only the loader builds one.
 #[derive(Debug, Clone)]
 pub struct Chain {
@@ -104,7 +108,7 @@ impl Chain {
 
     /// The first scheme's `WWW-Authenticate` challenge (DRF's `get_authenticate_header`).
     /// `Err` when that scheme panicked (already logged).
-    pub fn challenge(&self, request: &RequestView<'_>) -> Result<Option<String>, ()> {
+    pub fn challenge(&self, request: &RequestView<'_>) -> Result<Option<String>, Faulted> {
         let Some(first) = self.schemes.first() else {
             return Ok(None);
         };
@@ -112,7 +116,7 @@ impl Chain {
             Ok(challenge) => Ok(challenge.into_option().map(Into::into)),
             Err(message) => {
                 log_fault(first, 0, &format!("authenticate_header {message}"));
-                Err(())
+                Err(Faulted)
             }
         }
     }

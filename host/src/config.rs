@@ -310,23 +310,24 @@ impl Resolver<'_> {
                 "missing: every [[scheme]] needs a name that routes use",
             )
         })?;
-        let library =
-            match (take_str("plugin")?, take_str("path")?) {
-                (Some(plugin), None) => plugins_dir.join(library_file_name(&plugin)),
-                (None, Some(path)) => self.config_dir().join(path),
-                (Some(_), Some(_)) => {
-                    return Err(self.err(
-                        &format!("{key}.path"),
-                        "give either `plugin` (a name in plugins.dir) or `path`, not both",
-                    ))
-                }
-                (None, None) => return Err(self.err(
+        let library = match (take_str("plugin")?, take_str("path")?) {
+            (Some(plugin), None) => plugins_dir.join(library_file_name(&plugin)),
+            (None, Some(path)) => self.config_dir().join(path),
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    &format!("{key}.path"),
+                    "give either `plugin` (a name in plugins.dir) or `path`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(self.err(
                     &format!("{key}.plugin"),
                     format!(
                         "missing for scheme {name:?}: name a plugin, such as plugin = \"basic\""
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let key = format!("{key} ({name:?})");
         let options = table
             .into_iter()

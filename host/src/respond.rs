@@ -13,6 +13,7 @@ pub const PERMISSION_DENIED: &str = "You do not have permission to perform this 
 pub const INTERNAL_AUTH_ERROR: &str = "Internal authentication error.";
 pub const UNAVAILABLE: &str = "Service temporarily unavailable, try again later.";
 pub const NOT_FOUND: &str = "Not found.";
+pub const HEADERS_TOO_LARGE: &str = "Request header fields too large.";
 
 /// Why a request was not served.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,8 @@ pub enum Refusal {
         allow: &'static str,
     },
     NotFound,
+    /// 431: the request's headers add up to more than the host accepts.
+    HeadersTooLarge,
     /// A scheme fault or host error: 500, details only in the log.
     Internal,
     /// 503.
@@ -70,6 +73,10 @@ impl Refusal {
                 resp
             }
             Refusal::NotFound => detail_response(StatusCode::NOT_FOUND, NOT_FOUND),
+            Refusal::HeadersTooLarge => detail_response(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                HEADERS_TOO_LARGE,
+            ),
             Refusal::Internal => {
                 detail_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_AUTH_ERROR)
             }

@@ -15,8 +15,12 @@ use tracing::{debug, info, warn};
 
 use crate::app::App;
 
-/// The largest request head hyper buffers; a larger one gets 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The largest request head hyper buffers while parsing; `App` also refuses a parsed head
+/// whose headers add up to more than this, with 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// More headers than this get 431.
+const MAX_HEADERS: usize = 100;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight
 /// finish for at most `grace`.
@@ -29,6 +33,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
     tokio::pin!(shutdown);

@@ -1,0 +1,351 @@
+//! `TestHost`: the real `authhost` binary with the real plugins, serving on 127.0.0.1:0
+//! from a fresh directory with its own SQLite store. Tests talk to it over real sockets and
+//! read what it logs.
+
+#![allow(dead_code, unreachable_pub)] // each test module uses a part of this
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// Where cargo put the binary and the plugin libraries (`target/debug`).
+pub fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned();
+    for lib in ["x_username", "probe", "wrong_abi", "not_a_plugin"] {
+        let file = dir.join(library(lib));
+        assert!(
+            file.exists(),
+            "{} is missing: run the tests with scripts/test (it builds the plugins first)",
+            file.display()
+        );
+    }
+    dir
+}
+
+/// `libauthhost_<name>.so` (per platform) in the build folder.
+pub fn library(name: &str) -> String {
+    format!(
+        "{}authhost_{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+pub fn plugin_path(name: &str) -> PathBuf {
+    build_dir().join(library(name))
+}
+
+/// A fresh folder holding a config (`authhost.toml`) and a store (`authhost.db`).
+#[derive(Debug)]
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// `config` is the TOML for schemes, defaults and routes; the site adds `[plugins]`
+    /// and `[store]` pointing at the build folder and its own store.
+    pub fn new(config: &str) -> Site {
+        let site = Site {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        site.write_config(config);
+        site
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("authhost.toml")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.path().join("authhost.db")
+    }
+
+    /// Replaces the config: the same binary and plugins, no rebuild.
+    pub fn write_config(&self, config: &str) {
+        let text = format!(
+            "[plugins]\ndir = {:?}\n\n[store]\nurl = \"sqlite://{}\"\nuser_cache_ttl = 0\n\n{config}",
+            build_dir().display(),
+            self.db_path().display()
+        );
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Writes a config exactly as given, for tests of bad configs.
+    pub fn write_raw_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Runs `authhost ARGS --config <site config>`, with `stdin` piped in.
+    pub fn authhost(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(build_dir().join("authhost"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .current_dir(self.path())
+            .env("AUTHHOST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn authhost");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("authhost output")
+    }
+
+    /// `authhost user add NAME --password-stdin [flags]`, asserting success.
+    pub fn add_user(&self, name: &str, password: &str, flags: &[&str]) {
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        args.extend_from_slice(flags);
+        let out = self.authhost(&args, &format!("{password}\n"));
+        assert!(
+            out.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `authhost serve` on 127.0.0.1:0 and waits until it listens.
+    pub fn serve(&self) -> TestHost {
+        TestHost::start(self)
+    }
+}
+
+/// Lines a child wrote to stderr, shared with the thread that reads them.
+#[derive(Debug, Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+/// A running `authhost serve`.
+#[derive(Debug)]
+pub struct TestHost {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Log>,
+}
+
+impl TestHost {
+    fn start(site: &Site) -> TestHost {
+        let mut child = Command::new(build_dir().join("authhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(site.config_path())
+            .current_dir(site.path())
+            .env("AUTHHOST_LOG", "info,authhost::app=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn authhost serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Log::default());
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line);
+                sink.changed.notify_all();
+            }
+            sink.lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push("<stderr closed>".into());
+            sink.changed.notify_all();
+        });
+        let line = wait_for(&log, |l| {
+            l.contains("listening on http://") || l == "<stderr closed>"
+        });
+        let Some(addr) = line.split("listening on http://").nth(1) else {
+            let status = child.wait().expect("wait");
+            panic!(
+                "authhost serve exited ({status}) before listening:\n{}",
+                log.lines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .join("\n")
+            );
+        };
+        let addr = addr
+            .split_whitespace()
+            .next()
+            .expect("address")
+            .parse()
+            .expect("socket address");
+        TestHost { child, addr, log }
+    }
+
+    /// Everything the host has logged so far.
+    pub fn logs(&self) -> String {
+        self.log
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// Waits (at most 10 s) for a log line matching `pred` and returns it.
+    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        wait_for(&self.log, pred)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (at most 10 s) for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "authhost did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Req {
+        self.request("GET", path)
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Req {
+        Req {
+            addr: self.addr,
+            builder: Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "authhost.test"),
+        }
+    }
+
+    /// Writes raw bytes on a new connection and returns what the host answers, up to EOF.
+    pub fn raw(&self, bytes: &[u8]) -> String {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The host may answer and close before reading everything: ignore write errors.
+        let _ = stream.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(log: &Log, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lines = log.lines.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(line) = lines.iter().find(|l| pred(l)) {
+            return line.clone();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no such log line in:\n{}",
+            lines.join("\n")
+        );
+        lines = log
+            .changed
+            .wait_timeout(lines, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// A request being built.
+#[derive(Debug)]
+pub struct Req {
+    addr: SocketAddr,
+    builder: hyper::http::request::Builder,
+}
+
+impl Req {
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.builder = self.builder.header(name, value.as_ref());
+        self
+    }
+
+    pub async fn send(self) -> Resp {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let req = self.builder.body(Full::new(Bytes::new())).expect("request");
+        let resp = sender.send_request(req).await.expect("response");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("text header"))
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
