@@ -1,8 +1,10 @@
 //! A chain of N schemes through the dynamic boundary (the real plugin libraries, loaded by
 //! the real loader) against the same scheme code linked statically into this binary.
 //!
-//! Each chain is N-1 schemes that are not attempted, then X-USERNAME, which authenticates
-//! from the host's in-memory user cache: the hot path, with no store I/O. Run it with
+//! Each chain is N-1 schemes that are not attempted, then one that authenticates alice
+//! through the host's `find_user`, answered from the in-memory user cache: the hot path,
+//! with no store I/O. All are the probe fixture's schemes, because a binary can link only
+//! one plugin crate statically (each exports the same root-module symbol). Run it with
 //! `scripts/bench` (it builds the plugin libraries in release mode first).
 
 use std::future::Future;
@@ -24,35 +26,41 @@ fn config_text(dir: &std::path::Path, plugins: &std::path::Path, schemes: usize)
     );
     let mut names = Vec::new();
     for i in 0..schemes - 1 {
-        text += &format!("[[scheme]]\nname = \"skip{i}\"\nplugin = \"probe\"\nmode = \"not_attempted\"\n");
+        text += &format!(
+            "[[scheme]]\nname = \"skip{i}\"\nplugin = \"probe\"\nmode = \"not_attempted\"\n"
+        );
         names.push(format!("\"skip{i}\""));
     }
-    text += "[[scheme]]\nname = \"who\"\nplugin = \"x-username\"\n";
+    text += "[[scheme]]\nname = \"who\"\nplugin = \"probe\"\nmode = \"user\"\nuser = \"alice\"\n";
     names.push("\"who\"".into());
-    text += &format!("[[route]]\npath = \"/b\"\nhandler = \"whoami\"\nschemes = [{}]\n", names.join(", "));
+    text += &format!(
+        "[[route]]\npath = \"/b\"\nhandler = \"whoami\"\nschemes = [{}]\n",
+        names.join(", ")
+    );
     text
 }
 
 /// Polls a future that must finish without waiting (a cache hit never awaits).
 fn ready<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(out) => out,
         Poll::Pending => panic!("the hot path awaited: the user is not in the cache"),
     }
 }
 
 fn build(dir: &std::path::Path, plugins: &std::path::Path, schemes: usize, dynamic: bool) -> App {
-    let config = Config::parse(&dir.join("bench.toml"), &config_text(dir, plugins, schemes)).expect("config");
+    let config = Config::parse(&dir.join("bench.toml"), &config_text(dir, plugins, schemes))
+        .expect("config");
     let loaded = if dynamic {
         Schemes::load(&config).expect("plugins: run scripts/bench, which builds them")
     } else {
         Schemes::from_static(
             &config,
-            &[
-                ("probe", authhost_probe::authhost_root_module()),
-                ("x-username", authhost_x_username::authhost_root_module()),
-            ],
+            &[("probe", authhost_probe::authhost_root_module())],
         )
         .expect("static modules")
     };
@@ -61,17 +69,39 @@ fn build(dir: &std::path::Path, plugins: &std::path::Path, schemes: usize, dynam
 
 fn bench_chains(c: &mut Criterion) {
     let exe = std::env::current_exe().expect("bench path");
-    let plugins: PathBuf = exe.parent().and_then(|p| p.parent()).expect("target/<profile>").to_owned();
+    let plugins: PathBuf = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>")
+        .to_owned();
     let dir = tempfile::tempdir().expect("temp dir");
     {
-        let store = store::open(&format!("sqlite://{}/bench.db", dir.path().display())).expect("store");
+        let store =
+            store::open(&format!("sqlite://{}/bench.db", dir.path().display())).expect("store");
         let mut conn = store.connect().expect("connection");
-        let alice = NewUser { username: "alice", password_hash: None, is_active: true, is_staff: false };
+        let alice = NewUser {
+            username: "alice",
+            password_hash: None,
+            is_active: true,
+            is_staff: false,
+        };
         conn.create_user(&alice).expect("create alice");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let headers = [Header::new("x-username", b"alice"), Header::new("accept", b"*/*")];
-    let request = RequestView::new("GET", "/b", "", &headers, "127.0.0.1:40000".parse().expect("addr"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let headers = [
+        Header::new("x-username", b"alice"),
+        Header::new("accept", b"*/*"),
+    ];
+    let request = RequestView::new(
+        "GET",
+        "/b",
+        "",
+        &headers,
+        "127.0.0.1:40000".parse().expect("addr"),
+    );
 
     let mut group = c.benchmark_group("chain");
     for schemes in [1, 3, 6] {

@@ -329,3 +329,36 @@ async fn reordering_schemes_in_config_changes_the_challenge_without_rebuilding()
     assert_eq!(resp.status, 401);
     assert_eq!(resp.header("www-authenticate"), Some("Token"));
 }
+
+#[tokio::test]
+async fn sighup_reloads_a_reordered_config_and_keeps_the_old_one_when_the_new_is_bad() {
+    let site = Site::new(&two_challenges("basicish", "tokenish"));
+    let host = site.serve();
+    let resp = host.get("/me").send().await;
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some(r#"Basic realm="api""#)
+    );
+
+    site.write_config(&two_challenges("tokenish", "basicish"));
+    host.signal("HUP");
+    host.wait_for_log(|l| l.contains("config reloaded"));
+    let resp = host.get("/me").send().await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.header("www-authenticate"), Some("Token"));
+
+    site.write_config(&two_challenges("tokenish", "nonesuch"));
+    host.signal("HUP");
+    let line = host.wait_for_log(|l| l.contains("reload rejected"));
+    assert!(
+        line.contains("route[0].schemes[1]: unknown scheme \"nonesuch\""),
+        "{line}"
+    );
+    let resp = host.get("/me").send().await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Token"),
+        "the running config stays"
+    );
+}

@@ -12,5 +12,7 @@ mod faults;
 mod loading;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
+// Host services across the ABI: store look-ups, argon2 and user creation off the reactor.
+mod services;
 // The command line: users.
 mod cli;

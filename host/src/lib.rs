@@ -20,5 +20,5 @@ pub use chain::{Chain, Verdict};
 pub use config::Config;
 pub use error::Error;
 pub use loader::Schemes;
-pub use server::{serve, shutdown_signal};
+pub use server::{reload_on_hangup, serve, shutdown_signal, AppSlot};
 pub use services::Services;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use authhost::loader::Schemes;
 use authhost::store::{self, NewUser};
-use authhost::{App, Config};
+use authhost::{App, AppSlot, Config};
 use clap::{Parser, Subcommand};
 use tracing::info;
 
@@ -109,7 +109,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let app = Arc::new(App::build(config)?);
+    let slot = Arc::new(AppSlot::new(App::build(config)?));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -119,10 +119,15 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        let file = config.file.clone();
+        let reload = authhost::reload_on_hangup(Arc::clone(&slot), move || {
+            App::build(&Config::load(&file)?)
+        });
+        tokio::spawn(reload);
         info!(config = %config.file.display(), "listening on http://{local}");
         authhost::serve(
             listener,
-            app,
+            slot,
             authhost::shutdown_signal(),
             config.shutdown_timeout,
         )

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::app::App;
 
@@ -22,11 +22,34 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// More headers than this get 431.
 const MAX_HEADERS: usize = 100;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight
-/// finish for at most `grace`.
+/// The app being served, replaced whole on a successful reload. A request keeps the app it
+/// started with until it ends.
+#[derive(Debug)]
+pub struct AppSlot {
+    current: RwLock<Arc<App>>,
+}
+
+impl AppSlot {
+    pub fn new(app: App) -> Self {
+        AppSlot {
+            current: RwLock::new(Arc::new(app)),
+        }
+    }
+
+    pub fn get(&self) -> Arc<App> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn replace(&self, app: App) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(app);
+    }
+}
+
+/// Serves the app in `slot` on `listener` until `shutdown` resolves, then lets requests
+/// in flight finish for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<App>,
+    slot: Arc<AppSlot>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -50,9 +73,9 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = Arc::clone(&app);
+                let slot = Arc::clone(&slot);
                 let service = service_fn(move |req| {
-                    let app = Arc::clone(&app);
+                    let app = slot.get();
                     async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
                 });
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
@@ -70,6 +93,42 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => info!("all connections closed"),
         () = tokio::time::sleep(grace) => warn!("shutdown grace period over; closing remaining connections"),
+    }
+}
+
+/// Re-reads the config on every SIGHUP and swaps the app in `slot` when the new config
+/// loads completely; otherwise the running app stays and the log says why. The signal is
+/// caught from this call on (call it before announcing the address); the reloads happen
+/// in the returned future.
+#[cfg(unix)]
+pub fn reload_on_hangup(
+    slot: Arc<AppSlot>,
+    build: impl Fn() -> Result<App, crate::Error> + Send + Sync + 'static,
+) -> impl Future<Output = ()> + Send {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hangup = signal(SignalKind::hangup());
+    let build = Arc::new(build);
+    async move {
+        let mut hangup = match hangup {
+            Ok(hangup) => hangup,
+            Err(err) => {
+                warn!(error = %err, "cannot listen for SIGHUP; reloading is off");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            info!("SIGHUP received: reloading the config");
+            let build = Arc::clone(&build);
+            // Loading plugins and opening the store block: not on a worker.
+            match tokio::task::spawn_blocking(move || build()).await {
+                Ok(Ok(app)) => {
+                    slot.replace(app);
+                    info!("config reloaded");
+                }
+                Ok(Err(err)) => error!("reload rejected, keeping the running config: {err}"),
+                Err(err) => error!("reload rejected, keeping the running config: {err}"),
+            }
+        }
     }
 }
 

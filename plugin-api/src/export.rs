@@ -20,7 +20,8 @@ use crate::scheme::{Scheme, SchemeError};
 /// Exports a [`Scheme`] implementation as this library's root module.
 ///
 /// Also defines `pub fn authhost_root_module() -> SchemeModRef`, so that benches and tests
-/// can link the same scheme statically.
+/// can link the same scheme statically. Every plugin exports the root module under the one
+/// name abi_stable looks for, so one binary can link only one plugin crate statically.
 #[macro_export]
 macro_rules! export_scheme {
     ($scheme:ty) => {

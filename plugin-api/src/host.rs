@@ -48,6 +48,8 @@ impl HostError {
     }
 }
 
+// abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;
+// an `allow` on the item does not reach them, on the module it does.
 #[allow(non_local_definitions)]
 mod services_trait {
     use super::{HostError, User};

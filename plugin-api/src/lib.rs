@@ -18,6 +18,7 @@ pub mod outcome;
 pub mod request;
 pub mod root;
 pub mod scheme;
+pub mod testing;
 
 pub use abi_stable;
 pub use host::{Host, HostError, HostErrorKind, HostServices, HostServicesRef};

@@ -13,6 +13,8 @@ pub struct User {
     pub is_staff: bool,
 }
 
+// abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;
+// an `allow` on the item does not reach them, on the module it does.
 #[allow(non_local_definitions)]
 mod outcome_enum {
     use super::User;

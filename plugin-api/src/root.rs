@@ -7,6 +7,8 @@ use abi_stable::{declare_root_module_statics, package_version_strings, StableAbi
 
 use crate::options::{OptionEntry, OptionError};
 
+// abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;
+// an `allow` on the item does not reach them, on the module it does.
 #[allow(non_local_definitions)]
 mod object_trait {
     use crate::host::HostServicesRef;

@@ -44,3 +44,67 @@ impl Scheme for XUsername {
 }
 
 export_scheme!(XUsername);
+
+#[cfg(test)]
+mod tests {
+    use authhost_plugin_api::testing::{authenticate, MemoryHost};
+    use authhost_plugin_api::{Header, OptionEntry, OptionValue};
+
+    use super::*;
+
+    fn host() -> MemoryHost {
+        MemoryHost::new()
+            .with_user("alice", None, true, false)
+            .with_user("gone", None, false, false)
+    }
+
+    fn outcome(headers: &[Header<'_>]) -> Outcome {
+        let scheme = XUsername::new(&Options::new(&[])).unwrap();
+        let request = RequestView::new("GET", "/", "", headers, "127.0.0.1:1".parse().unwrap());
+        authenticate(&scheme, &request, &host()).unwrap()
+    }
+
+    #[test]
+    fn no_header_is_not_attempted() {
+        assert_eq!(outcome(&[]), Outcome::NotAttempted);
+    }
+
+    #[test]
+    fn a_known_user_is_authenticated() {
+        match outcome(&[Header::new("x-username", b"alice")]) {
+            Outcome::Authenticated { user, .. } => assert_eq!(user.username.as_str(), "alice"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_user_fails() {
+        assert_eq!(
+            outcome(&[Header::new("x-username", b"mallory")]),
+            Outcome::failed("No such user")
+        );
+    }
+
+    #[test]
+    fn an_inactive_user_fails() {
+        assert_eq!(
+            outcome(&[Header::new("x-username", b"gone")]),
+            Outcome::failed("User inactive or deleted.")
+        );
+    }
+
+    #[test]
+    fn the_header_is_configurable() {
+        let entries = [OptionEntry::new(
+            "header",
+            OptionValue::Str("X-Remote".into()),
+        )];
+        let scheme = XUsername::new(&Options::new(&entries)).unwrap();
+        let headers = [Header::new("x-remote", b"alice")];
+        let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
+        assert!(matches!(
+            authenticate(&scheme, &request, &host()).unwrap(),
+            Outcome::Authenticated { .. }
+        ));
+    }
+}

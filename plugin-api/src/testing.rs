@@ -1,0 +1,84 @@
+//! Unit-testing a scheme without the host: an in-memory [`MemoryHost`] and [`authenticate`],
+//! which calls a scheme as the host would. Integration tests still go through the real
+//! loader and server (see the repository's `tests/`).
+
+use std::collections::HashMap;
+
+use abi_stable::std_types::{ROption, RResult, RStr};
+
+use crate::host::{lend, Host, HostError, HostServices};
+use crate::outcome::{Outcome, User};
+use crate::request::RequestView;
+use crate::scheme::{Scheme, SchemeError};
+
+/// Users and their passwords, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryHost {
+    users: HashMap<String, (User, Option<String>)>,
+}
+
+impl MemoryHost {
+    pub fn new() -> Self {
+        MemoryHost::default()
+    }
+
+    /// Adds a user; `password` `None` means no usable password.
+    pub fn with_user(
+        mut self,
+        username: &str,
+        password: Option<&str>,
+        is_active: bool,
+        is_staff: bool,
+    ) -> Self {
+        let id = i64::try_from(self.users.len()).unwrap_or(i64::MAX) + 1;
+        let user = User {
+            id,
+            username: username.into(),
+            is_active,
+            is_staff,
+        };
+        self.users
+            .insert(username.to_owned(), (user, password.map(str::to_owned)));
+        self
+    }
+}
+
+impl HostServices for MemoryHost {
+    fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError> {
+        RResult::ROk(
+            self.users
+                .get(username.as_str())
+                .map(|(u, _)| u.clone())
+                .into(),
+        )
+    }
+
+    fn verify_password(
+        &self,
+        username: RStr<'_>,
+        password: RStr<'_>,
+    ) -> RResult<ROption<User>, HostError> {
+        let found = self
+            .users
+            .get(username.as_str())
+            .filter(|(_, p)| p.as_deref() == Some(password.as_str()));
+        RResult::ROk(found.map(|(u, _)| u.clone()).into())
+    }
+
+    fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError> {
+        match self.users.get(username.as_str()) {
+            Some((user, _)) => RResult::ROk(user.clone()),
+            None => RResult::RErr(HostError::internal("MemoryHost cannot create users")),
+        }
+    }
+}
+
+/// Calls `scheme.authenticate` as the host does, with `host` behind the ABI object.
+pub fn authenticate<S: Scheme>(
+    scheme: &S,
+    request: &RequestView<'_>,
+    host: &MemoryHost,
+) -> Result<Outcome, SchemeError> {
+    let services = lend(host);
+    scheme.authenticate(request, &Host::new(&services))
+}
