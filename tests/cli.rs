@@ -99,15 +99,19 @@ fn passwd_replaces_the_hash() {
 }
 
 #[tokio::test]
-async fn a_deactivated_user_is_refused_by_the_running_host() {
-    let site = Site::new(CONFIG);
+async fn a_deactivated_user_is_refused_by_the_running_host_despite_its_cache() {
+    let site = Site::with_cache(CONFIG, "user_cache_ttl = \"1h\"\nchange_poll = \"50ms\"");
     site.add_user("alice", "pw", &[]);
     let host = site.serve();
     let resp = host.get("/me").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 200);
+    // Served from the cache now.
+    let resp = host.get("/me").header("X-USERNAME", "alice").send().await;
+    assert_eq!(resp.status, 200);
     let out = site.authhost(&["user", "deactivate", "alice"], "");
     assert!(out.status.success());
-    // The test config caches users for 0 s, so the next request reads the store.
+    // The host reads the store's change log and drops alice from its cache.
+    host.wait_for_log(|l| l.contains("dropping cached entries"));
     let resp = host.get("/me").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 403);
     assert_eq!(resp.json(), json!({"detail": "User inactive or deleted."}));

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use authhost_plugin_api::{Header, RequestView};
 use hyper::{Request, Response, StatusCode};
@@ -17,7 +18,7 @@ use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
 use crate::respond::{json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
 use crate::server::MAX_HEAD_BYTES;
-use crate::services::Services;
+use crate::services::{CachePolicy, Services};
 use crate::store;
 
 #[derive(Debug)]
@@ -43,7 +44,7 @@ impl Route {
 #[derive(Debug)]
 pub struct App {
     routes: Vec<Route>,
-    services: Services,
+    services: Arc<Services>,
     anonymous_user: Option<String>,
     anonymous_auth: Option<String>,
 }
@@ -60,7 +61,13 @@ impl App {
         let store = store::open(&config.store_url)?;
         let store_pool = StorePool::start(store.as_ref(), config.store_workers, 1024)?;
         let passwords = PasswordPool::start(config.password_workers, 64)?;
-        let services = Services::new(store_pool, passwords, config.user_cache_ttl);
+        let since = store.connect()?.last_change()?;
+        let policy = CachePolicy {
+            ttl: config.user_cache_ttl,
+            poll: config.change_poll,
+        };
+        let services = Arc::new(Services::new(store_pool, passwords, policy));
+        Services::spawn_change_poller(&services, since);
         let mut routes: Vec<Route> = config
             .routes
             .iter()

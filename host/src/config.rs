@@ -46,6 +46,7 @@ struct RawServer {
 struct RawStore {
     url: Option<String>,
     user_cache_ttl: Option<toml::Value>,
+    change_poll: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +130,7 @@ pub struct Config {
     pub password_workers: usize,
     pub store_url: String,
     pub user_cache_ttl: Duration,
+    pub change_poll: Duration,
     pub anonymous_user: Option<String>,
     pub anonymous_auth: Option<String>,
     pub schemes: Vec<SchemeConfig>,
@@ -261,7 +263,8 @@ impl Resolver<'_> {
                 .store
                 .url
                 .unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
-            user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 5)?,
+            user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,
+            change_poll: self.millis("store.change_poll", raw.store.change_poll, 250)?,
             anonymous_user: self.string_or_false(
                 "anonymous.user",
                 raw.anonymous.user,
@@ -382,6 +385,36 @@ impl Resolver<'_> {
                     "{other} is not a duration: use \"30s\", \"10m\", \"10h\", \"7d\" or seconds"
                 ),
             )),
+        }
+    }
+
+    /// A duration that may be under a second: `"250ms"` as well as the usual forms.
+    fn millis(
+        &self,
+        key: &str,
+        value: Option<toml::Value>,
+        default_ms: u64,
+    ) -> Result<Duration, Error> {
+        match value {
+            Some(toml::Value::String(s)) if s.trim().ends_with("ms") => s
+                .trim()
+                .trim_end_matches("ms")
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    self.err(
+                        key,
+                        format!("{s:?} is not a duration: use \"250ms\", \"1s\" or seconds"),
+                    )
+                }),
+            None => Ok(Duration::from_millis(default_ms)),
+            other => match self.duration(key, other, 0)? {
+                d if d.is_zero() => Err(self.err(key, "must be more than zero")),
+                d => Ok(d),
+            },
         }
     }
 

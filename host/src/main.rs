@@ -109,10 +109,13 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let slot = Arc::new(AppSlot::new(App::build(config)?));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Inside the runtime, so that the app can start its background tasks.
+    let slot = Arc::new(AppSlot::new(
+        runtime.block_on(async { App::build(config) })?,
+    ));
     runtime.block_on(async {
         let addr = listen.unwrap_or(config.listen);
         let listener = tokio::net::TcpListener::bind(addr)

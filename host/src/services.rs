@@ -1,14 +1,19 @@
 //! The host services a scheme calls, in two halves: [`RequestHost`], which answers a
 //! scheme synchronously from memory and records what it lacks, and [`Services`], which
-//! fetches what was lacking off the async workers.
+//! fetches what was lacking off the async workers and keeps the caches.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::hash::Hash;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use authhost_plugin_api::abi_stable::std_types::{ROption, RResult, RStr};
-use authhost_plugin_api::{HostError, HostServices, User};
+use authhost_plugin_api::{HostError, HostServices, TokenMatch, User};
+use blake2::digest::{KeyInit, Mac};
+use blake2::Blake2sMac256;
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
@@ -18,17 +23,23 @@ use crate::store::NewUser;
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Need {
     FindUser(String),
-    VerifyPassword { username: String, password: String },
+    VerifyPassword {
+        username: String,
+        password: String,
+        cache: Duration,
+    },
     CreateUser(String),
+    FindToken([u8; 32]),
 }
 
 impl std::fmt::Debug for Need {
-    // Never prints a password.
+    // Never prints a password or a token digest.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Need::FindUser(name) => write!(f, "FindUser({name:?})"),
             Need::VerifyPassword { username, .. } => write!(f, "VerifyPassword({username:?})"),
             Need::CreateUser(name) => write!(f, "CreateUser({name:?})"),
+            Need::FindToken(_) => f.write_str("FindToken"),
         }
     }
 }
@@ -37,39 +48,65 @@ impl std::fmt::Debug for Need {
 #[derive(Debug, Clone)]
 pub(crate) enum Answer {
     User(Option<User>),
+    Token(Option<TokenMatch>),
 }
 
-/// Active users recently read from the store, so that the hot path stays in memory. Only
-/// positive answers are cached, for a short time: a user deactivated from the command line
-/// (another process) is refused at most `ttl` later.
+/// A map whose entries expire, bounded in size. Only positive answers go in.
 #[derive(Debug)]
-struct UserCache {
-    ttl: Duration,
+struct TtlCache<K, V> {
     capacity: usize,
-    users: RwLock<HashMap<String, (User, Instant)>>,
+    entries: RwLock<HashMap<K, (V, Instant)>>,
 }
 
-impl UserCache {
-    fn get(&self, username: &str) -> Option<User> {
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-        let (user, at) = users.get(username)?;
-        (at.elapsed() < self.ttl).then(|| user.clone())
+impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
+    fn new(capacity: usize) -> Self {
+        TtlCache {
+            capacity,
+            entries: RwLock::default(),
+        }
     }
 
-    fn put(&self, user: &User) {
-        if self.ttl.is_zero() {
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let (value, expires) = entries.get(key)?;
+        (Instant::now() < *expires).then(|| value.clone())
+    }
+
+    fn put(&self, key: K, value: V, ttl: Duration) {
+        if ttl.is_zero() {
             return;
         }
-        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
-        if users.len() >= self.capacity {
-            let ttl = self.ttl;
-            users.retain(|_, (_, at)| at.elapsed() < ttl);
-            if users.len() >= self.capacity {
-                users.clear();
+        let now = Instant::now();
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            entries.retain(|_, (_, expires)| *expires > now);
+            if entries.len() >= self.capacity {
+                entries.clear();
             }
         }
-        users.insert(user.username.to_string(), (user.clone(), Instant::now()));
+        entries.insert(key, (value, now + ttl));
     }
+
+    fn retain(&self, keep: impl Fn(&V) -> bool) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (v, _)| keep(v));
+    }
+}
+
+/// How long the host keeps what it read, and how often it looks for changes made by other
+/// processes (the command line, other hosts).
+#[derive(Debug, Clone, Copy)]
+pub struct CachePolicy {
+    /// Active users and tokens read from the store.
+    pub ttl: Duration,
+    /// How often the store's change log is read; changed users leave every cache.
+    pub poll: Duration,
 }
 
 /// Shared by every request: the pools and the caches.
@@ -77,20 +114,83 @@ impl UserCache {
 pub struct Services {
     store: StorePool,
     passwords: PasswordPool,
-    users: UserCache,
+    policy: CachePolicy,
+    users: TtlCache<String, User>,
+    tokens: TtlCache<[u8; 32], TokenMatch>,
+    /// Keyed hash of (username, password) → user, for verified pairs only.
+    credentials: TtlCache<[u8; 32], User>,
+    credential_key: [u8; 32],
 }
 
 impl Services {
-    pub fn new(store: StorePool, passwords: PasswordPool, user_cache_ttl: Duration) -> Self {
+    pub fn new(store: StorePool, passwords: PasswordPool, policy: CachePolicy) -> Self {
+        let mut credential_key = [0u8; 32];
+        argon2::password_hash::rand_core::RngCore::fill_bytes(
+            &mut argon2::password_hash::rand_core::OsRng,
+            &mut credential_key,
+        );
         Services {
             store,
             passwords,
-            users: UserCache {
-                ttl: user_cache_ttl,
-                capacity: 100_000,
-                users: RwLock::default(),
-            },
+            policy,
+            users: TtlCache::new(100_000),
+            tokens: TtlCache::new(100_000),
+            credentials: TtlCache::new(100_000),
+            credential_key,
         }
+    }
+
+    fn credential_hash(&self, username: &str, password: &str) -> [u8; 32] {
+        let mut mac = <Blake2sMac256 as KeyInit>::new_from_slice(&self.credential_key)
+            .unwrap_or_else(|_| unreachable!("a 32-byte key fits Blake2s"));
+        mac.update(&(username.len() as u64).to_le_bytes());
+        mac.update(username.as_bytes());
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Drops everything cached about these users.
+    fn forget(&self, usernames: &[String]) {
+        let changed = |u: &User| usernames.iter().any(|n| n.as_str() == u.username.as_str());
+        self.users.retain(|u| !changed(u));
+        self.credentials.retain(|u| !changed(u));
+        self.tokens.retain(|t| !changed(&t.user));
+    }
+
+    /// Follows the store's change log while `services` lives (a reload replaces it).
+    pub fn spawn_change_poller(services: &Arc<Services>, mut seq: i64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak: Weak<Services> = Arc::downgrade(services);
+        let period = services.policy.poll;
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(services) = weak.upgrade() else {
+                    return;
+                };
+                match services
+                    .store
+                    .run(move |conn| conn.changes_since(seq))
+                    .await
+                {
+                    Ok((last, names)) => {
+                        if !names.is_empty() {
+                            debug!(
+                                users = names.len(),
+                                "store changes: dropping cached entries"
+                            );
+                            services.forget(&names);
+                        }
+                        seq = last;
+                    }
+                    Err(err) => warn!(error = %err, "cannot read the store's change log"),
+                }
+            }
+        });
     }
 
     /// Fetches what a scheme needed: a store look-up on the store pool, argon2 on the
@@ -98,7 +198,12 @@ impl Services {
     pub(crate) async fn fulfil(&self, need: &Need) -> Result<Answer, Error> {
         let user = match need.clone() {
             Need::FindUser(name) => self.store.run(move |conn| conn.find_user(&name)).await?,
-            Need::VerifyPassword { username, password } => {
+            Need::VerifyPassword {
+                username,
+                password,
+                cache,
+            } => {
+                let key = (!cache.is_zero()).then(|| self.credential_hash(&username, &password));
                 let found = self
                     .store
                     .run(move |conn| conn.find_credentials(&username))
@@ -108,46 +213,71 @@ impl Services {
                     None => (None, None),
                 };
                 let ok = self.passwords.verify(hash, password).await?;
-                user.filter(|_| ok)
+                let user = user.filter(|_| ok);
+                if let (Some(key), Some(user)) = (key, user.as_ref().filter(|u| u.is_active)) {
+                    self.credentials.put(key, user.clone(), cache);
+                }
+                user
             }
             Need::CreateUser(name) => Some(
                 self.store
-                    .run(move |conn| {
-                        let new = NewUser {
-                            username: &name,
-                            password_hash: None,
-                            is_active: true,
-                            is_staff: false,
-                        };
-                        match conn.create_user(&new)? {
-                            Some(user) => Ok(user),
-                            None => conn.find_user(&name)?.ok_or_else(|| {
-                                Error::store(format!("user {name:?} vanished while being created"))
-                            }),
-                        }
-                    })
+                    .run(move |conn| create_or_find(conn, &name))
                     .await?,
             ),
+            Need::FindToken(digest) => {
+                let found = self.store.run(move |conn| conn.find_token(&digest)).await?;
+                let token = found.map(|(user, id)| TokenMatch {
+                    user,
+                    token_id: id.to_string().into(),
+                });
+                if let Some(token) = token.as_ref().filter(|t| t.user.is_active) {
+                    self.tokens.put(digest, token.clone(), self.policy.ttl);
+                }
+                return Ok(Answer::Token(token));
+            }
         };
         if let Some(user) = user.as_ref().filter(|u| u.is_active) {
-            self.users.put(user);
+            self.users
+                .put(user.username.to_string(), user.clone(), self.policy.ttl);
         }
         Ok(Answer::User(user))
     }
+}
+
+fn create_or_find(conn: &mut dyn crate::store::StoreConn, name: &str) -> Result<User, Error> {
+    let new = NewUser {
+        username: name,
+        password_hash: None,
+        is_active: true,
+        is_staff: false,
+    };
+    match conn.create_user(&new)? {
+        Some(user) => Ok(user),
+        None => conn
+            .find_user(name)?
+            .ok_or_else(|| Error::store(format!("user {name:?} vanished while being created"))),
+    }
+}
+
+/// SHA-256 of a token key: what the store keeps.
+pub fn token_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
 }
 
 /// The services lent to one scheme for one request.
 #[derive(Debug)]
 pub(crate) struct RequestHost<'s> {
     services: &'s Services,
+    scheme: &'s str,
     answers: RefCell<Vec<(Need, Answer)>>,
     need: RefCell<Option<Need>>,
 }
 
 impl<'s> RequestHost<'s> {
-    pub(crate) fn new(services: &'s Services) -> Self {
+    pub(crate) fn new(services: &'s Services, scheme: &'s str) -> Self {
         RequestHost {
             services,
+            scheme,
             answers: RefCell::default(),
             need: RefCell::default(),
         }
@@ -162,28 +292,38 @@ impl<'s> RequestHost<'s> {
         self.answers.borrow_mut().push((need, answer));
     }
 
-    fn lookup(
+    fn answered(&self, need: &Need) -> Option<Answer> {
+        self.answers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == need)
+            .map(|(_, a)| a.clone())
+    }
+
+    fn pending<T>(&self, need: Need) -> RResult<T, HostError> {
+        self.need.borrow_mut().get_or_insert(need);
+        RResult::RErr(HostError::pending())
+    }
+
+    fn user_lookup(
         &self,
         need: Need,
         cached: impl FnOnce() -> Option<User>,
     ) -> RResult<ROption<User>, HostError> {
-        if let Some((_, Answer::User(user))) =
-            self.answers.borrow().iter().find(|(n, _)| *n == need)
-        {
-            return RResult::ROk(user.clone().into());
+        if let Some(Answer::User(user)) = self.answered(&need) {
+            return RResult::ROk(user.into());
         }
-        if let Some(user) = cached() {
-            return RResult::ROk(ROption::RSome(user));
+        match cached() {
+            Some(user) => RResult::ROk(ROption::RSome(user)),
+            None => self.pending(need),
         }
-        self.need.borrow_mut().get_or_insert(need);
-        RResult::RErr(HostError::pending())
     }
 }
 
 impl HostServices for RequestHost<'_> {
     fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError> {
         let name = username.as_str();
-        self.lookup(Need::FindUser(name.to_owned()), || {
+        self.user_lookup(Need::FindUser(name.to_owned()), || {
             self.services.users.get(name)
         })
     }
@@ -192,12 +332,24 @@ impl HostServices for RequestHost<'_> {
         &self,
         username: RStr<'_>,
         password: RStr<'_>,
+        cache_ms: u64,
     ) -> RResult<ROption<User>, HostError> {
+        let cache = Duration::from_millis(cache_ms);
         let need = Need::VerifyPassword {
             username: username.to_string(),
             password: password.to_string(),
+            cache,
         };
-        self.lookup(need, || None)
+        self.user_lookup(need, || {
+            if cache.is_zero() {
+                return None;
+            }
+            self.services.credentials.get(
+                &self
+                    .services
+                    .credential_hash(username.as_str(), password.as_str()),
+            )
+        })
     }
 
     fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError> {
@@ -207,7 +359,7 @@ impl HostServices for RequestHost<'_> {
                 "cannot create a user with an empty name",
             ));
         }
-        match self.lookup(Need::CreateUser(name.to_owned()), || {
+        match self.user_lookup(Need::CreateUser(name.to_owned()), || {
             self.services.users.get(name)
         }) {
             RResult::ROk(ROption::RSome(user)) => RResult::ROk(user),
@@ -216,5 +368,21 @@ impl HostServices for RequestHost<'_> {
             }
             RResult::RErr(e) => RResult::RErr(e),
         }
+    }
+
+    fn find_token(&self, key: RStr<'_>) -> RResult<ROption<TokenMatch>, HostError> {
+        let digest = token_digest(key.as_str());
+        let need = Need::FindToken(digest);
+        if let Some(Answer::Token(token)) = self.answered(&need) {
+            return RResult::ROk(token.into());
+        }
+        match self.services.tokens.get(&digest) {
+            Some(token) => RResult::ROk(ROption::RSome(token)),
+            None => self.pending(need),
+        }
+    }
+
+    fn warn(&self, message: RStr<'_>) {
+        warn!(scheme = %self.scheme, "{}", message.as_str());
     }
 }

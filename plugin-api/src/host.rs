@@ -6,6 +6,8 @@
 //! with `?`, the host fetches the answer off its async workers and calls the scheme again.
 //! So `authenticate` must not act on the world before its last host call (none of ours do).
 
+use std::time::Duration;
+
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RRef;
 use abi_stable::std_types::{ROption, RResult, RString};
@@ -50,9 +52,18 @@ impl HostError {
 
 // abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;
 // an `allow` on the item does not reach them, on the module it does.
+/// A token found by its key.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct TokenMatch {
+    pub user: User,
+    /// A public identifier of the token (never the key), for `request.auth`.
+    pub token_id: RString,
+}
+
 #[allow(non_local_definitions)]
 mod services_trait {
-    use super::{HostError, User};
+    use super::{HostError, TokenMatch, User};
     use abi_stable::sabi_trait;
     use abi_stable::std_types::{ROption, RResult, RStr};
 
@@ -66,17 +77,27 @@ mod services_trait {
         fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError>;
 
         /// The user, when `password` is theirs (argon2, off the async workers). An unknown
-        /// user costs the same work as a wrong password.
+        /// user costs the same work as a wrong password. With `cache_ms` > 0 the host may
+        /// answer a pair it verified within that time from memory (a keyed hash of the
+        /// pair; dropped at once when the user's password or status changes).
         fn verify_password(
             &self,
             username: RStr<'_>,
             password: RStr<'_>,
+            cache_ms: u64,
         ) -> RResult<ROption<User>, HostError>;
 
         /// Creates an active user with no usable password (RemoteUser's
         /// `create_unknown_user`), or returns the existing one.
-        #[sabi(last_prefix_field)]
         fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError>;
+
+        /// The token with this key, and its user (active or not). The host keeps only a
+        /// digest of each key.
+        fn find_token(&self, key: RStr<'_>) -> RResult<ROption<TokenMatch>, HostError>;
+
+        /// Logs a warning under the scheme's name. Never pass a secret.
+        #[sabi(last_prefix_field)]
+        fn warn(&self, message: RStr<'_>);
     }
 }
 
@@ -112,9 +133,21 @@ impl<'a> Host<'a> {
         username: &str,
         password: &str,
     ) -> Result<Option<User>, SchemeError> {
+        self.verify_password_cached(username, password, Duration::ZERO)
+    }
+
+    /// As `verify_password`, but a pair verified within `ttl` may be answered from the
+    /// host's memory instead of paying argon2 again.
+    pub fn verify_password_cached(
+        &self,
+        username: &str,
+        password: &str,
+        ttl: Duration,
+    ) -> Result<Option<User>, SchemeError> {
+        let cache_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         into_result(
             self.services
-                .verify_password(username.into(), password.into()),
+                .verify_password(username.into(), password.into(), cache_ms),
         )
         .map(ROption::into_option)
     }
@@ -122,6 +155,16 @@ impl<'a> Host<'a> {
     /// Creates an active user with no usable password, or returns the existing one.
     pub fn create_user(&self, username: &str) -> Result<User, SchemeError> {
         into_result(self.services.create_user(username.into()))
+    }
+
+    /// The token with this key and its user; `None` when no token has this key.
+    pub fn find_token(&self, key: &str) -> Result<Option<TokenMatch>, SchemeError> {
+        into_result(self.services.find_token(key.into())).map(ROption::into_option)
+    }
+
+    /// Logs a warning under the scheme's name (plugins never print). Never pass a secret.
+    pub fn warn(&self, message: &str) {
+        self.services.warn(message.into());
     }
 }
 

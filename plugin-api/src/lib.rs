@@ -21,7 +21,7 @@ pub mod scheme;
 pub mod testing;
 
 pub use abi_stable;
-pub use host::{Host, HostError, HostErrorKind, HostServices, HostServicesRef};
+pub use host::{Host, HostError, HostErrorKind, HostServices, HostServicesRef, TokenMatch};
 pub use options::{OptionEntry, OptionError, OptionValue, Options};
 pub use outcome::{Outcome, Outcome_NE, User};
 pub use request::{Header, PeerAddr, RequestView};

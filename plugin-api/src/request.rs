@@ -81,6 +81,7 @@ pub struct RequestView<'a> {
     query: RStr<'a>,
     headers: RSlice<'a, Header<'a>>,
     peer: PeerAddr,
+    body: RSlice<'a, u8>,
 }
 
 impl<'a> RequestView<'a> {
@@ -98,7 +99,14 @@ impl<'a> RequestView<'a> {
             query: RStr::from_str(query),
             headers: RSlice::from_slice(headers),
             peer: peer.into(),
+            body: RSlice::from_slice(&[]),
         }
+    }
+
+    /// The same request with its (already read, size-limited) body.
+    pub fn with_body(mut self, body: &'a [u8]) -> Self {
+        self.body = RSlice::from_slice(body);
+        self
     }
 
     /// The method in upper case, as sent (`GET`, `POST`).
@@ -140,6 +148,12 @@ impl<'a> RequestView<'a> {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer.into()
+    }
+
+    /// The request body as the host read it (empty for bodiless requests). Handlers and
+    /// schemes that need a form field (a CSRF token) read it here.
+    pub fn body(&self) -> &'a [u8] {
+        self.body.as_slice()
     }
 }
 

@@ -3,10 +3,11 @@
 //! loader and server (see the repository's `tests/`).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use abi_stable::std_types::{ROption, RResult, RStr};
 
-use crate::host::{lend, Host, HostError, HostServices};
+use crate::host::{lend, Host, HostError, HostServices, TokenMatch};
 use crate::outcome::{Outcome, User};
 use crate::request::RequestView;
 use crate::scheme::{Scheme, SchemeError};
@@ -15,6 +16,8 @@ use crate::scheme::{Scheme, SchemeError};
 #[derive(Debug, Default)]
 pub struct MemoryHost {
     users: HashMap<String, (User, Option<String>)>,
+    tokens: HashMap<String, String>,
+    warnings: Mutex<Vec<String>>,
 }
 
 impl MemoryHost {
@@ -57,6 +60,7 @@ impl HostServices for MemoryHost {
         &self,
         username: RStr<'_>,
         password: RStr<'_>,
+        _cache_ms: u64,
     ) -> RResult<ROption<User>, HostError> {
         let found = self
             .users
@@ -70,6 +74,28 @@ impl HostServices for MemoryHost {
             Some((user, _)) => RResult::ROk(user.clone()),
             None => RResult::RErr(HostError::internal("MemoryHost cannot create users")),
         }
+    }
+
+    fn find_token(&self, key: RStr<'_>) -> RResult<ROption<TokenMatch>, HostError> {
+        let found = self
+            .tokens
+            .get(key.as_str())
+            .and_then(|name| self.users.get(name));
+        RResult::ROk(
+            found
+                .map(|(user, _)| TokenMatch {
+                    user: user.clone(),
+                    token_id: key.as_str().into(),
+                })
+                .into(),
+        )
+    }
+
+    fn warn(&self, message: RStr<'_>) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message.to_string());
     }
 }
 

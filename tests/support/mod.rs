@@ -53,14 +53,22 @@ pub fn plugin_path(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Site {
     pub dir: tempfile::TempDir,
+    /// `[store]` keys for the cache: off unless a test asks for it.
+    cache: &'static str,
 }
 
 impl Site {
     /// `config` is the TOML for schemes, defaults and routes; the site adds `[plugins]`
     /// and `[store]` pointing at the build folder and its own store.
     pub fn new(config: &str) -> Site {
+        Site::with_cache(config, "user_cache_ttl = 0")
+    }
+
+    /// As `new`, with these `[store]` cache keys instead of no cache.
+    pub fn with_cache(config: &str, cache: &'static str) -> Site {
         let site = Site {
             dir: tempfile::tempdir().expect("temp dir"),
+            cache,
         };
         site.write_config(config);
         site
@@ -81,9 +89,10 @@ impl Site {
     /// Replaces the config: the same binary and plugins, no rebuild.
     pub fn write_config(&self, config: &str) {
         let text = format!(
-            "[plugins]\ndir = {:?}\n\n[store]\nurl = \"sqlite://{}\"\nuser_cache_ttl = 0\n\n{config}",
+            "[plugins]\ndir = {:?}\n\n[store]\nurl = \"sqlite://{}\"\n{}\n\n{config}",
             build_dir().display(),
-            self.db_path().display()
+            self.db_path().display(),
+            self.cache
         );
         std::fs::write(self.config_path(), text).expect("write config");
     }
@@ -154,7 +163,10 @@ impl TestHost {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(site.config_path())
             .current_dir(site.path())
-            .env("AUTHHOST_LOG", "info,authhost::app=debug")
+            .env(
+                "AUTHHOST_LOG",
+                "info,authhost::app=debug,authhost::services=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

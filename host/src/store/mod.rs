@@ -11,6 +11,9 @@ use crate::error::Error;
 
 pub use sqlite::SqliteStore;
 
+/// Logs of changes older than this many entries are pruned.
+pub const CHANGE_LOG_KEEP: i64 = 10_000;
+
 /// A store: something that hands out connections.
 pub trait Store: Send + Sync + 'static {
     fn connect(&self) -> Result<Box<dyn StoreConn>, Error>;
@@ -42,6 +45,39 @@ pub trait StoreConn: Send {
 
     /// Sets `is_active`; `false` when there is no such user.
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error>;
+
+    /// The token whose key has this digest, with its user.
+    fn find_token(&mut self, digest: &[u8]) -> Result<Option<(User, i64)>, Error>;
+
+    /// Stores a token digest for `username`. `replace` first deletes the user's tokens;
+    /// otherwise a user who has a token keeps it and `Ok(TokenSet::Exists)` comes back.
+    fn create_token(
+        &mut self,
+        username: &str,
+        digest: &[u8],
+        replace: bool,
+    ) -> Result<TokenSet, Error>;
+
+    /// Deletes the user's tokens; how many there were.
+    fn delete_tokens(&mut self, username: &str) -> Result<usize, Error>;
+
+    /// Every user with no token.
+    fn users_without_token(&mut self) -> Result<Vec<String>, Error>;
+
+    /// The newest change number (see `changes_since`).
+    fn last_change(&mut self) -> Result<i64, Error>;
+
+    /// Users whose password, status or tokens changed after change `seq`, and the newest
+    /// change number: running hosts drop what they cached of them.
+    fn changes_since(&mut self, seq: i64) -> Result<(i64, Vec<String>), Error>;
+}
+
+/// What `create_token` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSet {
+    Created,
+    Exists,
+    NoSuchUser,
 }
 
 /// Opens the store a `[store] url` names. `sqlite://PATH` is the one backend so far.

@@ -6,18 +6,32 @@ use std::time::Duration;
 use authhost_plugin_api::User;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{NewUser, Store, StoreConn};
+use super::{NewUser, Store, StoreConn, TokenSet, CHANGE_LOG_KEEP};
 use crate::error::Error;
 
 /// Migrations in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE users (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE users (
         id INTEGER PRIMARY KEY,
         username TEXT NOT NULL UNIQUE,
         password TEXT,
         is_active INTEGER NOT NULL DEFAULT 1,
         is_staff INTEGER NOT NULL DEFAULT 0,
         date_joined TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-    );"];
+    );",
+    // Tokens are stored as SHA-256 digests of their keys, never as keys.
+    "CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    );
+    CREATE INDEX tokens_user ON tokens (user_id);
+    CREATE TABLE user_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL
+    );",
+];
 
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -79,6 +93,34 @@ struct SqliteConn {
     conn: Connection,
 }
 
+impl SqliteConn {
+    /// Runs an update of one user and records the change for running hosts, in one
+    /// transaction; `false` when no user matched.
+    fn change(
+        &mut self,
+        username: &str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<bool, Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if tx.execute(sql, params)? != 1 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO user_changes (username) VALUES (?1)",
+            [username],
+        )?;
+        tx.execute(
+            "DELETE FROM user_changes WHERE seq <= (SELECT max(seq) FROM user_changes) - ?1",
+            [CHANGE_LOG_KEEP],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
 const USER_COLUMNS: &str = "id, username, is_active, is_staff, password";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
@@ -126,19 +168,123 @@ impl StoreConn for SqliteConn {
     }
 
     fn set_password(&mut self, username: &str, password_hash: &str) -> Result<bool, Error> {
-        let changed = self
-            .conn
-            .prepare_cached("UPDATE users SET password = ?2 WHERE username = ?1")?
-            .execute([username, password_hash])?;
-        Ok(changed == 1)
+        self.change(
+            username,
+            "UPDATE users SET password = ?2 WHERE username = ?1",
+            params![username, password_hash],
+        )
     }
 
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
-        let changed = self
+        self.change(
+            username,
+            "UPDATE users SET is_active = ?2 WHERE username = ?1",
+            params![username, active],
+        )
+    }
+
+    fn find_token(&mut self, digest: &[u8]) -> Result<Option<(User, i64)>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, t.id
+             FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ?1",
+        )?;
+        let row = stmt
+            .query_row([digest], |row| {
+                Ok((user_from_row(row)?.0, row.get::<_, i64>(5)?))
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    fn create_token(
+        &mut self,
+        username: &str,
+        digest: &[u8],
+        replace: bool,
+    ) -> Result<TokenSet, Error> {
+        let tx = self
             .conn
-            .prepare_cached("UPDATE users SET is_active = ?2 WHERE username = ?1")?
-            .execute(params![username, active])?;
-        Ok(changed == 1)
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let user_id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM users WHERE username = ?1",
+                [username],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(user_id) = user_id else {
+            return Ok(TokenSet::NoSuchUser);
+        };
+        if replace {
+            tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id])?;
+            tx.execute(
+                "INSERT INTO user_changes (username) VALUES (?1)",
+                [username],
+            )?;
+        } else {
+            let has: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tokens WHERE user_id = ?1)",
+                [user_id],
+                |r| r.get(0),
+            )?;
+            if has {
+                return Ok(TokenSet::Exists);
+            }
+        }
+        tx.execute(
+            "INSERT INTO tokens (digest, user_id) VALUES (?1, ?2)",
+            params![digest, user_id],
+        )?;
+        tx.commit()?;
+        Ok(TokenSet::Created)
+    }
+
+    fn delete_tokens(&mut self, username: &str) -> Result<usize, Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let deleted = tx.execute(
+            "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
+            [username],
+        )?;
+        tx.execute(
+            "INSERT INTO user_changes (username) VALUES (?1)",
+            [username],
+        )?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    fn users_without_token(&mut self) -> Result<Vec<String>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT username FROM users u WHERE NOT EXISTS (SELECT 1 FROM tokens t WHERE t.user_id = u.id) ORDER BY id",
+        )?;
+        let names = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(names)
+    }
+
+    fn last_change(&mut self) -> Result<i64, Error> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM user_changes", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    fn changes_since(&mut self, seq: i64) -> Result<(i64, Vec<String>), Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, username FROM user_changes WHERE seq > ?1 ORDER BY seq")?;
+        let mut last = seq;
+        let mut names = Vec::new();
+        for row in stmt.query_map([seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (n, name) = row?;
+            last = last.max(n);
+            names.push(name);
+        }
+        Ok((last, names))
     }
 }
 
