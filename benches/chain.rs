@@ -26,82 +26,48 @@ fn config_text(dir: &std::path::Path, plugins: &std::path::Path, schemes: usize)
     );
     let mut names = Vec::new();
     for i in 0..schemes - 1 {
-        text += &format!(
-            "[[scheme]]\nname = \"skip{i}\"\nplugin = \"probe\"\nmode = \"not_attempted\"\n"
-        );
+        text += &format!("[[scheme]]\nname = \"skip{i}\"\nplugin = \"probe\"\nmode = \"not_attempted\"\n");
         names.push(format!("\"skip{i}\""));
     }
     text += "[[scheme]]\nname = \"who\"\nplugin = \"probe\"\nmode = \"user\"\nuser = \"alice\"\n";
     names.push("\"who\"".into());
-    text += &format!(
-        "[[route]]\npath = \"/b\"\nhandler = \"whoami\"\nschemes = [{}]\n",
-        names.join(", ")
-    );
+    text += &format!("[[route]]\npath = \"/b\"\nhandler = \"whoami\"\nschemes = [{}]\n", names.join(", "));
     text
 }
 
 /// Polls a future that must finish without waiting (a cache hit never awaits).
 fn ready<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(out) => out,
         Poll::Pending => panic!("the hot path awaited: the user is not in the cache"),
     }
 }
 
 fn build(dir: &std::path::Path, plugins: &std::path::Path, schemes: usize, dynamic: bool) -> App {
-    let config = Config::parse(&dir.join("bench.toml"), &config_text(dir, plugins, schemes))
-        .expect("config");
+    let config = Config::parse(&dir.join("bench.toml"), &config_text(dir, plugins, schemes)).expect("config");
     let loaded = if dynamic {
         Schemes::load(&config).expect("plugins: run scripts/bench, which builds them")
     } else {
-        Schemes::from_static(
-            &config,
-            &[("probe", authhost_probe::authhost_root_module())],
-        )
-        .expect("static modules")
+        Schemes::from_static(&config, &[("probe", authhost_probe::authhost_root_module())])
+            .expect("static modules")
     };
     App::with_schemes(&config, &loaded).expect("app")
 }
 
 fn bench_chains(c: &mut Criterion) {
     let exe = std::env::current_exe().expect("bench path");
-    let plugins: PathBuf = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target/<profile>")
-        .to_owned();
+    let plugins: PathBuf = exe.parent().and_then(|p| p.parent()).expect("target/<profile>").to_owned();
     let dir = tempfile::tempdir().expect("temp dir");
     {
-        let store =
-            store::open(&format!("sqlite://{}/bench.db", dir.path().display())).expect("store");
+        let store = store::open(&format!("sqlite://{}/bench.db", dir.path().display())).expect("store");
         let mut conn = store.connect().expect("connection");
-        let alice = NewUser {
-            username: "alice",
-            password_hash: None,
-            is_active: true,
-            is_staff: false,
-        };
+        let alice = NewUser { username: "alice", password_hash: None, is_active: true, is_staff: false };
         conn.create_user(&alice).expect("create alice");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let headers = [
-        Header::new("x-username", b"alice"),
-        Header::new("accept", b"*/*"),
-    ];
-    let request = RequestView::new(
-        "GET",
-        "/b",
-        "",
-        &headers,
-        "127.0.0.1:40000".parse().expect("addr"),
-    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let headers = [Header::new("x-username", b"alice"), Header::new("accept", b"*/*")];
+    let request = RequestView::new("GET", "/b", "", &headers, "127.0.0.1:40000".parse().expect("addr"));
 
     let mut group = c.benchmark_group("chain");
     for schemes in [1, 3, 6] {

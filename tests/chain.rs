@@ -95,16 +95,9 @@ async fn x_username_unknown_user_gets_403_when_first_scheme_has_no_challenge() {
 #[tokio::test]
 async fn x_username_unknown_user_gets_401_with_the_first_schemes_challenge() {
     let host = site().serve();
-    let resp = host
-        .get("/challenged")
-        .header("X-USERNAME", "mallory")
-        .send()
-        .await;
+    let resp = host.get("/challenged").header("X-USERNAME", "mallory").send().await;
     assert_eq!(resp.status, 401);
-    assert_eq!(
-        resp.header("www-authenticate"),
-        Some(r#"Basic realm="api""#)
-    );
+    assert_eq!(resp.header("www-authenticate"), Some(r#"Basic realm="api""#));
     assert_eq!(resp.json(), json!({"detail": "No such user"}));
 }
 
@@ -121,22 +114,14 @@ async fn no_header_falls_through_to_the_next_scheme() {
     let host = site().serve();
     let resp = host.get("/fallback").header("X-Fallback", "1").send().await;
     assert_eq!(resp.status, 200);
-    assert_eq!(
-        resp.json(),
-        json!({"user": "bob", "auth": "probe", "scheme": "fallback", "is_staff": false})
-    );
+    assert_eq!(resp.json(), json!({"user": "bob", "auth": "probe", "scheme": "fallback", "is_staff": false}));
 }
 
 #[tokio::test]
 async fn failed_scheme_stops_the_chain() {
     let host = site().serve();
     // x-username fails first; the fallback that would authenticate bob is never asked.
-    let resp = host
-        .get("/fallback")
-        .header("X-USERNAME", "mallory")
-        .header("X-Fallback", "1")
-        .send()
-        .await;
+    let resp = host.get("/fallback").header("X-USERNAME", "mallory").header("X-Fallback", "1").send().await;
     assert_eq!(resp.status, 403);
     assert_eq!(resp.json(), json!({"detail": "No such user"}));
 }
@@ -152,47 +137,30 @@ async fn no_credentials_fall_through_to_anonymous() {
     );
     let resp = host.get("/me").send().await;
     assert_eq!(resp.status, 403);
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Authentication credentials were not provided."})
-    );
+    assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));
     let resp = host.get("/challenged").send().await;
     assert_eq!(resp.status, 401);
-    assert_eq!(
-        resp.header("www-authenticate"),
-        Some(r#"Basic realm="api""#)
-    );
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Authentication credentials were not provided."})
-    );
+    assert_eq!(resp.header("www-authenticate"), Some(r#"Basic realm="api""#));
+    assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));
 }
 
 #[tokio::test]
 async fn failed_credentials_are_refused_even_on_allow_any() {
     let host = site().serve();
-    let resp = host
-        .get("/public")
-        .header("X-USERNAME", "mallory")
-        .send()
-        .await;
+    let resp = host.get("/public").header("X-USERNAME", "mallory").send().await;
     assert_eq!(resp.status, 403);
     assert_eq!(resp.json(), json!({"detail": "No such user"}));
 }
 
 #[tokio::test]
 async fn configured_anonymous_user_and_auth_are_used() {
-    let site = Site::new(&X_USERNAME.replace(
-        "[defaults]",
-        "[anonymous]\nuser = false\nauth = \"none\"\n\n[defaults]",
-    ));
+    let site = Site::new(
+        &X_USERNAME.replace("[defaults]", "[anonymous]\nuser = false\nauth = \"none\"\n\n[defaults]"),
+    );
     let host = site.serve();
     let resp = host.get("/public").send().await;
     assert_eq!(resp.status, 200);
-    assert_eq!(
-        resp.json(),
-        json!({"user": null, "auth": "none", "scheme": null, "is_staff": false})
-    );
+    assert_eq!(resp.json(), json!({"user": null, "auth": "none", "scheme": null, "is_staff": false}));
 }
 
 #[tokio::test]
@@ -201,37 +169,20 @@ async fn staff_route_admits_staff_only() {
     let resp = host.get("/staff").header("X-USERNAME", "root").send().await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["is_staff"], json!(true));
-    let resp = host
-        .get("/staff")
-        .header("X-USERNAME", "alice")
-        .send()
-        .await;
+    let resp = host.get("/staff").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 403);
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "You do not have permission to perform this action."})
-    );
+    assert_eq!(resp.json(), json!({"detail": "You do not have permission to perform this action."}));
     let resp = host.get("/staff").send().await;
     assert_eq!(resp.status, 403);
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Authentication credentials were not provided."})
-    );
+    assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));
 }
 
 #[tokio::test]
 async fn empty_chain_denies_with_permission_denied() {
     let host = site().serve();
-    let resp = host
-        .get("/nobody")
-        .header("X-USERNAME", "alice")
-        .send()
-        .await;
+    let resp = host.get("/nobody").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 403);
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "You do not have permission to perform this action."})
-    );
+    assert_eq!(resp.json(), json!({"detail": "You do not have permission to perform this action."}));
 }
 
 #[tokio::test]
@@ -242,15 +193,8 @@ async fn read_only_permission_lets_anonymous_read_but_not_write() {
     assert_eq!(resp.json()["user"], json!("AnonymousUser"));
     let resp = host.request("POST", "/read-only").send().await;
     assert_eq!(resp.status, 403);
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Authentication credentials were not provided."})
-    );
-    let resp = host
-        .request("POST", "/read-only")
-        .header("X-USERNAME", "alice")
-        .send()
-        .await;
+    assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));
+    let resp = host.request("POST", "/read-only").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 200);
 }
 
@@ -259,31 +203,17 @@ async fn wrong_method_is_405_only_once_authenticated() {
     let host = site().serve();
     let resp = host.request("PUT", "/me").send().await;
     assert_eq!(resp.status, 403);
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Authentication credentials were not provided."})
-    );
-    let resp = host
-        .request("PUT", "/me")
-        .header("X-USERNAME", "alice")
-        .send()
-        .await;
+    assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));
+    let resp = host.request("PUT", "/me").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 405);
     assert_eq!(resp.header("allow"), Some("GET, HEAD, POST"));
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Method \"PUT\" not allowed."})
-    );
+    assert_eq!(resp.json(), json!({"detail": "Method \"PUT\" not allowed."}));
 }
 
 #[tokio::test]
 async fn unrouted_path_is_404() {
     let host = site().serve();
-    let resp = host
-        .get("/nowhere")
-        .header("X-USERNAME", "alice")
-        .send()
-        .await;
+    let resp = host.get("/nowhere").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 404);
     assert_eq!(resp.json(), json!({"detail": "Not found."}));
 }
@@ -317,10 +247,7 @@ async fn reordering_schemes_in_config_changes_the_challenge_without_rebuilding()
     let host = site.serve();
     let resp = host.get("/me").send().await;
     assert_eq!(resp.status, 401);
-    assert_eq!(
-        resp.header("www-authenticate"),
-        Some(r#"Basic realm="api""#)
-    );
+    assert_eq!(resp.header("www-authenticate"), Some(r#"Basic realm="api""#));
     drop(host);
 
     site.write_config(&two_challenges("tokenish", "basicish"));
@@ -335,10 +262,7 @@ async fn sighup_reloads_a_reordered_config_and_keeps_the_old_one_when_the_new_is
     let site = Site::new(&two_challenges("basicish", "tokenish"));
     let host = site.serve();
     let resp = host.get("/me").send().await;
-    assert_eq!(
-        resp.header("www-authenticate"),
-        Some(r#"Basic realm="api""#)
-    );
+    assert_eq!(resp.header("www-authenticate"), Some(r#"Basic realm="api""#));
 
     site.write_config(&two_challenges("tokenish", "basicish"));
     host.signal("HUP");
@@ -350,15 +274,8 @@ async fn sighup_reloads_a_reordered_config_and_keeps_the_old_one_when_the_new_is
     site.write_config(&two_challenges("tokenish", "nonesuch"));
     host.signal("HUP");
     let line = host.wait_for_log(|l| l.contains("reload rejected"));
-    assert!(
-        line.contains("route[0].schemes[1]: unknown scheme \"nonesuch\""),
-        "{line}"
-    );
+    assert!(line.contains("route[0].schemes[1]: unknown scheme \"nonesuch\""), "{line}");
     let resp = host.get("/me").send().await;
     assert_eq!(resp.status, 401);
-    assert_eq!(
-        resp.header("www-authenticate"),
-        Some("Token"),
-        "the running config stays"
-    );
+    assert_eq!(resp.header("www-authenticate"), Some("Token"), "the running config stays");
 }

@@ -23,21 +23,16 @@ fn passwords_are_stored_as_argon2id_hashes_only() {
     site.add_user("alice", "correct horse battery", &["--staff"]);
     let db = rusqlite::Connection::open(site.db_path()).unwrap();
     let (hash, staff): (String, bool) = db
-        .query_row(
-            "SELECT password, is_staff FROM users WHERE username = 'alice'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT password, is_staff FROM users WHERE username = 'alice'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(staff);
     drop(db);
     let bytes = std::fs::read(site.db_path()).unwrap();
     let text = String::from_utf8_lossy(&bytes);
-    assert!(
-        !text.contains("correct horse"),
-        "no plaintext password in the store file"
-    );
+    assert!(!text.contains("correct horse"), "no plaintext password in the store file");
 }
 
 #[test]
@@ -64,16 +59,10 @@ fn adding_a_user_twice_is_refused() {
 #[test]
 fn passwd_and_deactivate_name_missing_users() {
     let site = Site::new(CONFIG);
-    for args in [
-        &["user", "passwd", "bob", "--password-stdin"][..],
-        &["user", "deactivate", "bob"],
-    ] {
+    for args in [&["user", "passwd", "bob", "--password-stdin"][..], &["user", "deactivate", "bob"]] {
         let out = site.authhost(args, "pw\n");
         assert!(!out.status.success());
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("no user \"bob\""),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"bob\""), "{args:?}");
     }
 }
 
@@ -83,12 +72,7 @@ fn passwd_replaces_the_hash() {
     site.add_user("alice", "old", &[]);
     let read = || -> String {
         let db = rusqlite::Connection::open(site.db_path()).unwrap();
-        db.query_row(
-            "SELECT password FROM users WHERE username = 'alice'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+        db.query_row("SELECT password FROM users WHERE username = 'alice'", [], |r| r.get(0)).unwrap()
     };
     let before = read();
     let out = site.authhost(&["user", "passwd", "alice", "--password-stdin"], "new\n");

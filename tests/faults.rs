@@ -56,29 +56,14 @@ async fn panicking_scheme_gives_500_logs_it_and_the_host_keeps_serving() {
     assert_eq!(resp.status, 500);
     assert_eq!(resp.header("content-type"), Some("application/json"));
     // The scheme after it, which would have authenticated alice, was not consulted.
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Internal authentication error."})
-    );
+    assert_eq!(resp.json(), json!({"detail": "Internal authentication error."}));
 
     let line = host.wait_for_log(|l| l.contains("faulted"));
     assert!(line.contains("ERROR"), "{line}");
-    assert!(
-        line.contains(r#"scheme="panicky""#) || line.contains("scheme=panicky"),
-        "{line}"
-    );
-    assert!(
-        line.contains(&plugin_path("probe").display().to_string()),
-        "{line}"
-    );
-    assert!(
-        line.contains("panicked: boom: the probe panicked"),
-        "{line}"
-    );
-    assert!(
-        line.contains("probe/src/lib.rs"),
-        "the panic's location: {line}"
-    );
+    assert!(line.contains(r#"scheme="panicky""#) || line.contains("scheme=panicky"), "{line}");
+    assert!(line.contains(&plugin_path("probe").display().to_string()), "{line}");
+    assert!(line.contains("panicked: boom: the probe panicked"), "{line}");
+    assert!(line.contains("probe/src/lib.rs"), "the panic's location: {line}");
 
     // Still serving: the same route again, and another route.
     let again = host.get("/me").header("X-Panic", "1").send().await;
@@ -88,12 +73,7 @@ async fn panicking_scheme_gives_500_logs_it_and_the_host_keeps_serving() {
     assert_eq!(other.json()["user"], json!("alice"));
     let after = host.get("/me").send().await;
     assert_eq!(after.status, 200);
-    assert_eq!(
-        host.logs().matches("faulted").count(),
-        2,
-        "one line per fault:\n{}",
-        host.logs()
-    );
+    assert_eq!(host.logs().matches("faulted").count(), 2, "one line per fault:\n{}", host.logs());
 }
 
 #[tokio::test]
@@ -101,19 +81,10 @@ async fn erroring_scheme_gives_500_with_its_message_wrapped_in_the_log() {
     let host = site().serve();
     let resp = host.get("/me").header("X-Error", "1").send().await;
     assert_eq!(resp.status, 500);
-    assert_eq!(
-        resp.json(),
-        json!({"detail": "Internal authentication error."})
-    );
+    assert_eq!(resp.json(), json!({"detail": "Internal authentication error."}));
     let line = host.wait_for_log(|l| l.contains("faulted"));
-    assert!(
-        line.contains(r#"scheme "broken" faulted: database on fire"#),
-        "{line}"
-    );
-    assert!(
-        line.contains(&plugin_path("probe").display().to_string()),
-        "{line}"
-    );
+    assert!(line.contains(r#"scheme "broken" faulted: database on fire"#), "{line}");
+    assert!(line.contains(&plugin_path("probe").display().to_string()), "{line}");
     // The client never sees the cause.
     assert!(!resp.body.contains("fire"));
 
@@ -123,17 +94,10 @@ async fn erroring_scheme_gives_500_with_its_message_wrapped_in_the_log() {
 
 #[tokio::test]
 async fn a_fault_is_never_read_as_not_attempted_even_on_allow_any() {
-    let site = Site::new(&FAULTY.replace(
-        "permission = \"is_authenticated\"",
-        "permission = \"allow_any\"",
-    ));
+    let site = Site::new(&FAULTY.replace("permission = \"is_authenticated\"", "permission = \"allow_any\""));
     let host = site.serve();
     let resp = host.get("/other").send().await;
-    assert_eq!(
-        resp.status, 403,
-        "alice is unknown in this store: {}",
-        resp.body
-    );
+    assert_eq!(resp.status, 403, "alice is unknown in this store: {}", resp.body);
     let resp = host.get("/me").header("X-Panic", "1").send().await;
     assert_eq!(resp.status, 500);
 }

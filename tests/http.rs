@@ -60,9 +60,8 @@ async fn assert_alive(host: &TestHost) {
 async fn non_utf8_header_bytes_get_4xx() {
     let host = host();
     // Latin-1 bytes name no user: 403, as DRF would say.
-    let resp = host.raw(
-        b"GET /me HTTP/1.1\r\nHost: x\r\nX-Username: j\xf6rg\xff\r\nConnection: close\r\n\r\n",
-    );
+    let resp =
+        host.raw(b"GET /me HTTP/1.1\r\nHost: x\r\nX-Username: j\xf6rg\xff\r\nConnection: close\r\n\r\n");
     assert_eq!(status_of(&resp), 403, "{resp}");
     assert!(resp.contains(r#"{"detail":"No such user"}"#), "{resp}");
     // Bytes that are no valid header value at all (a NUL) are refused by the parser.
@@ -79,8 +78,7 @@ async fn oversized_headers_get_431() {
     let host = host();
     let big = "a".repeat(100 * 1024);
     let resp = host.raw(
-        format!("GET /me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Username: {big}\r\n\r\n")
-            .as_bytes(),
+        format!("GET /me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Username: {big}\r\n\r\n").as_bytes(),
     );
     assert_eq!(status_of(&resp), 431, "{}", &resp[..resp.len().min(200)]);
     let many: String = (0..500).map(|i| format!("X-H{i}: v\r\n")).collect();
@@ -110,12 +108,7 @@ async fn garbage_request_lines_get_400() {
 async fn repeated_headers_are_joined_before_schemes_see_them() {
     let host = host();
     // Joined, "alice, alice" names no user: refused rather than one header silently winning.
-    let resp = host
-        .get("/me")
-        .header("X-Username", "alice")
-        .header("X-Username", "alice")
-        .send()
-        .await;
+    let resp = host.get("/me").header("X-Username", "alice").header("X-Username", "alice").send().await;
     assert_eq!(resp.status, 403);
     assert_eq!(resp.json(), json!({"detail": "No such user"}));
 }
@@ -132,19 +125,12 @@ async fn shutdown_lets_requests_in_flight_finish() {
     host.signal("TERM");
     host.wait_for_log(|l| l.contains("shutting down"));
     // A new connection is no longer accepted...
-    assert!(
-        std::net::TcpStream::connect(host.addr).is_err(),
-        "the listener is closed"
-    );
+    assert!(std::net::TcpStream::connect(host.addr).is_err(), "the listener is closed");
     // ...while the request in flight completes.
     let resp = slow.await.expect("request task");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["user"], json!("alice"));
     let status = host.wait_exit();
     assert!(status.success(), "exit status {status}");
-    assert!(
-        host.logs().contains("all connections closed"),
-        "{}",
-        host.logs()
-    );
+    assert!(host.logs().contains("all connections closed"), "{}", host.logs());
 }

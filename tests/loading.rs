@@ -10,14 +10,8 @@ fn refused(site: &Site) -> String {
     assert!(!serve.status.success(), "serve accepted a bad config");
     let check_err = String::from_utf8_lossy(&check.stderr).into_owned();
     let serve_err = String::from_utf8_lossy(&serve.stderr).into_owned();
-    assert_eq!(
-        check_err, serve_err,
-        "check and serve report the same problem"
-    );
-    assert!(
-        check_err.lines().count() < 20,
-        "a short message, not abi_stable's report:\n{check_err}"
-    );
+    assert_eq!(check_err, serve_err, "check and serve report the same problem");
+    assert!(check_err.lines().count() < 20, "a short message, not abi_stable's report:\n{check_err}");
     check_err
 }
 
@@ -26,30 +20,20 @@ const ROUTE: &str = "[[route]]\npath = \"/me\"\nhandler = \"whoami\"\n";
 #[test]
 fn abi_mismatched_library_is_refused_in_a_few_lines_naming_the_file() {
     let lib = plugin_path("wrong_abi");
-    let site = Site::new(&format!(
-        "[[scheme]]\nname = \"old\"\npath = {:?}\n{ROUTE}",
-        lib.display().to_string()
-    ));
+    let site =
+        Site::new(&format!("[[scheme]]\nname = \"old\"\npath = {:?}\n{ROUTE}", lib.display().to_string()));
     let err = refused(&site);
     assert!(err.contains(&lib.display().to_string()), "{err}");
     assert!(err.contains("scheme[0] (\"old\")"), "{err}");
-    assert!(
-        err.contains("built against a different plugin ABI; rebuild it"),
-        "{err}"
-    );
-    assert!(
-        err.contains("error: "),
-        "the Error: lines of the report: {err}"
-    );
+    assert!(err.contains("built against a different plugin ABI; rebuild it"), "{err}");
+    assert!(err.contains("error: "), "the Error: lines of the report: {err}");
 }
 
 #[test]
 fn a_library_that_is_no_plugin_is_refused() {
     let lib = plugin_path("not_a_plugin");
-    let site = Site::new(&format!(
-        "[[scheme]]\nname = \"np\"\npath = {:?}\n{ROUTE}",
-        lib.display().to_string()
-    ));
+    let site =
+        Site::new(&format!("[[scheme]]\nname = \"np\"\npath = {:?}\n{ROUTE}", lib.display().to_string()));
     let err = refused(&site);
     assert!(err.contains(&lib.display().to_string()), "{err}");
     assert!(err.contains("not an authhost plugin"), "{err}");
@@ -57,9 +41,7 @@ fn a_library_that_is_no_plugin_is_refused() {
 
 #[test]
 fn missing_plugin_file_is_named() {
-    let site = Site::new(&format!(
-        "[[scheme]]\nname = \"gone\"\nplugin = \"nonesuch\"\n{ROUTE}"
-    ));
+    let site = Site::new(&format!("[[scheme]]\nname = \"gone\"\nplugin = \"nonesuch\"\n{ROUTE}"));
     let err = refused(&site);
     assert!(err.contains("scheme[0] (\"gone\")"), "{err}");
     assert!(err.contains("libauthhost_nonesuch"), "{err}");
@@ -70,10 +52,7 @@ fn missing_plugin_file_is_named() {
 fn unknown_top_level_key_is_named() {
     let site = Site::new("[server]\nlisten = \"127.0.0.1:0\"\nlisen = \"x\"\n");
     let err = refused(&site);
-    assert!(
-        err.contains(&site.config_path().display().to_string()),
-        "{err}"
-    );
+    assert!(err.contains(&site.config_path().display().to_string()), "{err}");
     assert!(err.contains("unknown field `lisen`"), "{err}");
 }
 
@@ -83,51 +62,37 @@ fn unknown_scheme_in_a_route_is_named() {
         "[[scheme]]\nname = \"token\"\nplugin = \"x-username\"\n{ROUTE}schemes = [\"tokn\"]\n"
     ));
     let err = refused(&site);
-    assert!(
-        err.contains("route[0].schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?)"),
-        "{err}"
-    );
+    assert!(err.contains("route[0].schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?)"), "{err}");
 }
 
 #[test]
 fn unknown_handler_is_named() {
     let site = Site::new("[[route]]\npath = \"/x\"\nhandler = \"whomai\"\n");
     let err = refused(&site);
-    assert!(
-        err.contains("route[0].handler: unknown handler \"whomai\" (did you mean \"whoami\"?)"),
-        "{err}"
-    );
+    assert!(err.contains("route[0].handler: unknown handler \"whomai\" (did you mean \"whoami\"?)"), "{err}");
 }
 
 #[test]
 fn duplicate_scheme_name_is_named() {
-    let site = Site::new("[[scheme]]\nname = \"a\"\nplugin = \"x-username\"\n[[scheme]]\nname = \"a\"\nplugin = \"probe\"\n");
-    let err = refused(&site);
-    assert!(
-        err.contains("scheme[1].name: duplicate scheme name \"a\""),
-        "{err}"
+    let site = Site::new(
+        "[[scheme]]\nname = \"a\"\nplugin = \"x-username\"\n[[scheme]]\nname = \"a\"\nplugin = \"probe\"\n",
     );
+    let err = refused(&site);
+    assert!(err.contains("scheme[1].name: duplicate scheme name \"a\""), "{err}");
 }
 
 #[test]
 fn unknown_scheme_option_is_named_with_a_suggestion() {
-    let site =
-        Site::new("[[scheme]]\nname = \"who\"\nplugin = \"x-username\"\nheadr = \"X-User\"\n");
+    let site = Site::new("[[scheme]]\nname = \"who\"\nplugin = \"x-username\"\nheadr = \"X-User\"\n");
     let err = refused(&site);
-    assert!(
-        err.contains("scheme[0] (\"who\").headr: unknown option (did you mean \"header\"?)"),
-        "{err}"
-    );
+    assert!(err.contains("scheme[0] (\"who\").headr: unknown option (did you mean \"header\"?)"), "{err}");
 }
 
 #[test]
 fn scheme_option_of_the_wrong_type_is_named() {
     let site = Site::new("[[scheme]]\nname = \"p\"\nplugin = \"probe\"\nchallenge = 3\n");
     let err = refused(&site);
-    assert!(
-        err.contains("scheme[0] (\"p\").challenge: expected a string, found an integer"),
-        "{err}"
-    );
+    assert!(err.contains("scheme[0] (\"p\").challenge: expected a string, found an integer"), "{err}");
 }
 
 #[test]
@@ -136,12 +101,11 @@ fn constructor_errors_and_panics_are_reported_not_fatal_crashes() {
     let err = refused(&site);
     assert!(err.contains("scheme[0] (\"p\"): no key file"), "{err}");
 
-    site.write_config("[[scheme]]\nname = \"p\"\nplugin = \"probe\"\nmode = \"panic_on_start\"\nmessage = \"ctor boom\"\n");
-    let err = refused(&site);
-    assert!(
-        err.contains("scheme[0] (\"p\"): panicked while starting: ctor boom"),
-        "{err}"
+    site.write_config(
+        "[[scheme]]\nname = \"p\"\nplugin = \"probe\"\nmode = \"panic_on_start\"\nmessage = \"ctor boom\"\n",
     );
+    let err = refused(&site);
+    assert!(err.contains("scheme[0] (\"p\"): panicked while starting: ctor boom"), "{err}");
 }
 
 #[test]
@@ -151,18 +115,8 @@ fn check_prints_each_routes_chain() {
          [[route]]\npath = \"/me\"\nhandler = \"whoami\"\nschemes = [\"p\", \"who\"]\npermission = \"is_admin\"\n",
     );
     let out = site.authhost(&["check"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let route = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("/me"))
-        .expect("route line");
-    assert!(
-        route.contains("is_admin") && route.ends_with("p -> who"),
-        "{stdout}"
-    );
+    let route = stdout.lines().find(|l| l.trim_start().starts_with("/me")).expect("route line");
+    assert!(route.contains("is_admin") && route.ends_with("p -> who"), "{stdout}");
 }

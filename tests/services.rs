@@ -51,11 +51,7 @@ async fn verify_password_runs_argon2_off_the_reactor_and_answers_the_scheme() {
         ok.json(),
         json!({"user": "alice", "auth": "password", "scheme": "password", "is_staff": false})
     );
-    for (user, password) in [
-        ("alice", "wrong"),
-        ("nobody", "right password"),
-        ("gone", "right password"),
-    ] {
+    for (user, password) in [("alice", "wrong"), ("nobody", "right password"), ("gone", "right password")] {
         let resp = host
             .get("/password")
             .header("X-Probe-User", user)
@@ -63,43 +59,26 @@ async fn verify_password_runs_argon2_off_the_reactor_and_answers_the_scheme() {
             .send()
             .await;
         assert_eq!(resp.status, 403, "{user}");
-        assert_eq!(
-            resp.json(),
-            json!({"detail": "Invalid username/password."}),
-            "{user}"
-        );
+        assert_eq!(resp.json(), json!({"detail": "Invalid username/password."}), "{user}");
     }
-    assert!(
-        !host.logs().contains("right password"),
-        "no password in the logs"
-    );
+    assert!(!host.logs().contains("right password"), "no password in the logs");
 }
 
 #[tokio::test]
 async fn create_user_adds_an_active_user_without_a_usable_password() {
     let site = site();
     let host = site.serve();
-    let resp = host
-        .get("/create")
-        .header("X-Probe-User", "carol")
-        .send()
-        .await;
+    let resp = host.get("/create").header("X-Probe-User", "carol").send().await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(resp.json()["user"], json!("carol"));
     // Creating again finds the same user.
-    let again = host
-        .get("/create")
-        .header("X-Probe-User", "carol")
-        .send()
-        .await;
+    let again = host.get("/create").header("X-Probe-User", "carol").send().await;
     assert_eq!(again.status, 200);
     let db = rusqlite::Connection::open(site.db_path()).unwrap();
     let (count, active, password): (i64, bool, Option<String>) = db
-        .query_row(
-            "SELECT count(*), is_active, password FROM users WHERE username = 'carol'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row("SELECT count(*), is_active, password FROM users WHERE username = 'carol'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
     assert_eq!((count, active, password), (1, true, None));
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use authhost_plugin_api::{Header, RequestView};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use tracing::debug;
@@ -20,6 +21,9 @@ use crate::respond::{json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
+
+/// The largest request body read; a larger one gets 413.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug)]
 struct Route {
@@ -62,10 +66,7 @@ impl App {
         let store_pool = StorePool::start(store.as_ref(), config.store_workers, 1024)?;
         let passwords = PasswordPool::start(config.password_workers, 64)?;
         let since = store.connect()?.last_change()?;
-        let policy = CachePolicy {
-            ttl: config.user_cache_ttl,
-            poll: config.change_poll,
-        };
+        let policy = CachePolicy { ttl: config.user_cache_ttl, poll: config.change_poll };
         let services = Arc::new(Services::new(store_pool, passwords, policy));
         Services::spawn_change_poller(&services, since);
         let mut routes: Vec<Route> = config
@@ -103,29 +104,34 @@ impl App {
     }
 
     /// Answers one request.
-    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body> {
-        let path = req.uri().path();
-        debug!(method = %req.method(), path, "request started");
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        debug!(method = %parts.method, path, "request started");
         let Some(route) = self.route(path) else {
             return Refusal::NotFound.into_response();
         };
-        let head_bytes: usize = req
-            .headers()
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum();
+        let head_bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
         if head_bytes > MAX_HEAD_BYTES {
             return Refusal::HeadersTooLarge.into_response();
         }
-        let headers = joined_headers(&req);
+        // Bodies are small here (forms, JSON credentials); a larger one is refused whole.
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<LengthLimitError>() => return Refusal::BodyTooLarge.into_response(),
+            Err(err) => {
+                debug!(error = %err, "could not read the request body");
+                return Refusal::BadBody.into_response();
+            }
+        };
+        let headers = joined_headers(&parts.headers);
         let views: Vec<Header<'_>> = headers.iter().map(|(n, v)| Header::new(n, v)).collect();
-        let view = RequestView::new(
-            req.method().as_str(),
-            path,
-            req.uri().query().unwrap_or(""),
-            &views,
-            peer,
-        );
+        let view = RequestView::new(parts.method.as_str(), path, parts.uri.query().unwrap_or(""), &views, peer)
+            .with_body(&body);
         match self.serve_route(route, &view).await {
             Ok(resp) | Err(resp) => resp,
         }
@@ -138,19 +144,13 @@ impl App {
     ) -> Result<Response<Body>, Response<Body>> {
         let verdict = route.chain.authenticate(req, &self.services).await;
         let (user, auth, scheme) = match verdict {
-            Verdict::Authenticated {
-                user,
-                auth,
-                position,
-            } => {
+            Verdict::Authenticated { user, auth, position } => {
                 let scheme = route.chain.scheme(position).map(|s| s.name().to_owned());
                 (Some(user), auth, scheme)
             }
             Verdict::Anonymous => (None, self.anonymous_auth.clone(), None),
             Verdict::Failed { detail } => return Err(self.not_authenticated(route, req, detail)),
-            Verdict::Forbidden { detail } => {
-                return Err(Refusal::Forbidden { detail }.into_response())
-            }
+            Verdict::Forbidden { detail } => return Err(Refusal::Forbidden { detail }.into_response()),
             Verdict::Fault => return Err(Refusal::Internal.into_response()),
             Verdict::Busy => return Err(Refusal::Busy.into_response()),
         };
@@ -164,10 +164,7 @@ impl App {
             return Err(if user.is_none() && !route.chain.is_empty() {
                 self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned())
             } else {
-                Refusal::Forbidden {
-                    detail: PERMISSION_DENIED.to_owned(),
-                }
-                .into_response()
+                Refusal::Forbidden { detail: PERMISSION_DENIED.to_owned() }.into_response()
             });
         }
         let method = req.method();
@@ -195,12 +192,7 @@ impl App {
         }
     }
 
-    fn not_authenticated(
-        &self,
-        route: &Route,
-        req: &RequestView<'_>,
-        detail: String,
-    ) -> Response<Body> {
+    fn not_authenticated(&self, route: &Route, req: &RequestView<'_>, detail: String) -> Response<Body> {
         match route.chain.challenge(req) {
             Ok(challenge) => Refusal::Unauthenticated { detail, challenge }.into_response(),
             Err(Faulted) => Refusal::Internal.into_response(),
@@ -209,27 +201,18 @@ impl App {
 }
 
 fn method_not_allowed(method: &str, allow: &'static str) -> Response<Body> {
-    Refusal::MethodNotAllowed {
-        method: method.to_owned(),
-        allow,
-    }
-    .into_response()
+    Refusal::MethodNotAllowed { method: method.to_owned(), allow }.into_response()
 }
 
 /// Headers with repeated ones joined, as WSGI servers do: `, ` between values, `; ` for
 /// cookies. So no scheme can be confused about which `Authorization` header counts.
-fn joined_headers<B>(req: &Request<B>) -> Vec<(&str, Cow<'_, [u8]>)> {
-    let map = req.headers();
+fn joined_headers(map: &hyper::HeaderMap) -> Vec<(&str, Cow<'_, [u8]>)> {
     map.keys()
         .map(|name| {
             let mut values = map.get_all(name).iter();
             let first = values.next().map(|v| v.as_bytes()).unwrap_or_default();
             let mut value = Cow::Borrowed(first);
-            let separator: &[u8] = if name == hyper::header::COOKIE {
-                b"; "
-            } else {
-                b", "
-            };
+            let separator: &[u8] = if name == hyper::header::COOKIE { b"; " } else { b", " };
             for next in values {
                 let joined = value.to_mut();
                 joined.extend_from_slice(separator);

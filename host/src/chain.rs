@@ -18,11 +18,7 @@ const MAX_HOST_ROUNDS: usize = 8;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// The scheme at `position` authenticated the request.
-    Authenticated {
-        user: User,
-        auth: Option<String>,
-        position: usize,
-    },
+    Authenticated { user: User, auth: Option<String>, position: usize },
     /// No scheme authenticated it.
     Anonymous,
     /// A scheme refused the credentials: 401 with the first scheme's challenge, else 403.
@@ -78,27 +74,15 @@ impl Chain {
                         position,
                     };
                 }
-                Outcome::Failed { detail } => {
-                    return Verdict::Failed {
-                        detail: detail.into(),
-                    }
-                }
-                Outcome::Forbidden { detail } => {
-                    return Verdict::Forbidden {
-                        detail: detail.into(),
-                    }
-                }
+                Outcome::Failed { detail } => return Verdict::Failed { detail: detail.into() },
+                Outcome::Forbidden { detail } => return Verdict::Forbidden { detail: detail.into() },
                 Outcome::Fault { message } => {
                     log_fault(scheme, position, &message);
                     return Verdict::Fault;
                 }
                 // A variant from a newer plugin-api: never read as "not attempted".
                 _ => {
-                    log_fault(
-                        scheme,
-                        position,
-                        "returned an outcome this host does not know",
-                    );
+                    log_fault(scheme, position, "returned an outcome this host does not know");
                     return Verdict::Fault;
                 }
             }
@@ -157,11 +141,7 @@ async fn run_scheme(
             }
         }
     }
-    log_fault(
-        scheme,
-        position,
-        &format!("asked the host for more than {MAX_HOST_ROUNDS} answers"),
-    );
+    log_fault(scheme, position, &format!("asked the host for more than {MAX_HOST_ROUNDS} answers"));
     Err(Verdict::Fault)
 }
 

@@ -151,9 +151,8 @@ impl Config {
 
     /// Validates `text` as if read from `file` (which places relative paths).
     pub fn parse(file: &Path, text: &str) -> Result<Config, Error> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            Error::config(format!("{}: {}", file.display(), e.to_string().trim_end()))
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| Error::config(format!("{}: {}", file.display(), e.to_string().trim_end())))?;
         Resolver { file }.resolve(raw)
     }
 }
@@ -177,10 +176,7 @@ impl Resolver<'_> {
     fn resolve(&self, raw: RawConfig) -> Result<Config, Error> {
         let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8000");
         let listen = listen.parse().map_err(|_| {
-            self.err(
-                "server.listen",
-                format!("{listen:?} is not an address like \"127.0.0.1:8000\""),
-            )
+            self.err("server.listen", format!("{listen:?} is not an address like \"127.0.0.1:8000\""))
         })?;
         let plugins_dir = self.plugins_dir(raw.plugins.dir.as_deref())?;
         let schemes = raw
@@ -194,10 +190,7 @@ impl Resolver<'_> {
             if !seen.insert(scheme.name.as_str()) {
                 return Err(self.err(
                     &format!("scheme[{i}].name"),
-                    format!(
-                        "duplicate scheme name {:?}: give each [[scheme]] its own name",
-                        scheme.name
-                    ),
+                    format!("duplicate scheme name {:?}: give each [[scheme]] its own name", scheme.name),
                 ));
             }
         }
@@ -212,22 +205,15 @@ impl Resolver<'_> {
         for (i, route) in raw.routes.into_iter().enumerate() {
             let key = format!("route[{i}]");
             if !route.path.starts_with('/') {
-                return Err(self.err(
-                    &format!("{key}.path"),
-                    format!("{:?} must start with \"/\"", route.path),
-                ));
+                return Err(
+                    self.err(&format!("{key}.path"), format!("{:?} must start with \"/\"", route.path))
+                );
             }
             if !paths.insert((route.path.clone(), route.prefix)) {
-                return Err(self.err(
-                    &format!("{key}.path"),
-                    format!("{:?} is routed twice", route.path),
-                ));
+                return Err(self.err(&format!("{key}.path"), format!("{:?} is routed twice", route.path)));
             }
             let handler = Handler::parse(&route.handler).ok_or_else(|| {
-                self.err(
-                    &format!("{key}.handler"),
-                    unknown("handler", &route.handler, &Handler::NAMES),
-                )
+                self.err(&format!("{key}.handler"), unknown("handler", &route.handler, &Handler::NAMES))
             })?;
             let schemes = match &route.schemes {
                 Some(list) => self.chain(&format!("{key}.schemes"), list, &names)?,
@@ -237,32 +223,15 @@ impl Resolver<'_> {
                 Some(p) => self.permission(&format!("{key}.permission"), p)?,
                 None => default_permission,
             };
-            routes.push(RouteConfig {
-                path: route.path,
-                prefix: route.prefix,
-                handler,
-                schemes,
-                permission,
-            });
+            routes.push(RouteConfig { path: route.path, prefix: route.prefix, handler, schemes, permission });
         }
         Ok(Config {
             file: self.file.to_owned(),
             listen,
-            shutdown_timeout: self.duration(
-                "server.shutdown_timeout",
-                raw.server.shutdown_timeout,
-                30,
-            )?,
+            shutdown_timeout: self.duration("server.shutdown_timeout", raw.server.shutdown_timeout, 30)?,
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
-            password_workers: self.count(
-                "server.password_workers",
-                raw.server.password_workers,
-                1,
-            )?,
-            store_url: raw
-                .store
-                .url
-                .unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
+            password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
+            store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
             user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,
             change_poll: self.millis("store.change_poll", raw.store.change_poll, 250)?,
             anonymous_user: self.string_or_false(
@@ -290,12 +259,7 @@ impl Resolver<'_> {
         Ok(exe.parent().unwrap_or(Path::new(".")).join(dir))
     }
 
-    fn scheme(
-        &self,
-        i: usize,
-        mut table: toml::Table,
-        plugins_dir: &Path,
-    ) -> Result<SchemeConfig, Error> {
+    fn scheme(&self, i: usize, mut table: toml::Table, plugins_dir: &Path) -> Result<SchemeConfig, Error> {
         let key = format!("scheme[{i}]");
         let mut take_str = |field: &str| -> Result<Option<String>, Error> {
             match table.remove(field) {
@@ -308,10 +272,7 @@ impl Resolver<'_> {
             }
         };
         let name = take_str("name")?.ok_or_else(|| {
-            self.err(
-                &format!("{key}.name"),
-                "missing: every [[scheme]] needs a name that routes use",
-            )
+            self.err(&format!("{key}.name"), "missing: every [[scheme]] needs a name that routes use")
         })?;
         let library = match (take_str("plugin")?, take_str("path")?) {
             (Some(plugin), None) => plugins_dir.join(library_file_name(&plugin)),
@@ -325,9 +286,7 @@ impl Resolver<'_> {
             (None, None) => {
                 return Err(self.err(
                     &format!("{key}.plugin"),
-                    format!(
-                        "missing for scheme {name:?}: name a plugin, such as plugin = \"basic\""
-                    ),
+                    format!("missing for scheme {name:?}: name a plugin, such as plugin = \"basic\""),
                 ))
             }
         };
@@ -336,16 +295,18 @@ impl Resolver<'_> {
             .into_iter()
             .map(|(k, v)| {
                 let value = option_value(&v).ok_or_else(|| {
-                    self.err(&format!("{key}.{k}"), format!("options must be strings, numbers, booleans or lists of strings, not {}", v.type_str()))
+                    self.err(
+                        &format!("{key}.{k}"),
+                        format!(
+                            "options must be strings, numbers, booleans or lists of strings, not {}",
+                            v.type_str()
+                        ),
+                    )
                 })?;
                 Ok(OptionEntry::new(k, value))
             })
             .collect::<Result<_, Error>>()?;
-        Ok(SchemeConfig {
-            name,
-            library,
-            options,
-        })
+        Ok(SchemeConfig { name, library, options })
     }
 
     fn chain(&self, key: &str, list: &[String], names: &[&str]) -> Result<Vec<usize>, Error> {
@@ -363,16 +324,10 @@ impl Resolver<'_> {
     }
 
     fn permission(&self, key: &str, name: &str) -> Result<Permission, Error> {
-        name.parse()
-            .map_err(|()| self.err(key, unknown("permission", name, &Permission::NAMES)))
+        name.parse().map_err(|()| self.err(key, unknown("permission", name, &Permission::NAMES)))
     }
 
-    fn duration(
-        &self,
-        key: &str,
-        value: Option<toml::Value>,
-        default_secs: u64,
-    ) -> Result<Duration, Error> {
+    fn duration(&self, key: &str, value: Option<toml::Value>, default_secs: u64) -> Result<Duration, Error> {
         match value {
             None => Ok(Duration::from_secs(default_secs)),
             Some(toml::Value::Integer(n)) if n >= 0 => Ok(Duration::from_secs(n.unsigned_abs())),
@@ -381,20 +336,13 @@ impl Resolver<'_> {
             }
             Some(other) => Err(self.err(
                 key,
-                format!(
-                    "{other} is not a duration: use \"30s\", \"10m\", \"10h\", \"7d\" or seconds"
-                ),
+                format!("{other} is not a duration: use \"30s\", \"10m\", \"10h\", \"7d\" or seconds"),
             )),
         }
     }
 
     /// A duration that may be under a second: `"250ms"` as well as the usual forms.
-    fn millis(
-        &self,
-        key: &str,
-        value: Option<toml::Value>,
-        default_ms: u64,
-    ) -> Result<Duration, Error> {
+    fn millis(&self, key: &str, value: Option<toml::Value>, default_ms: u64) -> Result<Duration, Error> {
         match value {
             Some(toml::Value::String(s)) if s.trim().ends_with("ms") => s
                 .trim()
@@ -405,10 +353,7 @@ impl Resolver<'_> {
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis)
                 .ok_or_else(|| {
-                    self.err(
-                        key,
-                        format!("{s:?} is not a duration: use \"250ms\", \"1s\" or seconds"),
-                    )
+                    self.err(key, format!("{s:?} is not a duration: use \"250ms\", \"1s\" or seconds"))
                 }),
             None => Ok(Duration::from_millis(default_ms)),
             other => match self.duration(key, other, 0)? {
@@ -457,23 +402,16 @@ fn option_value(value: &toml::Value) -> Option<OptionValue> {
         toml::Value::Integer(i) => OptionValue::Int(*i),
         toml::Value::Float(f) => OptionValue::Float(*f),
         toml::Value::Boolean(b) => OptionValue::Bool(*b),
-        toml::Value::Array(items) => OptionValue::StrList(
-            items
-                .iter()
-                .map(|v| v.as_str().map(Into::into))
-                .collect::<Option<_>>()?,
-        ),
+        toml::Value::Array(items) => {
+            OptionValue::StrList(items.iter().map(|v| v.as_str().map(Into::into)).collect::<Option<_>>()?)
+        }
         _ => return None,
     })
 }
 
 /// `unknown scheme "tokn" (did you mean "token"?)`, or the list of known names.
 fn unknown(what: &str, name: &str, known: &[&str]) -> String {
-    let close = known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min();
+    let close = known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, _)| *d <= 2).min();
     match close {
         Some((_, k)) => format!("unknown {what} {name:?} (did you mean {k:?}?)"),
         None if known.is_empty() => format!("unknown {what} {name:?}"),
@@ -521,16 +459,10 @@ mod tests {
         assert_eq!(config.routes[0].schemes, vec![1, 0]);
         assert_eq!(config.routes[0].permission, Permission::IsAuthenticated);
         assert!(config.routes[1].schemes.is_empty());
-        assert_eq!(
-            config.schemes[0].library,
-            Path::new("/plugins").join(library_file_name("x-username"))
-        );
+        assert_eq!(config.schemes[0].library, Path::new("/plugins").join(library_file_name("x-username")));
         assert_eq!(
             config.schemes[1].options,
-            vec![OptionEntry::new(
-                "keyword",
-                OptionValue::Str("Bearer".into())
-            )]
+            vec![OptionEntry::new("keyword", OptionValue::Str("Bearer".into()))]
         );
         assert_eq!(config.anonymous_user.as_deref(), Some("AnonymousUser"));
     }
@@ -550,13 +482,9 @@ mod tests {
 
     #[test]
     fn duplicate_scheme_names_are_refused() {
-        let err = parse(&format!(
-            "{SCHEMES}\n[[scheme]]\nname = \"who\"\nplugin = \"basic\"\n"
-        ))
-        .unwrap_err();
+        let err = parse(&format!("{SCHEMES}\n[[scheme]]\nname = \"who\"\nplugin = \"basic\"\n")).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("conf/test.toml: scheme[2].name: duplicate scheme name \"who\""),
+            err.to_string().starts_with("conf/test.toml: scheme[2].name: duplicate scheme name \"who\""),
             "{err}"
         );
     }

@@ -23,11 +23,7 @@ pub struct Error {
 
 impl Error {
     fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Error { kind, message: message.into(), source: None }
     }
 
     /// A bad config: the message names the file, the key and the fix.
@@ -122,10 +118,7 @@ mod tests {
     fn display_gives_one_level_and_source_the_cause() {
         let err = Error::store("cannot open store").with_source(Error::io("disk full"));
         assert_eq!(err.to_string(), "cannot open store");
-        assert_eq!(
-            std::error::Error::source(&err).unwrap().to_string(),
-            "disk full"
-        );
+        assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "disk full");
         assert!(err.is_store() && !err.is_config());
     }
 }

@@ -24,10 +24,7 @@ pub struct Scheme {
 
 impl std::fmt::Debug for Scheme {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scheme")
-            .field("name", &self.name)
-            .field("file", &self.file)
-            .finish_non_exhaustive()
+        f.debug_struct("Scheme").field("name", &self.name).field("file", &self.file).finish_non_exhaustive()
     }
 }
 
@@ -75,24 +72,15 @@ impl Schemes {
 
     /// Builds schemes from modules linked into this program (benches, tests): the same
     /// scheme code as the plugins, without the dynamic boundary.
-    pub fn from_static(
-        config: &Config,
-        modules: &[(&str, SchemeModRef)],
-    ) -> Result<Schemes, Error> {
+    pub fn from_static(config: &Config, modules: &[(&str, SchemeModRef)]) -> Result<Schemes, Error> {
         let mut all = Vec::with_capacity(config.schemes.len());
         for (index, scheme) in config.schemes.iter().enumerate() {
-            let stem = scheme
-                .library
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default();
+            let stem = scheme.library.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
             let module = modules
                 .iter()
                 .find(|(name, _)| stem.ends_with(&name.replace('-', "_")))
                 .map(|(_, m)| *m)
-                .ok_or_else(|| {
-                    Error::plugin(format!("no static module for {}", scheme.library.display()))
-                })?;
+                .ok_or_else(|| Error::plugin(format!("no static module for {}", scheme.library.display())))?;
             all.push(Arc::new(instantiate(module, scheme, index, &config.file)?));
         }
         Ok(Schemes { all })
@@ -116,11 +104,7 @@ fn instantiate(
 ) -> Result<Scheme, Error> {
     let new_scheme = module.new_scheme();
     match new_scheme(RSlice::from_slice(&scheme.options)).into_result() {
-        Ok(object) => Ok(Scheme {
-            name: scheme.name.clone(),
-            file: scheme.library.clone(),
-            object,
-        }),
+        Ok(object) => Ok(Scheme { name: scheme.name.clone(), file: scheme.library.clone(), object }),
         Err(err) => {
             let key = match err.key.as_ref().into_option() {
                 Some(key) => format!("scheme[{index}] ({:?}).{key}", scheme.name),
@@ -139,12 +123,13 @@ fn instantiate(
 /// Opens one library and checks its ABI. The error is short and says what to do.
 fn load_library(path: &Path) -> Result<SchemeModRef, String> {
     if !path.exists() {
-        return Err("no such file; build the plugins (`cargo build --workspace`) or fix plugins.dir / plugin / path".into());
+        return Err(
+            "no such file; build the plugins (`cargo build --workspace`) or fix plugins.dir / plugin / path"
+                .into(),
+        );
     }
     let header = lib_header_from_path(path).map_err(|e| describe(&e))?;
-    header
-        .init_root_module::<SchemeModRef>()
-        .map_err(|e| describe(&e))
+    header.init_root_module::<SchemeModRef>().map_err(|e| describe(&e))
 }
 
 fn describe(err: &LibraryError) -> String {

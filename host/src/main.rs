@@ -15,11 +15,7 @@ use tracing::info;
 const DEFAULT_CONFIG: &str = "config/authhost.toml";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "authhost",
-    version,
-    about = "An HTTP authentication host with plugin schemes"
-)]
+#[command(name = "authhost", version, about = "An HTTP authentication host with plugin schemes")]
 struct Cli {
     /// The config file [default: $AUTHHOST_CONFIG, else config/authhost.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -109,32 +105,19 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Inside the runtime, so that the app can start its background tasks.
-    let slot = Arc::new(AppSlot::new(
-        runtime.block_on(async { App::build(config) })?,
-    ));
+    let slot = Arc::new(AppSlot::new(runtime.block_on(async { App::build(config) })?));
     runtime.block_on(async {
         let addr = listen.unwrap_or(config.listen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let file = config.file.clone();
-        let reload = authhost::reload_on_hangup(Arc::clone(&slot), move || {
-            App::build(&Config::load(&file)?)
-        });
+        let reload = authhost::reload_on_hangup(Arc::clone(&slot), move || App::build(&Config::load(&file)?));
         tokio::spawn(reload);
         info!(config = %config.file.display(), "listening on http://{local}");
-        authhost::serve(
-            listener,
-            slot,
-            authhost::shutdown_signal(),
-            config.shutdown_timeout,
-        )
-        .await;
+        authhost::serve(listener, slot, authhost::shutdown_signal(), config.shutdown_timeout).await;
         Ok(())
     })
 }
@@ -150,21 +133,9 @@ fn check(config: &Config) -> Result<()> {
     }
     println!("routes:");
     for route in &config.routes {
-        let chain: Vec<&str> = route
-            .schemes
-            .iter()
-            .map(|&i| config.schemes[i].name.as_str())
-            .collect();
-        let chain = if chain.is_empty() {
-            "(no schemes)".to_owned()
-        } else {
-            chain.join(" -> ")
-        };
-        let path = if route.prefix {
-            format!("{}*", route.path)
-        } else {
-            route.path.clone()
-        };
+        let chain: Vec<&str> = route.schemes.iter().map(|&i| config.schemes[i].name.as_str()).collect();
+        let chain = if chain.is_empty() { "(no schemes)".to_owned() } else { chain.join(" -> ") };
+        let path = if route.prefix { format!("{}*", route.path) } else { route.path.clone() };
         println!(
             "  {path:<24} {:<10} {:<30} {chain}",
             format!("{:?}", route.handler).to_lowercase(),
@@ -178,33 +149,23 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
     let store = store::open(&config.store_url)?;
     let mut conn = store.connect()?;
     match command {
-        UserCommand::Add {
-            name,
-            staff,
-            inactive,
-            password_stdin,
-        } => {
+        UserCommand::Add { name, staff, inactive, password_stdin } => {
             let name = name.trim();
             if name.is_empty() {
                 bail!("a username cannot be blank");
             }
             let password = read_password(password_stdin, true)?;
             let hash = authhost::pool::hash_password(&password);
-            let new = NewUser {
-                username: name,
-                password_hash: Some(&hash),
-                is_active: !inactive,
-                is_staff: staff,
-            };
+            let new =
+                NewUser { username: name, password_hash: Some(&hash), is_active: !inactive, is_staff: staff };
             if conn.create_user(&new)?.is_none() {
-                bail!("user {name:?} already exists; use `authhost user passwd {name}` to change the password");
+                bail!(
+                    "user {name:?} already exists; use `authhost user passwd {name}` to change the password"
+                );
             }
             info!(user = name, "user added");
         }
-        UserCommand::Passwd {
-            name,
-            password_stdin,
-        } => {
+        UserCommand::Passwd { name, password_stdin } => {
             if conn.find_user(&name)?.is_none() {
                 bail!("no user {name:?}");
             }
@@ -226,10 +187,7 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
 fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from stdin")?;
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         if !std::io::stdin().is_terminal() {

@@ -25,12 +25,8 @@ pub struct Subject<'a> {
 }
 
 impl Permission {
-    pub const NAMES: [&'static str; 4] = [
-        "allow_any",
-        "is_authenticated",
-        "is_admin",
-        "is_authenticated_or_read_only",
-    ];
+    pub const NAMES: [&'static str; 4] =
+        ["allow_any", "is_authenticated", "is_admin", "is_authenticated_or_read_only"];
 
     pub fn allows(self, subject: Subject<'_>) -> bool {
         match self {
@@ -70,11 +66,7 @@ mod tests {
     use super::*;
 
     fn subject(authenticated: bool, is_staff: bool, method: &str) -> Subject<'_> {
-        Subject {
-            authenticated,
-            is_staff,
-            method,
-        }
+        Subject { authenticated, is_staff, method }
     }
 
     #[test]

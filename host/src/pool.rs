@@ -45,13 +45,8 @@ impl StorePool {
         F: FnOnce(&mut dyn StoreConn) -> Result<T, Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        submit(
-            &self.jobs,
-            Box::new(move |conn| drop(tx.send(f(conn)))),
-            "store",
-        )?;
-        rx.await
-            .map_err(|_| Error::store("a store thread stopped"))?
+        submit(&self.jobs, Box::new(move |conn| drop(tx.send(f(conn)))), "store")?;
+        rx.await.map_err(|_| Error::store("a store thread stopped"))?
     }
 }
 
@@ -137,8 +132,7 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> String {
 
 fn verify_with(argon2: &Argon2<'_>, hash: &str, password: &str) -> bool {
     // A hash that does not parse (an unusable password) verifies nothing.
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 #[cfg(test)]

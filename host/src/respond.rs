@@ -14,6 +14,8 @@ pub const INTERNAL_AUTH_ERROR: &str = "Internal authentication error.";
 pub const UNAVAILABLE: &str = "Service temporarily unavailable, try again later.";
 pub const NOT_FOUND: &str = "Not found.";
 pub const HEADERS_TOO_LARGE: &str = "Request header fields too large.";
+pub const BODY_TOO_LARGE: &str = "Request body too large.";
+pub const BAD_BODY: &str = "Malformed request body.";
 
 /// Why a request was not served.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +37,10 @@ pub enum Refusal {
     NotFound,
     /// 431: the request's headers add up to more than the host accepts.
     HeadersTooLarge,
+    /// 413: the body is larger than the host reads.
+    BodyTooLarge,
+    /// 400: the body could not be read (a broken chunked encoding).
+    BadBody,
     /// A scheme fault or host error: 500, details only in the log.
     Internal,
     /// 503.
@@ -44,10 +50,7 @@ pub enum Refusal {
 impl Refusal {
     pub fn into_response(self) -> Response<Body> {
         match self {
-            Refusal::Unauthenticated {
-                detail,
-                challenge: Some(challenge),
-            } => {
+            Refusal::Unauthenticated { detail, challenge: Some(challenge) } => {
                 let mut resp = detail_response(StatusCode::UNAUTHORIZED, &detail);
                 match HeaderValue::from_str(&challenge) {
                     Ok(value) => {
@@ -58,32 +61,27 @@ impl Refusal {
                     Err(_) => detail_response(StatusCode::FORBIDDEN, &detail),
                 }
             }
-            Refusal::Unauthenticated {
-                detail,
-                challenge: None,
+            Refusal::Unauthenticated { detail, challenge: None } | Refusal::Forbidden { detail } => {
+                detail_response(StatusCode::FORBIDDEN, &detail)
             }
-            | Refusal::Forbidden { detail } => detail_response(StatusCode::FORBIDDEN, &detail),
             Refusal::MethodNotAllowed { method, allow } => {
                 let mut resp = detail_response(
                     StatusCode::METHOD_NOT_ALLOWED,
                     &format!("Method \"{method}\" not allowed."),
                 );
-                resp.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
                 resp
             }
             Refusal::NotFound => detail_response(StatusCode::NOT_FOUND, NOT_FOUND),
-            Refusal::HeadersTooLarge => detail_response(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                HEADERS_TOO_LARGE,
-            ),
-            Refusal::Internal => {
-                detail_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_AUTH_ERROR)
+            Refusal::BodyTooLarge => detail_response(StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE),
+            Refusal::BadBody => detail_response(StatusCode::BAD_REQUEST, BAD_BODY),
+            Refusal::HeadersTooLarge => {
+                detail_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, HEADERS_TOO_LARGE)
             }
+            Refusal::Internal => detail_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_AUTH_ERROR),
             Refusal::Busy => {
                 let mut resp = detail_response(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-                resp.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 resp
             }
         }
@@ -99,7 +97,6 @@ pub fn detail_response(status: StatusCode, detail: &str) -> Response<Body> {
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }

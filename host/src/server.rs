@@ -31,9 +31,7 @@ pub struct AppSlot {
 
 impl AppSlot {
     pub fn new(app: App) -> Self {
-        AppSlot {
-            current: RwLock::new(Arc::new(app)),
-        }
+        AppSlot { current: RwLock::new(Arc::new(app)) }
     }
 
     pub fn get(&self) -> Arc<App> {

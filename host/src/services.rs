@@ -23,11 +23,7 @@ use crate::store::NewUser;
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Need {
     FindUser(String),
-    VerifyPassword {
-        username: String,
-        password: String,
-        cache: Duration,
-    },
+    VerifyPassword { username: String, password: String, cache: Duration },
     CreateUser(String),
     FindToken([u8; 32]),
 }
@@ -60,10 +56,7 @@ struct TtlCache<K, V> {
 
 impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     fn new(capacity: usize) -> Self {
-        TtlCache {
-            capacity,
-            entries: RwLock::default(),
-        }
+        TtlCache { capacity, entries: RwLock::default() }
     }
 
     fn get<Q>(&self, key: &Q) -> Option<V>
@@ -92,10 +85,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 
     fn retain(&self, keep: impl Fn(&V) -> bool) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (v, _)| keep(v));
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, (v, _)| keep(v));
     }
 }
 
@@ -172,17 +162,10 @@ impl Services {
                 let Some(services) = weak.upgrade() else {
                     return;
                 };
-                match services
-                    .store
-                    .run(move |conn| conn.changes_since(seq))
-                    .await
-                {
+                match services.store.run(move |conn| conn.changes_since(seq)).await {
                     Ok((last, names)) => {
                         if !names.is_empty() {
-                            debug!(
-                                users = names.len(),
-                                "store changes: dropping cached entries"
-                            );
+                            debug!(users = names.len(), "store changes: dropping cached entries");
                             services.forget(&names);
                         }
                         seq = last;
@@ -198,16 +181,9 @@ impl Services {
     pub(crate) async fn fulfil(&self, need: &Need) -> Result<Answer, Error> {
         let user = match need.clone() {
             Need::FindUser(name) => self.store.run(move |conn| conn.find_user(&name)).await?,
-            Need::VerifyPassword {
-                username,
-                password,
-                cache,
-            } => {
+            Need::VerifyPassword { username, password, cache } => {
                 let key = (!cache.is_zero()).then(|| self.credential_hash(&username, &password));
-                let found = self
-                    .store
-                    .run(move |conn| conn.find_credentials(&username))
-                    .await?;
+                let found = self.store.run(move |conn| conn.find_credentials(&username)).await?;
                 let (user, hash) = match found {
                     Some((user, hash)) => (Some(user), hash),
                     None => (None, None),
@@ -219,17 +195,10 @@ impl Services {
                 }
                 user
             }
-            Need::CreateUser(name) => Some(
-                self.store
-                    .run(move |conn| create_or_find(conn, &name))
-                    .await?,
-            ),
+            Need::CreateUser(name) => Some(self.store.run(move |conn| create_or_find(conn, &name)).await?),
             Need::FindToken(digest) => {
                 let found = self.store.run(move |conn| conn.find_token(&digest)).await?;
-                let token = found.map(|(user, id)| TokenMatch {
-                    user,
-                    token_id: id.to_string().into(),
-                });
+                let token = found.map(|(user, id)| TokenMatch { user, token_id: id.to_string().into() });
                 if let Some(token) = token.as_ref().filter(|t| t.user.is_active) {
                     self.tokens.put(digest, token.clone(), self.policy.ttl);
                 }
@@ -237,20 +206,14 @@ impl Services {
             }
         };
         if let Some(user) = user.as_ref().filter(|u| u.is_active) {
-            self.users
-                .put(user.username.to_string(), user.clone(), self.policy.ttl);
+            self.users.put(user.username.to_string(), user.clone(), self.policy.ttl);
         }
         Ok(Answer::User(user))
     }
 }
 
 fn create_or_find(conn: &mut dyn crate::store::StoreConn, name: &str) -> Result<User, Error> {
-    let new = NewUser {
-        username: name,
-        password_hash: None,
-        is_active: true,
-        is_staff: false,
-    };
+    let new = NewUser { username: name, password_hash: None, is_active: true, is_staff: false };
     match conn.create_user(&new)? {
         Some(user) => Ok(user),
         None => conn
@@ -275,12 +238,7 @@ pub(crate) struct RequestHost<'s> {
 
 impl<'s> RequestHost<'s> {
     pub(crate) fn new(services: &'s Services, scheme: &'s str) -> Self {
-        RequestHost {
-            services,
-            scheme,
-            answers: RefCell::default(),
-            need: RefCell::default(),
-        }
+        RequestHost { services, scheme, answers: RefCell::default(), need: RefCell::default() }
     }
 
     /// What the last call asked for and did not get.
@@ -293,11 +251,7 @@ impl<'s> RequestHost<'s> {
     }
 
     fn answered(&self, need: &Need) -> Option<Answer> {
-        self.answers
-            .borrow()
-            .iter()
-            .find(|(n, _)| n == need)
-            .map(|(_, a)| a.clone())
+        self.answers.borrow().iter().find(|(n, _)| n == need).map(|(_, a)| a.clone())
     }
 
     fn pending<T>(&self, need: Need) -> RResult<T, HostError> {
@@ -323,9 +277,7 @@ impl<'s> RequestHost<'s> {
 impl HostServices for RequestHost<'_> {
     fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError> {
         let name = username.as_str();
-        self.user_lookup(Need::FindUser(name.to_owned()), || {
-            self.services.users.get(name)
-        })
+        self.user_lookup(Need::FindUser(name.to_owned()), || self.services.users.get(name))
     }
 
     fn verify_password(
@@ -335,37 +287,26 @@ impl HostServices for RequestHost<'_> {
         cache_ms: u64,
     ) -> RResult<ROption<User>, HostError> {
         let cache = Duration::from_millis(cache_ms);
-        let need = Need::VerifyPassword {
-            username: username.to_string(),
-            password: password.to_string(),
-            cache,
-        };
+        let need =
+            Need::VerifyPassword { username: username.to_string(), password: password.to_string(), cache };
         self.user_lookup(need, || {
             if cache.is_zero() {
                 return None;
             }
-            self.services.credentials.get(
-                &self
-                    .services
-                    .credential_hash(username.as_str(), password.as_str()),
-            )
+            self.services
+                .credentials
+                .get(&self.services.credential_hash(username.as_str(), password.as_str()))
         })
     }
 
     fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError> {
         let name = username.as_str();
         if name.is_empty() {
-            return RResult::RErr(HostError::internal(
-                "cannot create a user with an empty name",
-            ));
+            return RResult::RErr(HostError::internal("cannot create a user with an empty name"));
         }
-        match self.user_lookup(Need::CreateUser(name.to_owned()), || {
-            self.services.users.get(name)
-        }) {
+        match self.user_lookup(Need::CreateUser(name.to_owned()), || self.services.users.get(name)) {
             RResult::ROk(ROption::RSome(user)) => RResult::ROk(user),
-            RResult::ROk(ROption::RNone) => {
-                RResult::RErr(HostError::internal("user creation gave no user"))
-            }
+            RResult::ROk(ROption::RNone) => RResult::RErr(HostError::internal("user creation gave no user")),
             RResult::RErr(e) => RResult::RErr(e),
         }
     }

@@ -51,16 +51,10 @@ macro_rules! export_scheme {
 
 /// Builds the root module for scheme type `S`. Called by `export_scheme!`.
 pub fn root_module<S: Scheme>(plugin_name: &'static str) -> SchemeModRef {
-    SchemeMod {
-        plugin_name: RStr::from_str(plugin_name),
-        new_scheme: new_scheme::<S>,
-    }
-    .leak_into_prefix()
+    SchemeMod { plugin_name: RStr::from_str(plugin_name), new_scheme: new_scheme::<S> }.leak_into_prefix()
 }
 
-extern "C" fn new_scheme<S: Scheme>(
-    options: RSlice<'_, OptionEntry>,
-) -> RResult<SchemeBox, OptionError> {
+extern "C" fn new_scheme<S: Scheme>(options: RSlice<'_, OptionEntry>) -> RResult<SchemeBox, OptionError> {
     let built = guard(|| {
         let options = Options::new(options.as_slice());
         let scheme = S::new(&options)?;
@@ -95,15 +89,9 @@ impl<S: Scheme> SchemeObject for Guarded<S> {
         let outcome = match guard(|| self.0.authenticate(request, &host)) {
             Ok(Ok(outcome)) => outcome,
             // The host recorded what it needs and calls again; this outcome is not read.
-            Ok(Err(err)) if err.is_pending() => Outcome::Fault {
-                message: RString::from(err.message()),
-            },
-            Ok(Err(err)) => Outcome::Fault {
-                message: RString::from(err.to_string()),
-            },
-            Err(panic) => Outcome::Fault {
-                message: RString::from(format!("panicked: {panic}")),
-            },
+            Ok(Err(err)) if err.is_pending() => Outcome::Fault { message: RString::from(err.message()) },
+            Ok(Err(err)) => Outcome::Fault { message: RString::from(err.to_string()) },
+            Err(panic) => Outcome::Fault { message: RString::from(format!("panicked: {panic}")) },
         };
         outcome.into_ffi()
     }
@@ -124,9 +112,7 @@ thread_local! {
 /// was loaded dynamically and its own panic hook recorded it).
 fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        LAST_PANIC
-            .with(|last| last.borrow_mut().take())
-            .unwrap_or_else(|| payload_message(payload.as_ref()))
+        LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| payload_message(payload.as_ref()))
     })
 }
 
@@ -161,9 +147,6 @@ pub fn install_panic_hook() {
 mod tests {
     #[test]
     fn the_exported_symbol_is_the_one_abi_stable_looks_for() {
-        assert_eq!(
-            abi_stable::library::ROOT_MODULE_LOADER_NAME,
-            "_1as_0lib_1header_0root_bmodule_bloader"
-        );
+        assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");
     }
 }

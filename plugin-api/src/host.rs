@@ -36,17 +36,11 @@ pub struct HostError {
 
 impl HostError {
     pub fn pending() -> Self {
-        HostError {
-            kind: HostErrorKind::Pending,
-            message: RString::new(),
-        }
+        HostError { kind: HostErrorKind::Pending, message: RString::new() }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        HostError {
-            kind: HostErrorKind::Internal,
-            message: RString::from(message.into()),
-        }
+        HostError { kind: HostErrorKind::Internal, message: RString::from(message.into()) }
     }
 }
 
@@ -128,11 +122,7 @@ impl<'a> Host<'a> {
     }
 
     /// The user, when the password is theirs; `None` for an unknown user or a wrong password.
-    pub fn verify_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Option<User>, SchemeError> {
+    pub fn verify_password(&self, username: &str, password: &str) -> Result<Option<User>, SchemeError> {
         self.verify_password_cached(username, password, Duration::ZERO)
     }
 
@@ -145,11 +135,8 @@ impl<'a> Host<'a> {
         ttl: Duration,
     ) -> Result<Option<User>, SchemeError> {
         let cache_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        into_result(
-            self.services
-                .verify_password(username.into(), password.into(), cache_ms),
-        )
-        .map(ROption::into_option)
+        into_result(self.services.verify_password(username.into(), password.into(), cache_ms))
+            .map(ROption::into_option)
     }
 
     /// Creates an active user with no usable password, or returns the existing one.

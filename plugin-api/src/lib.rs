@@ -11,6 +11,7 @@
 //! fetches the data off the worker (store pool, password pool) and calls the scheme again,
 //! so plugin code never blocks and never awaits.
 
+pub mod authorization;
 pub mod export;
 pub mod host;
 pub mod options;

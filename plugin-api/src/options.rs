@@ -44,10 +44,7 @@ pub struct OptionEntry {
 
 impl OptionEntry {
     pub fn new(key: impl Into<String>, value: OptionValue) -> Self {
-        OptionEntry {
-            key: RString::from(key.into()),
-            value,
-        }
+        OptionEntry { key: RString::from(key.into()), value }
     }
 }
 
@@ -68,10 +65,7 @@ pub struct Options<'a> {
 
 impl<'a> Options<'a> {
     pub fn new(entries: &'a [OptionEntry]) -> Self {
-        Options {
-            entries,
-            read: RefCell::new(Vec::new()),
-        }
+        Options { entries, read: RefCell::new(Vec::new()) }
     }
 
     fn get(&self, key: &'static str) -> Option<&'a OptionValue> {
@@ -79,10 +73,7 @@ impl<'a> Options<'a> {
         if !read.contains(&key) {
             read.push(key);
         }
-        self.entries
-            .iter()
-            .find(|e| e.key.as_str() == key)
-            .map(|e| &e.value)
+        self.entries.iter().find(|e| e.key.as_str() == key).map(|e| &e.value)
     }
 
     /// A string option, if set.
@@ -121,9 +112,7 @@ impl<'a> Options<'a> {
     pub fn list(&self, key: &'static str) -> Result<Option<Vec<&'a str>>, SchemeError> {
         match self.get(key) {
             None => Ok(None),
-            Some(OptionValue::StrList(items)) => {
-                Ok(Some(items.iter().map(|s| s.as_str()).collect()))
-            }
+            Some(OptionValue::StrList(items)) => Ok(Some(items.iter().map(|s| s.as_str()).collect())),
             Some(other) => Err(wrong_type(key, "a list of strings", other)),
         }
     }
@@ -167,9 +156,7 @@ fn wrong_type(key: &str, expected: &str, found: &OptionValue) -> SchemeError {
 /// Parses `"30s"`, `"10m"`, `"10h"`, `"7d"` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
     let factor = match unit.trim() {
@@ -224,14 +211,8 @@ mod tests {
         let entries = entries();
         let options = Options::new(&entries);
         assert_eq!(options.str_or("keyword", "Token").unwrap(), "Token");
-        assert_eq!(
-            options.duration("ttl").unwrap(),
-            Some(Duration::from_secs(36_000))
-        );
-        assert_eq!(
-            options.unread(),
-            vec![("keywrd", Some("keyword")), ("create", None)]
-        );
+        assert_eq!(options.duration("ttl").unwrap(), Some(Duration::from_secs(36_000)));
+        assert_eq!(options.unread(), vec![("keywrd", Some("keyword")), ("create", None)]);
     }
 
     #[test]
@@ -240,10 +221,7 @@ mod tests {
         let options = Options::new(&entries);
         let err = options.bool_or("create", false).unwrap_err();
         assert_eq!(err.option_key(), Some("create"));
-        assert_eq!(
-            err.to_string(),
-            "create: expected true or false, found a string"
-        );
+        assert_eq!(err.to_string(), "create: expected true or false, found a string");
     }
 
     #[test]

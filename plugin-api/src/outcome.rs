@@ -48,32 +48,22 @@ pub use outcome_enum::{Outcome, Outcome_NE};
 impl Outcome {
     /// The request is `user`, with no scheme data.
     pub fn authenticated(user: User) -> Self {
-        Outcome::Authenticated {
-            user,
-            auth: ROption::RNone,
-        }
+        Outcome::Authenticated { user, auth: ROption::RNone }
     }
 
     /// The request is `user`; `auth` is what `request.auth` holds in DRF (token id, claims).
     pub fn authenticated_with(user: User, auth: impl Into<String>) -> Self {
-        Outcome::Authenticated {
-            user,
-            auth: ROption::RSome(RString::from(auth.into())),
-        }
+        Outcome::Authenticated { user, auth: ROption::RSome(RString::from(auth.into())) }
     }
 
     /// Credentials of this kind were present and wrong.
     pub fn failed(detail: impl Into<String>) -> Self {
-        Outcome::Failed {
-            detail: RString::from(detail.into()),
-        }
+        Outcome::Failed { detail: RString::from(detail.into()) }
     }
 
     /// Credentials were fine but the request is refused (a CSRF failure, for example).
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Outcome::Forbidden {
-            detail: RString::from(detail.into()),
-        }
+        Outcome::Forbidden { detail: RString::from(detail.into()) }
     }
 
     /// Wraps the outcome for the trip across the ABI.

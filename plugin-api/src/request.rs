@@ -17,10 +17,7 @@ pub struct Header<'a> {
 
 impl<'a> Header<'a> {
     pub fn new(name: &'a str, value: &'a [u8]) -> Self {
-        Header {
-            name: RStr::from_str(name),
-            value: RSlice::from_slice(value),
-        }
+        Header { name: RStr::from_str(name), value: RSlice::from_slice(value) }
     }
 
     pub fn name(&self) -> &'a str {
@@ -47,11 +44,7 @@ impl From<SocketAddr> for PeerAddr {
             IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
             IpAddr::V6(v6) => (v6.octets(), false),
         };
-        PeerAddr {
-            ip,
-            port: addr.port(),
-            is_ipv4,
-        }
+        PeerAddr { ip, port: addr.port(), is_ipv4 }
     }
 }
 
@@ -134,11 +127,7 @@ impl<'a> RequestView<'a> {
 
     /// The raw bytes of a header; `name` is matched without regard to case.
     pub fn header_bytes(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .as_slice()
-            .iter()
-            .find(|h| h.name().eq_ignore_ascii_case(name))
-            .map(|h| h.value())
+        self.headers.as_slice().iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| h.value())
     }
 
     /// A header as text: UTF-8 when it is, else Latin-1 (what WSGI hands Django).

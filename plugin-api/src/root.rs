@@ -21,16 +21,12 @@ mod object_trait {
     /// implementation catches panics around every call.
     #[sabi_trait]
     pub trait SchemeObject: Send + Sync {
-        fn authenticate(&self, request: &RequestView<'_>, host: &HostServicesRef<'_>)
-            -> Outcome_NE;
+        fn authenticate(&self, request: &RequestView<'_>, host: &HostServicesRef<'_>) -> Outcome_NE;
 
         /// The challenge, or none; `Err` carries a panic's message (a fault, like one in
         /// `authenticate`). New methods go after this one, with default bodies.
         #[sabi(last_prefix_field)]
-        fn authenticate_header(
-            &self,
-            request: &RequestView<'_>,
-        ) -> RResult<ROption<RString>, RString>;
+        fn authenticate_header(&self, request: &RequestView<'_>) -> RResult<ROption<RString>, RString>;
     }
 }
 
@@ -51,8 +47,7 @@ pub struct SchemeMod {
 
     /// Builds one scheme instance from its options. New fields go after this one.
     #[sabi(last_prefix_field)]
-    pub new_scheme:
-        extern "C" fn(options: RSlice<'_, OptionEntry>) -> RResult<SchemeBox, OptionError>,
+    pub new_scheme: extern "C" fn(options: RSlice<'_, OptionEntry>) -> RResult<SchemeBox, OptionError>,
 }
 
 impl RootModule for SchemeModRef {

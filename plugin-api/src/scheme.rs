@@ -18,11 +18,7 @@ pub trait Scheme: Send + Sync + Sized + 'static {
 
     /// Not attempted, authenticated, failed or forbidden. Host look-ups go through `host`
     /// and are passed on with `?`.
-    fn authenticate(
-        &self,
-        request: &RequestView<'_>,
-        host: &Host<'_>,
-    ) -> Result<Outcome, SchemeError>;
+    fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError>;
 
     /// The `WWW-Authenticate` challenge, if the scheme has one (DRF's `authenticate_header`).
     fn authenticate_header(&self, _request: &RequestView<'_>) -> Option<String> {
@@ -34,10 +30,7 @@ pub trait Scheme: Send + Sync + Sized + 'static {
 enum Kind {
     Pending,
     Internal(String),
-    Option {
-        key: Option<String>,
-        message: String,
-    },
+    Option { key: Option<String>, message: String },
 }
 
 /// What went wrong inside a scheme: an internal error (the host answers 500 and logs it),
@@ -51,29 +44,17 @@ impl SchemeError {
     /// An internal error: the request gets a 500 and the host logs `message` with the
     /// scheme's name. Not for wrong credentials: those are `Outcome::failed`.
     pub fn internal(message: impl Into<String>) -> Self {
-        SchemeError {
-            kind: Kind::Internal(message.into()),
-        }
+        SchemeError { kind: Kind::Internal(message.into()) }
     }
 
     /// A bad option value, named by its key.
     pub fn option(key: impl Into<String>, message: impl Into<String>) -> Self {
-        SchemeError {
-            kind: Kind::Option {
-                key: Some(key.into()),
-                message: message.into(),
-            },
-        }
+        SchemeError { kind: Kind::Option { key: Some(key.into()), message: message.into() } }
     }
 
     /// A start-up error that no single option causes.
     pub fn config(message: impl Into<String>) -> Self {
-        SchemeError {
-            kind: Kind::Option {
-                key: None,
-                message: message.into(),
-            },
-        }
+        SchemeError { kind: Kind::Option { key: None, message: message.into() } }
     }
 
     /// True when the host is still fetching an answer; the scheme will be called again.
@@ -111,12 +92,8 @@ impl std::error::Error for SchemeError {}
 impl From<HostError> for SchemeError {
     fn from(err: HostError) -> Self {
         match err.kind {
-            HostErrorKind::Pending => SchemeError {
-                kind: Kind::Pending,
-            },
-            HostErrorKind::Internal => {
-                SchemeError::internal(format!("host service: {}", err.message))
-            }
+            HostErrorKind::Pending => SchemeError { kind: Kind::Pending },
+            HostErrorKind::Internal => SchemeError::internal(format!("host service: {}", err.message)),
         }
     }
 }

@@ -34,26 +34,26 @@ impl MemoryHost {
         is_staff: bool,
     ) -> Self {
         let id = i64::try_from(self.users.len()).unwrap_or(i64::MAX) + 1;
-        let user = User {
-            id,
-            username: username.into(),
-            is_active,
-            is_staff,
-        };
-        self.users
-            .insert(username.to_owned(), (user, password.map(str::to_owned)));
+        let user = User { id, username: username.into(), is_active, is_staff };
+        self.users.insert(username.to_owned(), (user, password.map(str::to_owned)));
         self
+    }
+
+    /// Gives `username` a token with this key.
+    pub fn with_token(mut self, key: &str, username: &str) -> Self {
+        self.tokens.insert(key.to_owned(), username.to_owned());
+        self
+    }
+
+    /// The warnings schemes logged.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 impl HostServices for MemoryHost {
     fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError> {
-        RResult::ROk(
-            self.users
-                .get(username.as_str())
-                .map(|(u, _)| u.clone())
-                .into(),
-        )
+        RResult::ROk(self.users.get(username.as_str()).map(|(u, _)| u.clone()).into())
     }
 
     fn verify_password(
@@ -62,10 +62,8 @@ impl HostServices for MemoryHost {
         password: RStr<'_>,
         _cache_ms: u64,
     ) -> RResult<ROption<User>, HostError> {
-        let found = self
-            .users
-            .get(username.as_str())
-            .filter(|(_, p)| p.as_deref() == Some(password.as_str()));
+        let found =
+            self.users.get(username.as_str()).filter(|(_, p)| p.as_deref() == Some(password.as_str()));
         RResult::ROk(found.map(|(u, _)| u.clone()).into())
     }
 
@@ -77,25 +75,14 @@ impl HostServices for MemoryHost {
     }
 
     fn find_token(&self, key: RStr<'_>) -> RResult<ROption<TokenMatch>, HostError> {
-        let found = self
-            .tokens
-            .get(key.as_str())
-            .and_then(|name| self.users.get(name));
+        let found = self.tokens.get(key.as_str()).and_then(|name| self.users.get(name));
         RResult::ROk(
-            found
-                .map(|(user, _)| TokenMatch {
-                    user: user.clone(),
-                    token_id: key.as_str().into(),
-                })
-                .into(),
+            found.map(|(user, _)| TokenMatch { user: user.clone(), token_id: key.as_str().into() }).into(),
         )
     }
 
     fn warn(&self, message: RStr<'_>) {
-        self.warnings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(message.to_string());
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(message.to_string());
     }
 }
 

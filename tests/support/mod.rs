@@ -20,11 +20,7 @@ use serde_json::Value;
 /// Where cargo put the binary and the plugin libraries (`target/debug`).
 pub fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_owned();
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_owned();
     for lib in ["x_username", "probe", "wrong_abi", "not_a_plugin"] {
         let file = dir.join(library(lib));
         assert!(
@@ -38,11 +34,7 @@ pub fn build_dir() -> PathBuf {
 
 /// `libauthhost_<name>.so` (per platform) in the build folder.
 pub fn library(name: &str) -> String {
-    format!(
-        "{}authhost_{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
+    format!("{}authhost_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
 }
 
 pub fn plugin_path(name: &str) -> PathBuf {
@@ -66,10 +58,7 @@ impl Site {
 
     /// As `new`, with these `[store]` cache keys instead of no cache.
     pub fn with_cache(config: &str, cache: &'static str) -> Site {
-        let site = Site {
-            dir: tempfile::tempdir().expect("temp dir"),
-            cache,
-        };
+        let site = Site { dir: tempfile::tempdir().expect("temp dir"), cache };
         site.write_config(config);
         site
     }
@@ -115,12 +104,7 @@ impl Site {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn authhost");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
         child.wait_with_output().expect("authhost output")
     }
 
@@ -129,11 +113,7 @@ impl Site {
         let mut args = vec!["user", "add", name, "--password-stdin"];
         args.extend_from_slice(flags);
         let out = self.authhost(&args, &format!("{password}\n"));
-        assert!(
-            out.status.success(),
-            "user add failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Starts `authhost serve` on 127.0.0.1:0 and waits until it listens.
@@ -163,10 +143,7 @@ impl TestHost {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(site.config_path())
             .current_dir(site.path())
-            .env(
-                "AUTHHOST_LOG",
-                "info,authhost::app=debug,authhost::services=debug",
-            )
+            .env("AUTHHOST_LOG", "info,authhost::app=debug,authhost::services=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -178,47 +155,27 @@ impl TestHost {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                sink.lines
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(line);
+                sink.lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                 sink.changed.notify_all();
             }
-            sink.lines
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push("<stderr closed>".into());
+            sink.lines.lock().unwrap_or_else(|e| e.into_inner()).push("<stderr closed>".into());
             sink.changed.notify_all();
         });
-        let line = wait_for(&log, |l| {
-            l.contains("listening on http://") || l == "<stderr closed>"
-        });
+        let line = wait_for(&log, |l| l.contains("listening on http://") || l == "<stderr closed>");
         let Some(addr) = line.split("listening on http://").nth(1) else {
             let status = child.wait().expect("wait");
             panic!(
                 "authhost serve exited ({status}) before listening:\n{}",
-                log.lines
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .join("\n")
+                log.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
             );
         };
-        let addr = addr
-            .split_whitespace()
-            .next()
-            .expect("address")
-            .parse()
-            .expect("socket address");
+        let addr = addr.split_whitespace().next().expect("address").parse().expect("socket address");
         TestHost { child, addr, log }
     }
 
     /// Everything the host has logged so far.
     pub fn logs(&self) -> String {
-        self.log
-            .lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        self.log.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
 
     /// Waits (at most 10 s) for a log line matching `pred` and returns it.
@@ -232,11 +189,8 @@ impl TestHost {
 
     /// Sends a signal by name (`TERM`, `INT`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill");
         assert!(status.success());
     }
 
@@ -259,19 +213,14 @@ impl TestHost {
     pub fn request(&self, method: &str, path: &str) -> Req {
         Req {
             addr: self.addr,
-            builder: Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", "authhost.test"),
+            builder: Request::builder().method(method).uri(path).header("host", "authhost.test"),
         }
     }
 
     /// Writes raw bytes on a new connection and returns what the host answers, up to EOF.
     pub fn raw(&self, bytes: &[u8]) -> String {
         let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         // The host may answer and close before reading everything: ignore write errors.
         let _ = stream.write_all(bytes);
         let mut out = Vec::new();
@@ -295,16 +244,8 @@ fn wait_for(log: &Log, pred: impl Fn(&str) -> bool) -> String {
             return line.clone();
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "no such log line in:\n{}",
-            lines.join("\n")
-        );
-        lines = log
-            .changed
-            .wait_timeout(lines, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        assert!(!left.is_zero(), "no such log line in:\n{}", lines.join("\n"));
+        lines = log.changed.wait_timeout(lines, left).unwrap_or_else(|e| e.into_inner()).0;
     }
 }
 
@@ -322,12 +263,9 @@ impl Req {
     }
 
     pub async fn send(self) -> Resp {
-        let stream = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
+        let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(conn);
         let req = self.builder.body(Full::new(Bytes::new())).expect("request");
         let resp = sender.send_request(req).await.expect("response");
@@ -351,13 +289,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("text header"))
+        self.headers.get(name).map(|v| v.to_str().expect("text header"))
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }

@@ -34,8 +34,7 @@ pub trait StoreConn: Send {
     fn find_user(&mut self, username: &str) -> Result<Option<User>, Error>;
 
     /// The user and their password hash (`None` when the password is unusable).
-    fn find_credentials(&mut self, username: &str)
-        -> Result<Option<(User, Option<String>)>, Error>;
+    fn find_credentials(&mut self, username: &str) -> Result<Option<(User, Option<String>)>, Error>;
 
     /// Creates a user; `Ok(None)` when the username is taken.
     fn create_user(&mut self, user: &NewUser<'_>) -> Result<Option<User>, Error>;
@@ -51,12 +50,7 @@ pub trait StoreConn: Send {
 
     /// Stores a token digest for `username`. `replace` first deletes the user's tokens;
     /// otherwise a user who has a token keeps it and `Ok(TokenSet::Exists)` comes back.
-    fn create_token(
-        &mut self,
-        username: &str,
-        digest: &[u8],
-        replace: bool,
-    ) -> Result<TokenSet, Error>;
+    fn create_token(&mut self, username: &str, digest: &[u8], replace: bool) -> Result<TokenSet, Error>;
 
     /// Deletes the user's tokens; how many there were.
     fn delete_tokens(&mut self, username: &str) -> Result<usize, Error>;

@@ -41,27 +41,17 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating and migrating if need be) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let store = SqliteStore {
-            path: path.as_ref().to_owned(),
-        };
+        let store = SqliteStore { path: path.as_ref().to_owned() };
         let mut conn = store.open_connection()?;
         migrate(&mut conn).map_err(|e| {
-            Error::store(format!(
-                "{}: cannot migrate the store",
-                store.path.display()
-            ))
-            .with_source(e)
+            Error::store(format!("{}: cannot migrate the store", store.path.display())).with_source(e)
         })?;
         Ok(store)
     }
 
     fn open_connection(&self) -> Result<Connection, Error> {
         let conn = Connection::open(&self.path).map_err(|e| {
-            Error::store(format!(
-                "{}: cannot open the SQLite store",
-                self.path.display()
-            ))
-            .with_source(e)
+            Error::store(format!("{}: cannot open the SQLite store", self.path.display())).with_source(e)
         })?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -83,9 +73,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 impl Store for SqliteStore {
     fn connect(&self) -> Result<Box<dyn StoreConn>, Error> {
-        Ok(Box::new(SqliteConn {
-            conn: self.open_connection()?,
-        }))
+        Ok(Box::new(SqliteConn { conn: self.open_connection()? }))
     }
 }
 
@@ -96,22 +84,12 @@ struct SqliteConn {
 impl SqliteConn {
     /// Runs an update of one user and records the change for running hosts, in one
     /// transaction; `false` when no user matched.
-    fn change(
-        &mut self,
-        username: &str,
-        sql: &str,
-        params: impl rusqlite::Params,
-    ) -> Result<bool, Error> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    fn change(&mut self, username: &str, sql: &str, params: impl rusqlite::Params) -> Result<bool, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if tx.execute(sql, params)? != 1 {
             return Ok(false);
         }
-        tx.execute(
-            "INSERT INTO user_changes (username) VALUES (?1)",
-            [username],
-        )?;
+        tx.execute("INSERT INTO user_changes (username) VALUES (?1)", [username])?;
         tx.execute(
             "DELETE FROM user_changes WHERE seq <= (SELECT max(seq) FROM user_changes) - ?1",
             [CHANGE_LOG_KEEP],
@@ -138,13 +116,9 @@ impl StoreConn for SqliteConn {
         Ok(self.find_credentials(username)?.map(|(user, _)| user))
     }
 
-    fn find_credentials(
-        &mut self,
-        username: &str,
-    ) -> Result<Option<(User, Option<String>)>, Error> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
-        ))?;
+    fn find_credentials(&mut self, username: &str) -> Result<Option<(User, Option<String>)>, Error> {
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"))?;
         Ok(stmt.query_row([username], user_from_row).optional()?)
     }
 
@@ -155,12 +129,7 @@ impl StoreConn for SqliteConn {
         ))?;
         let row = stmt
             .query_row(
-                params![
-                    user.username,
-                    user.password_hash,
-                    user.is_active,
-                    user.is_staff
-                ],
+                params![user.username, user.password_hash, user.is_active, user.is_staff],
                 user_from_row,
             )
             .optional()?;
@@ -188,69 +157,42 @@ impl StoreConn for SqliteConn {
             "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, t.id
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ?1",
         )?;
-        let row = stmt
-            .query_row([digest], |row| {
-                Ok((user_from_row(row)?.0, row.get::<_, i64>(5)?))
-            })
-            .optional()?;
+        let row =
+            stmt.query_row([digest], |row| Ok((user_from_row(row)?.0, row.get::<_, i64>(5)?))).optional()?;
         Ok(row)
     }
 
-    fn create_token(
-        &mut self,
-        username: &str,
-        digest: &[u8],
-        replace: bool,
-    ) -> Result<TokenSet, Error> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let user_id: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM users WHERE username = ?1",
-                [username],
-                |r| r.get(0),
-            )
-            .optional()?;
+    fn create_token(&mut self, username: &str, digest: &[u8], replace: bool) -> Result<TokenSet, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let user_id: Option<i64> =
+            tx.query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0)).optional()?;
         let Some(user_id) = user_id else {
             return Ok(TokenSet::NoSuchUser);
         };
         if replace {
             tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id])?;
-            tx.execute(
-                "INSERT INTO user_changes (username) VALUES (?1)",
-                [username],
-            )?;
+            tx.execute("INSERT INTO user_changes (username) VALUES (?1)", [username])?;
         } else {
-            let has: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tokens WHERE user_id = ?1)",
-                [user_id],
-                |r| r.get(0),
-            )?;
+            let has: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE user_id = ?1)", [user_id], |r| {
+                    r.get(0)
+                })?;
             if has {
                 return Ok(TokenSet::Exists);
             }
         }
-        tx.execute(
-            "INSERT INTO tokens (digest, user_id) VALUES (?1, ?2)",
-            params![digest, user_id],
-        )?;
+        tx.execute("INSERT INTO tokens (digest, user_id) VALUES (?1, ?2)", params![digest, user_id])?;
         tx.commit()?;
         Ok(TokenSet::Created)
     }
 
     fn delete_tokens(&mut self, username: &str) -> Result<usize, Error> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let deleted = tx.execute(
             "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
             [username],
         )?;
-        tx.execute(
-            "INSERT INTO user_changes (username) VALUES (?1)",
-            [username],
-        )?;
+        tx.execute("INSERT INTO user_changes (username) VALUES (?1)", [username])?;
         tx.commit()?;
         Ok(deleted)
     }
@@ -259,24 +201,17 @@ impl StoreConn for SqliteConn {
         let mut stmt = self.conn.prepare_cached(
             "SELECT username FROM users u WHERE NOT EXISTS (SELECT 1 FROM tokens t WHERE t.user_id = u.id) ORDER BY id",
         )?;
-        let names = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
+        let names = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
         Ok(names)
     }
 
     fn last_change(&mut self) -> Result<i64, Error> {
-        Ok(self
-            .conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM user_changes", [], |r| {
-                r.get(0)
-            })?)
+        Ok(self.conn.query_row("SELECT coalesce(max(seq), 0) FROM user_changes", [], |r| r.get(0))?)
     }
 
     fn changes_since(&mut self, seq: i64) -> Result<(i64, Vec<String>), Error> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, username FROM user_changes WHERE seq > ?1 ORDER BY seq")?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT seq, username FROM user_changes WHERE seq > ?1 ORDER BY seq")?;
         let mut last = seq;
         let mut names = Vec::new();
         for row in stmt.query_map([seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
@@ -306,10 +241,7 @@ mod tests {
         };
         let alice = conn.create_user(&new).unwrap().expect("created");
         assert_eq!(alice.username.as_str(), "alice");
-        assert!(
-            conn.create_user(&new).unwrap().is_none(),
-            "a taken username is refused"
-        );
+        assert!(conn.create_user(&new).unwrap().is_none(), "a taken username is refused");
         assert!(conn.set_active("alice", false).unwrap());
         assert!(!conn.find_user("alice").unwrap().unwrap().is_active);
         assert!(!conn.set_password("bob", "x").unwrap());

@@ -7,9 +7,7 @@
 //!   the DRF docs' example, which lets inactive users in);
 //! - otherwise: authenticated as that user.
 
-use authhost_plugin_api::{
-    export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError,
-};
+use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
 
 /// The scheme. It has no state, so `new` only checks that it was given no options.
 #[derive(Debug)]
@@ -25,11 +23,7 @@ impl Scheme for XUsername {
         Ok(XUsername { header })
     }
 
-    fn authenticate(
-        &self,
-        request: &RequestView<'_>,
-        host: &Host<'_>,
-    ) -> Result<Outcome, SchemeError> {
+    fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
         let Some(username) = request.header(&self.header) else {
             return Ok(Outcome::NotAttempted);
         };
@@ -53,9 +47,7 @@ mod tests {
     use super::*;
 
     fn host() -> MemoryHost {
-        MemoryHost::new()
-            .with_user("alice", None, true, false)
-            .with_user("gone", None, false, false)
+        MemoryHost::new().with_user("alice", None, true, false).with_user("gone", None, false, false)
     }
 
     fn outcome(headers: &[Header<'_>]) -> Outcome {
@@ -79,10 +71,7 @@ mod tests {
 
     #[test]
     fn an_unknown_user_fails() {
-        assert_eq!(
-            outcome(&[Header::new("x-username", b"mallory")]),
-            Outcome::failed("No such user")
-        );
+        assert_eq!(outcome(&[Header::new("x-username", b"mallory")]), Outcome::failed("No such user"));
     }
 
     #[test]
@@ -95,16 +84,10 @@ mod tests {
 
     #[test]
     fn the_header_is_configurable() {
-        let entries = [OptionEntry::new(
-            "header",
-            OptionValue::Str("X-Remote".into()),
-        )];
+        let entries = [OptionEntry::new("header", OptionValue::Str("X-Remote".into()))];
         let scheme = XUsername::new(&Options::new(&entries)).unwrap();
         let headers = [Header::new("x-remote", b"alice")];
         let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
-        assert!(matches!(
-            authenticate(&scheme, &request, &host()).unwrap(),
-            Outcome::Authenticated { .. }
-        ));
+        assert!(matches!(authenticate(&scheme, &request, &host()).unwrap(), Outcome::Authenticated { .. }));
     }
 }

@@ -1,0 +1,121 @@
+//! HTTP Basic authentication (DRF's `BasicAuthentication`): `Authorization: Basic
+//! base64(username:password)`, checked against argon2id hashes by the host.
+//!
+//! Options: `realm` (`"api"`) for the challenge; `cache_ttl` (off by default), how long the
+//! host may answer a pair it verified from memory instead of paying argon2 again.
+
+mod base64;
+
+use std::time::Duration;
+
+use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
+use authhost_plugin_api::request::latin1_or_utf8;
+use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+
+const NO_CREDENTIALS: &str = "Invalid basic header. No credentials provided.";
+const HAS_SPACES: &str = "Invalid basic header. Credentials string should not contain spaces.";
+const NOT_BASE64: &str = "Invalid basic header. Credentials not correctly base64 encoded.";
+const INVALID: &str = "Invalid username/password.";
+
+#[derive(Debug)]
+pub struct Basic {
+    challenge: String,
+    cache_ttl: Duration,
+}
+
+impl Scheme for Basic {
+    fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
+        let realm = options.str_or("realm", "api")?;
+        if realm.contains(['"', '\\']) || realm.chars().any(char::is_control) {
+            return Err(SchemeError::option(
+                "realm",
+                "must not contain quotes, backslashes or control characters",
+            ));
+        }
+        Ok(Basic {
+            challenge: format!("Basic realm=\"{realm}\""),
+            cache_ttl: options.duration("cache_ttl")?.unwrap_or(Duration::ZERO),
+        })
+    }
+
+    fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
+        let parts = authorization_parts(request);
+        if !keyword_matches(&parts, "basic") {
+            return Ok(Outcome::NotAttempted);
+        }
+        let encoded = match parts.as_slice() {
+            [_] => return Ok(Outcome::failed(NO_CREDENTIALS)),
+            [_, encoded] => encoded,
+            _ => return Ok(Outcome::failed(HAS_SPACES)),
+        };
+        let Some(decoded) = base64::decode(encoded) else {
+            return Ok(Outcome::failed(NOT_BASE64));
+        };
+        // Not UTF-8: tried as Latin-1, as DRF does, so it fails as a bad password.
+        let text = latin1_or_utf8(&decoded);
+        let Some((username, password)) = text.split_once(':') else {
+            return Ok(Outcome::failed(NOT_BASE64));
+        };
+        // Inactive users fail like wrong passwords (Django's ModelBackend refuses them).
+        Ok(match host.verify_password_cached(username, password, self.cache_ttl)? {
+            Some(user) if user.is_active => Outcome::authenticated(user),
+            _ => Outcome::failed(INVALID),
+        })
+    }
+
+    fn authenticate_header(&self, _request: &RequestView<'_>) -> Option<String> {
+        Some(self.challenge.clone())
+    }
+}
+
+export_scheme!(Basic);
+
+#[cfg(test)]
+mod tests {
+    use authhost_plugin_api::testing::{authenticate, MemoryHost};
+    use authhost_plugin_api::Header;
+
+    use super::*;
+
+    fn outcome(authorization: &[u8]) -> Outcome {
+        let scheme = Basic::new(&Options::new(&[])).unwrap();
+        let host = MemoryHost::new().with_user("alice", Some("pw:with:colons"), true, false).with_user(
+            "j\u{f6}rg",
+            Some("pw"),
+            true,
+            false,
+        );
+        let headers = [Header::new("authorization", authorization)];
+        let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
+        authenticate(&scheme, &request, &host).unwrap()
+    }
+
+    #[test]
+    fn follows_drf_for_every_header_shape() {
+        assert_eq!(outcome(b"Token abc"), Outcome::NotAttempted);
+        assert_eq!(outcome(b"Basicabc"), Outcome::NotAttempted);
+        assert_eq!(outcome(b"Basic "), Outcome::failed(NO_CREDENTIALS));
+        assert_eq!(outcome(b"Basic a b"), Outcome::failed(HAS_SPACES));
+        assert_eq!(outcome(b"Basic !!!!"), Outcome::failed(NOT_BASE64));
+        assert_eq!(outcome(b"Basic YWxpY2U="), Outcome::failed(NOT_BASE64)); // "alice", no colon
+        assert!(matches!(outcome(b"bAsIc\tYWxpY2U6cHc6d2l0aDpjb2xvbnM="), Outcome::Authenticated { .. }));
+        assert_eq!(outcome(b"Basic YWxpY2U6d3Jvbmc="), Outcome::failed(INVALID));
+    }
+
+    #[test]
+    fn latin1_credentials_are_tried_as_latin1() {
+        // "j\xf6rg:pw" in Latin-1 is not UTF-8; DRF decodes it as Latin-1.
+        assert!(matches!(outcome(b"Basic avZyZzpwdw=="), Outcome::Authenticated { .. }));
+    }
+
+    #[test]
+    fn the_realm_is_configurable_and_checked() {
+        use authhost_plugin_api::{OptionEntry, OptionValue};
+        let entries = [OptionEntry::new("realm", OptionValue::Str("staff".into()))];
+        let scheme = Basic::new(&Options::new(&entries)).unwrap();
+        let request = RequestView::new("GET", "/", "", &[], "127.0.0.1:1".parse().unwrap());
+        assert_eq!(scheme.authenticate_header(&request).as_deref(), Some("Basic realm=\"staff\""));
+        let bad = [OptionEntry::new("realm", OptionValue::Str("a\"b".into()))];
+        assert_eq!(Basic::new(&Options::new(&bad)).unwrap_err().option_key(), Some("realm"));
+    }
+}
