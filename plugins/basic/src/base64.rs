@@ -14,7 +14,7 @@ fn value(byte: u8) -> Option<u32> {
 
 /// Decodes `input`, or `None` when it is not canonical padded base64.
 pub(crate) fn decode(input: &[u8]) -> Option<Vec<u8>> {
-    if input.len() % 4 != 0 {
+    if !input.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(input.len() / 4 * 3);
