@@ -6,6 +6,8 @@ mod support;
 
 // The chain and permissions: DRF's semantics, X-USERNAME, ordering, anonymous.
 mod chain;
+// DRF conformance: SPEC section 2's table for every shipped scheme, and ordering.
+mod conformance;
 // Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.
 mod faults;
 // Loading: bad configs and bad plugins fail at start-up naming the file and the key.

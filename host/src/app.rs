@@ -130,8 +130,9 @@ impl App {
         };
         let headers = joined_headers(&parts.headers);
         let views: Vec<Header<'_>> = headers.iter().map(|(n, v)| Header::new(n, v)).collect();
-        let view = RequestView::new(parts.method.as_str(), path, parts.uri.query().unwrap_or(""), &views, peer)
-            .with_body(&body);
+        let view =
+            RequestView::new(parts.method.as_str(), path, parts.uri.query().unwrap_or(""), &views, peer)
+                .with_body(&body);
         match self.serve_route(route, &view).await {
             Ok(resp) | Err(resp) => resp,
         }

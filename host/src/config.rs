@@ -256,7 +256,8 @@ impl Resolver<'_> {
                 format!("cannot find the executable's folder ({e}); give an absolute path"),
             )
         })?;
-        Ok(exe.parent().unwrap_or(Path::new(".")).join(dir))
+        let exe_dir = exe.parent().unwrap_or(Path::new("."));
+        Ok(if dir == Path::new(".") { exe_dir.to_owned() } else { exe_dir.join(dir) })
     }
 
     fn scheme(&self, i: usize, mut table: toml::Table, plugins_dir: &Path) -> Result<SchemeConfig, Error> {

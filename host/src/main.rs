@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use authhost::loader::Schemes;
-use authhost::store::{self, NewUser};
+use authhost::services::{new_token_key, token_digest};
+use authhost::store::{self, NewUser, TokenSet};
 use authhost::{App, AppSlot, Config};
 use clap::{Parser, Subcommand};
 use tracing::info;
@@ -40,6 +41,31 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage tokens. The store keeps only digests: a key is shown once, when created.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for USER and print its key (DRF's drf_create_token).
+    Create {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        user: Option<String>,
+        /// Replace the user's tokens with a new one.
+        #[arg(short = 'r', long)]
+        regenerate: bool,
+        /// Import this key (migrating from DRF's authtoken) instead of generating one.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Create a token for every user that has none; prints `USER KEY` lines.
+        #[arg(long, conflicts_with_all = ["regenerate", "key"])]
+        all: bool,
+    },
+    /// Delete USER's tokens.
+    Revoke { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +127,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve { listen } => serve(&config, listen),
         Command::Check => check(&config),
         Command::User { command } => user(&config, command),
+        Command::Token { command } => token(&config, command),
     }
 }
 
@@ -178,6 +205,50 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
                 bail!("no user {name:?}");
             }
             info!(user = %name, "user deactivated");
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)] // keys go to stdout, for the caller to capture, never to the log
+fn token(config: &Config, command: TokenCommand) -> Result<()> {
+    let store = store::open(&config.store_url)?;
+    let mut conn = store.connect()?;
+    match command {
+        TokenCommand::Create { all: true, .. } => {
+            for name in conn.users_without_token()? {
+                let key = new_token_key();
+                if conn.create_token(&name, &token_digest(&key), false)? == TokenSet::Created {
+                    println!("{name} {key}");
+                }
+            }
+        }
+        TokenCommand::Create { user, regenerate, key, .. } => {
+            let name = user.unwrap_or_default();
+            let key = match key {
+                Some(key)
+                    if key.is_empty() || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()) =>
+                {
+                    bail!("--key must be 1 to 256 visible ASCII characters with no spaces")
+                }
+                Some(key) => key,
+                None => new_token_key(),
+            };
+            match conn.create_token(&name, &token_digest(&key), regenerate)? {
+                TokenSet::Created => println!("{key}"),
+                TokenSet::NoSuchUser => bail!("no user {name:?}"),
+                TokenSet::Exists => bail!(
+                    "user {name:?} already has a token, and the store keeps only its digest, so its key cannot be \
+                     shown again; use -r to replace it with a new one"
+                ),
+            }
+        }
+        TokenCommand::Revoke { user } => {
+            if conn.find_user(&user)?.is_none() {
+                bail!("no user {user:?}");
+            }
+            let deleted = conn.delete_tokens(&user)?;
+            info!(user = %user, deleted, "tokens revoked");
         }
     }
     Ok(())

@@ -57,7 +57,7 @@ impl FromStr for Permission {
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = *self as usize;
-        f.write_str(Permission::NAMES[i])
+        f.pad(Permission::NAMES[i])
     }
 }
 

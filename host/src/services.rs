@@ -222,6 +222,16 @@ fn create_or_find(conn: &mut dyn crate::store::StoreConn, name: &str) -> Result<
     }
 }
 
+/// A new token key: 40 hex characters from the OS's CSPRNG (DRF's format).
+pub fn new_token_key() -> String {
+    let mut bytes = [0u8; 20];
+    argon2::password_hash::rand_core::RngCore::fill_bytes(
+        &mut argon2::password_hash::rand_core::OsRng,
+        &mut bytes,
+    );
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// SHA-256 of a token key: what the store keeps.
 pub fn token_digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
