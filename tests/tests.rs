@@ -8,6 +8,8 @@ mod support;
 mod chain;
 // DRF conformance: SPEC section 2's table for every shipped scheme, and ordering.
 mod conformance;
+// DRF's obtain_auth_token, and what the store keeps of keys.
+mod obtain_token;
 // Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.
 mod faults;
 // Loading: bad configs and bad plugins fail at start-up naming the file and the key.

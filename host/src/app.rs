@@ -9,18 +9,21 @@ use authhost_plugin_api::{Header, RequestView};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::chain::{Chain, Faulted, Verdict};
 use crate::config::{Config, Handler};
+use crate::endpoints::obtain_token;
+use crate::endpoints::{request_data, ParseError};
 use crate::error::Error;
 use crate::loader::Schemes;
 use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
-use crate::respond::{json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
+use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
+use crate::tokens::TokenSecret;
 
 /// The largest request body read; a larger one gets 413.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -51,6 +54,8 @@ pub struct App {
     services: Arc<Services>,
     anonymous_user: Option<String>,
     anonymous_auth: Option<String>,
+    /// Loaded when a route issues tokens.
+    token_secret: Option<TokenSecret>,
 }
 
 impl App {
@@ -82,11 +87,15 @@ impl App {
             .collect();
         // Exact routes first, then the longest prefix.
         routes.sort_by_key(|r| (r.prefix, std::cmp::Reverse(r.path.len())));
+        let issues_tokens = routes.iter().any(|r| r.handler == Handler::ObtainToken);
+        let token_secret =
+            if issues_tokens { Some(TokenSecret::load(&config.token_secret_file)?) } else { None };
         Ok(App {
             routes,
             services,
             anonymous_user: config.anonymous_user.clone(),
             anonymous_auth: config.anonymous_auth.clone(),
+            token_secret,
         })
     }
 
@@ -188,8 +197,38 @@ impl App {
             Handler::Health if matches!(method, "GET" | "HEAD") => {
                 Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
             }
+            Handler::ObtainToken if method == "POST" => Ok(self.obtain_token(req).await),
             Handler::Whoami => Err(method_not_allowed(method, "GET, HEAD, POST")),
+            Handler::ObtainToken => Err(method_not_allowed(method, "POST")),
             Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),
+        }
+    }
+
+    /// DRF's `obtain_auth_token`.
+    async fn obtain_token(&self, req: &RequestView<'_>) -> Response<Body> {
+        let data = match request_data(req) {
+            Ok(data) => data,
+            Err(err) => return parse_error(err),
+        };
+        let credentials = match obtain_token::validate(&data) {
+            Ok(credentials) => credentials,
+            Err(errors) => return json_response(StatusCode::BAD_REQUEST, &errors),
+        };
+        let user = match self.services.verify_password(credentials.username, credentials.password).await {
+            Ok(user) => user,
+            Err(err) => return host_error(&err),
+        };
+        // Inactive users cannot log in (Django's ModelBackend).
+        let Some(user) = user.filter(|u| u.is_active) else {
+            return json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials());
+        };
+        let Some(secret) = self.token_secret.clone() else {
+            return host_error(&Error::config("no token secret loaded"));
+        };
+        match self.services.get_or_create_token(secret, user.username.to_string()).await {
+            Ok(Some(key)) => json_response(StatusCode::OK, &json!({ "token": key })),
+            Ok(None) => json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials()),
+            Err(err) => host_error(&err),
         }
     }
 
@@ -199,6 +238,30 @@ impl App {
             Err(Faulted) => Refusal::Internal.into_response(),
         }
     }
+}
+
+/// DRF's answers to a body it cannot parse.
+fn parse_error(err: ParseError) -> Response<Body> {
+    match err {
+        ParseError::Json(message) => {
+            detail_response(StatusCode::BAD_REQUEST, &format!("JSON parse error - {message}"))
+        }
+        ParseError::UnsupportedMediaType(media_type) => detail_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Unsupported media type \"{media_type}\" in request."),
+        ),
+    }
+}
+
+/// A host failure in a handler: 503 when a queue is full, else 500 with the cause logged.
+fn host_error(err: &Error) -> Response<Body> {
+    if err.is_busy() {
+        return Refusal::Busy.into_response();
+    }
+    let cause =
+        std::error::Error::source(err).map(|s| format!("{err}: {s}")).unwrap_or_else(|| err.to_string());
+    error!(cause, "handler failed");
+    Refusal::Internal.into_response()
 }
 
 fn method_not_allowed(method: &str, allow: &'static str) -> Response<Body> {

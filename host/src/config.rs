@@ -47,6 +47,7 @@ struct RawStore {
     url: Option<String>,
     user_cache_ttl: Option<toml::Value>,
     change_poll: Option<toml::Value>,
+    token_secret_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,15 +89,18 @@ pub enum Handler {
     Whoami,
     /// 200 `{"status": "ok"}`.
     Health,
+    /// DRF's `obtain_auth_token`.
+    ObtainToken,
 }
 
 impl Handler {
-    const NAMES: [&'static str; 2] = ["whoami", "health"];
+    const NAMES: [&'static str; 3] = ["whoami", "health", "obtain_token"];
 
     fn parse(name: &str) -> Option<Self> {
         match name {
             "whoami" => Some(Handler::Whoami),
             "health" => Some(Handler::Health),
+            "obtain_token" => Some(Handler::ObtainToken),
             _ => None,
         }
     }
@@ -131,6 +135,9 @@ pub struct Config {
     pub store_url: String,
     pub user_cache_ttl: Duration,
     pub change_poll: Duration,
+    /// Where the token secret lives (`$AUTHHOST_TOKEN_SECRET` wins), relative to the
+    /// working directory.
+    pub token_secret_file: PathBuf,
     pub anonymous_user: Option<String>,
     pub anonymous_auth: Option<String>,
     pub schemes: Vec<SchemeConfig>,
@@ -234,6 +241,9 @@ impl Resolver<'_> {
             store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
             user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,
             change_poll: self.millis("store.change_poll", raw.store.change_poll, 250)?,
+            token_secret_file: PathBuf::from(
+                raw.store.token_secret_file.as_deref().unwrap_or("authhost.secret"),
+            ),
             anonymous_user: self.string_or_false(
                 "anonymous.user",
                 raw.anonymous.user,

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod chain;
 pub mod config;
+pub mod endpoints;
 pub mod error;
 pub mod loader;
 pub mod permission;
@@ -14,6 +15,7 @@ pub mod respond;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod tokens;
 
 pub use app::App;
 pub use chain::{Chain, Verdict};

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use authhost::loader::Schemes;
-use authhost::services::{new_token_key, token_digest};
-use authhost::store::{self, NewUser, TokenSet};
+use authhost::services::token_digest;
+use authhost::store::{self, NewToken, NewUser, TokenSet};
+use authhost::tokens::{self, TokenSecret};
 use authhost::{App, AppSlot, Config};
 use clap::{Parser, Subcommand};
 use tracing::info;
@@ -50,11 +51,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Create a token for USER and print its key (DRF's drf_create_token).
+    /// Print USER's key, creating a token if they have none (DRF's drf_create_token).
     Create {
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         user: Option<String>,
-        /// Replace the user's tokens with a new one.
+        /// Replace the user's tokens with a new one (every client using the old key is out).
         #[arg(short = 'r', long)]
         regenerate: bool,
         /// Import this key (migrating from DRF's authtoken) instead of generating one.
@@ -214,33 +215,41 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
 fn token(config: &Config, command: TokenCommand) -> Result<()> {
     let store = store::open(&config.store_url)?;
     let mut conn = store.connect()?;
+    let secret = || TokenSecret::load(&config.token_secret_file);
     match command {
         TokenCommand::Create { all: true, .. } => {
+            let secret = secret()?;
             for name in conn.users_without_token()? {
-                let key = new_token_key();
-                if conn.create_token(&name, &token_digest(&key), false)? == TokenSet::Created {
+                if let Some(key) = tokens::get_or_create(conn.as_mut(), &secret, &name)? {
                     println!("{name} {key}");
                 }
             }
         }
-        TokenCommand::Create { user, regenerate, key, .. } => {
+        TokenCommand::Create { user, regenerate, key: Some(key), .. } => {
             let name = user.unwrap_or_default();
-            let key = match key {
-                Some(key)
-                    if key.is_empty() || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()) =>
-                {
-                    bail!("--key must be 1 to 256 visible ASCII characters with no spaces")
-                }
-                Some(key) => key,
-                None => new_token_key(),
-            };
-            match conn.create_token(&name, &token_digest(&key), regenerate)? {
+            if key.is_empty() || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!("--key must be 1 to 256 visible ASCII characters with no spaces");
+            }
+            let token = NewToken { digest: &token_digest(&key), nonce: None };
+            match conn.create_token(&name, &token, regenerate)? {
                 TokenSet::Created => println!("{key}"),
                 TokenSet::NoSuchUser => bail!("no user {name:?}"),
-                TokenSet::Exists => bail!(
-                    "user {name:?} already has a token, and the store keeps only its digest, so its key cannot be \
-                     shown again; use -r to replace it with a new one"
-                ),
+                TokenSet::Exists => {
+                    bail!("user {name:?} already has a token; add -r to replace it with this key")
+                }
+            }
+        }
+        TokenCommand::Create { user, regenerate, key: None, .. } => {
+            let name = user.unwrap_or_default();
+            let secret = secret()?;
+            let key = if regenerate {
+                tokens::regenerate(conn.as_mut(), &secret, &name)?
+            } else {
+                tokens::get_or_create(conn.as_mut(), &secret, &name)?
+            };
+            match key {
+                Some(key) => println!("{key}"),
+                None => bail!("no user {name:?}"),
             }
         }
         TokenCommand::Revoke { user } => {

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
 use crate::store::NewUser;
+use crate::tokens::{self, TokenSecret};
 
 /// Something a scheme asked for that was not in memory.
 #[derive(Clone, PartialEq, Eq)]
@@ -183,13 +184,7 @@ impl Services {
             Need::FindUser(name) => self.store.run(move |conn| conn.find_user(&name)).await?,
             Need::VerifyPassword { username, password, cache } => {
                 let key = (!cache.is_zero()).then(|| self.credential_hash(&username, &password));
-                let found = self.store.run(move |conn| conn.find_credentials(&username)).await?;
-                let (user, hash) = match found {
-                    Some((user, hash)) => (Some(user), hash),
-                    None => (None, None),
-                };
-                let ok = self.passwords.verify(hash, password).await?;
-                let user = user.filter(|_| ok);
+                let user = self.verify_password(username, password).await?;
                 if let (Some(key), Some(user)) = (key, user.as_ref().filter(|u| u.is_active)) {
                     self.credentials.put(key, user.clone(), cache);
                 }
@@ -212,6 +207,30 @@ impl Services {
     }
 }
 
+impl Services {
+    /// The user when the password is theirs (active or not): a store read on the store
+    /// pool, then argon2 on the password pool. An unknown user is verified against a dummy
+    /// hash, so it costs the same.
+    pub async fn verify_password(&self, username: String, password: String) -> Result<Option<User>, Error> {
+        let found = self.store.run(move |conn| conn.find_credentials(&username)).await?;
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, None),
+        };
+        let ok = self.passwords.verify(hash, password).await?;
+        Ok(user.filter(|_| ok))
+    }
+
+    /// The user's token key, made if they have none, on the store pool.
+    pub async fn get_or_create_token(
+        &self,
+        secret: TokenSecret,
+        username: String,
+    ) -> Result<Option<String>, Error> {
+        self.store.run(move |conn| tokens::get_or_create(conn, &secret, &username)).await
+    }
+}
+
 fn create_or_find(conn: &mut dyn crate::store::StoreConn, name: &str) -> Result<User, Error> {
     let new = NewUser { username: name, password_hash: None, is_active: true, is_staff: false };
     match conn.create_user(&new)? {
@@ -220,16 +239,6 @@ fn create_or_find(conn: &mut dyn crate::store::StoreConn, name: &str) -> Result<
             .find_user(name)?
             .ok_or_else(|| Error::store(format!("user {name:?} vanished while being created"))),
     }
-}
-
-/// A new token key: 40 hex characters from the OS's CSPRNG (DRF's format).
-pub fn new_token_key() -> String {
-    let mut bytes = [0u8; 20];
-    argon2::password_hash::rand_core::RngCore::fill_bytes(
-        &mut argon2::password_hash::rand_core::OsRng,
-        &mut bytes,
-    );
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of a token key: what the store keeps.

@@ -214,6 +214,7 @@ impl TestHost {
         Req {
             addr: self.addr,
             builder: Request::builder().method(method).uri(path).header("host", "authhost.test"),
+            body: Vec::new(),
         }
     }
 
@@ -254,6 +255,7 @@ fn wait_for(log: &Log, pred: impl Fn(&str) -> bool) -> String {
 pub struct Req {
     addr: SocketAddr,
     builder: hyper::http::request::Builder,
+    body: Vec<u8>,
 }
 
 impl Req {
@@ -262,12 +264,27 @@ impl Req {
         self
     }
 
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// A form body, `application/x-www-form-urlencoded`.
+    pub fn form(self, body: &str) -> Self {
+        self.header("content-type", "application/x-www-form-urlencoded").body(body)
+    }
+
+    /// A JSON body.
+    pub fn json(self, body: &Value) -> Self {
+        self.header("content-type", "application/json").body(body.to_string())
+    }
+
     pub async fn send(self) -> Resp {
         let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(conn);
-        let req = self.builder.body(Full::new(Bytes::new())).expect("request");
+        let req = self.builder.body(Full::new(Bytes::from(self.body))).expect("request");
         let resp = sender.send_request(req).await.expect("response");
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.expect("body").to_bytes();

@@ -48,9 +48,18 @@ pub trait StoreConn: Send {
     /// The token whose key has this digest, with its user.
     fn find_token(&mut self, digest: &[u8]) -> Result<Option<(User, i64)>, Error>;
 
-    /// Stores a token digest for `username`. `replace` first deletes the user's tokens;
-    /// otherwise a user who has a token keeps it and `Ok(TokenSet::Exists)` comes back.
-    fn create_token(&mut self, username: &str, digest: &[u8], replace: bool) -> Result<TokenSet, Error>;
+    /// Stores a token for `username`. `replace` first deletes the user's tokens; otherwise a
+    /// user who has a token keeps it and `Ok(TokenSet::Exists)` comes back.
+    fn create_token(
+        &mut self,
+        username: &str,
+        token: &NewToken<'_>,
+        replace: bool,
+    ) -> Result<TokenSet, Error>;
+
+    /// The nonce of the user's first derivable token, or else stores `token` (DRF's
+    /// `Token.objects.get_or_create(user=user)`), in one transaction.
+    fn get_or_create_token(&mut self, username: &str, token: &NewToken<'_>) -> Result<TokenGot, Error>;
 
     /// Deletes the user's tokens; how many there were.
     fn delete_tokens(&mut self, username: &str) -> Result<usize, Error>;
@@ -64,6 +73,22 @@ pub trait StoreConn: Send {
     /// Users whose password, status or tokens changed after change `seq`, and the newest
     /// change number: running hosts drop what they cached of them.
     fn changes_since(&mut self, seq: i64) -> Result<(i64, Vec<String>), Error>;
+}
+
+/// A token to store: the SHA-256 digest of its key and, for a key the host derives from its
+/// token secret, the nonce it derives it from. Never the key.
+#[derive(Debug, Clone, Copy)]
+pub struct NewToken<'a> {
+    pub digest: &'a [u8],
+    pub nonce: Option<&'a [u8]>,
+}
+
+/// What `get_or_create_token` found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenGot {
+    Existing { nonce: Vec<u8> },
+    Created,
+    NoSuchUser,
 }
 
 /// What `create_token` did.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use authhost_plugin_api::User;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{NewUser, Store, StoreConn, TokenSet, CHANGE_LOG_KEEP};
+use super::{NewToken, NewUser, Store, StoreConn, TokenGot, TokenSet, CHANGE_LOG_KEEP};
 use crate::error::Error;
 
 /// Migrations in order; `PRAGMA user_version` counts those applied.
@@ -31,6 +31,9 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         username TEXT NOT NULL
     );",
+    // Keys the host derives from its token secret keep the nonce they derive from (not
+    // enough to rebuild a key without the secret); imported keys have none.
+    "ALTER TABLE tokens ADD COLUMN nonce BLOB;",
 ];
 
 #[derive(Debug)]
@@ -59,6 +62,14 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(conn)
     }
+}
+
+fn insert_token(tx: &rusqlite::Transaction<'_>, user_id: i64, token: &NewToken<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO tokens (digest, nonce, user_id) VALUES (?1, ?2, ?3)",
+        params![token.digest, token.nonce, user_id],
+    )?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -162,7 +173,12 @@ impl StoreConn for SqliteConn {
         Ok(row)
     }
 
-    fn create_token(&mut self, username: &str, digest: &[u8], replace: bool) -> Result<TokenSet, Error> {
+    fn create_token(
+        &mut self,
+        username: &str,
+        token: &NewToken<'_>,
+        replace: bool,
+    ) -> Result<TokenSet, Error> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let user_id: Option<i64> =
             tx.query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0)).optional()?;
@@ -181,9 +197,31 @@ impl StoreConn for SqliteConn {
                 return Ok(TokenSet::Exists);
             }
         }
-        tx.execute("INSERT INTO tokens (digest, user_id) VALUES (?1, ?2)", params![digest, user_id])?;
+        insert_token(&tx, user_id, token)?;
         tx.commit()?;
         Ok(TokenSet::Created)
+    }
+
+    fn get_or_create_token(&mut self, username: &str, token: &NewToken<'_>) -> Result<TokenGot, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let user_id: Option<i64> =
+            tx.query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0)).optional()?;
+        let Some(user_id) = user_id else {
+            return Ok(TokenGot::NoSuchUser);
+        };
+        let nonce: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT nonce FROM tokens WHERE user_id = ?1 AND nonce IS NOT NULL ORDER BY id LIMIT 1",
+                [user_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(nonce) = nonce {
+            return Ok(TokenGot::Existing { nonce });
+        }
+        insert_token(&tx, user_id, token)?;
+        tx.commit()?;
+        Ok(TokenGot::Created)
     }
 
     fn delete_tokens(&mut self, username: &str) -> Result<usize, Error> {

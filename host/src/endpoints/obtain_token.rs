@@ -1,0 +1,111 @@
+//! DRF's `obtain_auth_token`: POST `username` and `password` (form or JSON), get
+//! `{"token": "<key>"}`, the user's existing key or a new one; DRF's 400 shapes otherwise.
+
+use serde_json::{json, Map, Value};
+
+/// What a valid request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// DRF's `AuthTokenSerializer` field checks. `Err` is the 400 body.
+pub fn validate(data: &Value) -> Result<Credentials, Value> {
+    let fields = match data {
+        Value::Object(fields) => fields,
+        // The serializer's own edge case: "no data" reads better than "may not be null".
+        Value::Null => return Err(json!({ "non_field_errors": ["No data provided"] })),
+        other => {
+            let datatype = python_type(other);
+            return Err(json!({
+                "non_field_errors": [format!("Invalid data. Expected a dictionary, but got {datatype}.")]
+            }));
+        }
+    };
+    let mut errors = Map::new();
+    // The username is trimmed; the password never is.
+    let username = char_field(fields, "username", true, &mut errors);
+    let password = char_field(fields, "password", false, &mut errors);
+    match (username, password) {
+        (Some(username), Some(password)) if errors.is_empty() => Ok(Credentials { username, password }),
+        _ => Err(Value::Object(errors)),
+    }
+}
+
+/// The 400 body for credentials that do not authenticate an active user.
+pub fn bad_credentials() -> Value {
+    json!({ "non_field_errors": ["Unable to log in with provided credentials."] })
+}
+
+/// DRF's `CharField`: required, not null, not blank; numbers are taken as their text.
+fn char_field(
+    fields: &Map<String, Value>,
+    name: &str,
+    trim: bool,
+    errors: &mut Map<String, Value>,
+) -> Option<String> {
+    let fail = |errors: &mut Map<String, Value>, message: &str| {
+        errors.insert(name.to_owned(), json!([message]));
+        None
+    };
+    let text = match fields.get(name) {
+        None => return fail(errors, "This field is required."),
+        Some(Value::Null) => return fail(errors, "This field may not be null."),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return fail(errors, "Not a valid string."),
+    };
+    let text = if trim { text.trim().to_owned() } else { text };
+    if text.is_empty() {
+        return fail(errors, "This field may not be blank.");
+    }
+    Some(text)
+}
+
+/// Python's name for a JSON value's type, as DRF's message shows it.
+fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drf_field_errors() {
+        assert_eq!(
+            validate(&json!({})).unwrap_err(),
+            json!({"username": ["This field is required."], "password": ["This field is required."]})
+        );
+        assert_eq!(
+            validate(&json!({"username": "  ", "password": null})).unwrap_err(),
+            json!({"username": ["This field may not be blank."], "password": ["This field may not be null."]})
+        );
+        assert_eq!(
+            validate(&json!({"username": ["a"], "password": true})).unwrap_err(),
+            json!({"username": ["Not a valid string."], "password": ["Not a valid string."]})
+        );
+        assert_eq!(
+            validate(&json!([1])).unwrap_err(),
+            json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
+        );
+        assert_eq!(validate(&Value::Null).unwrap_err(), json!({"non_field_errors": ["No data provided"]}));
+    }
+
+    #[test]
+    fn username_is_trimmed_and_password_is_not() {
+        let ok = validate(&json!({"username": " alice ", "password": " pw "})).unwrap();
+        assert_eq!(ok, Credentials { username: "alice".into(), password: " pw ".into() });
+        let numeric = validate(&json!({"username": 42, "password": 7})).unwrap();
+        assert_eq!(numeric, Credentials { username: "42".into(), password: "7".into() });
+    }
+}
