@@ -25,6 +25,17 @@ keyword = "Bearer"
 name = "x-username"
 plugin = "x-username"
 
+[[scheme]]
+name = "remote"
+plugin = "remote-user"
+trusted_proxies = ["127.0.0.1", "::1"]
+create_unknown_user = false
+
+[[scheme]]
+name = "remote-elsewhere"
+plugin = "remote-user"
+trusted_proxies = ["10.0.0.0/8"]
+
 [defaults]
 schemes = ["basic", "token"]
 permission = "is_authenticated"
@@ -52,6 +63,16 @@ schemes = ["x-username", "basic"]
 path = "/basic-then-x"
 handler = "whoami"
 schemes = ["basic", "x-username"]
+
+[[route]]
+path = "/remote"
+handler = "whoami"
+schemes = ["remote"]
+
+[[route]]
+path = "/remote-elsewhere"
+handler = "whoami"
+schemes = ["remote-elsewhere"]
 
 [[route]]
 path = "/any"
@@ -187,6 +208,16 @@ conformance! {
         "GET" "/x-first" [("X-USERNAME", "mallory")] => 403, NONE, detail("No such user");
     x_username_naming_an_inactive_user_fails:
         "GET" "/x-first" [("X-USERNAME", "gone")] => 403, NONE, detail("User inactive or deleted.");
+
+    // RemoteUser: it never fails, and it has no challenge.
+    remote_user_from_a_trusted_proxy_authenticates:
+        "GET" "/remote" [("X-Remote-User", "alice")] => 200, NONE, who("alice", "remote", &Value::Null, false);
+    remote_user_naming_an_inactive_user_is_not_attempted:
+        "GET" "/remote" [("X-Remote-User", "gone")] => 403, NONE, detail("Authentication credentials were not provided.");
+    remote_user_naming_an_unknown_user_is_not_attempted_without_create_unknown_user:
+        "GET" "/remote" [("X-Remote-User", "mallory")] => 403, NONE, detail("Authentication credentials were not provided.");
+    remote_user_from_an_untrusted_peer_is_not_attempted:
+        "GET" "/remote-elsewhere" [("X-Remote-User", "alice")] => 403, NONE, detail("Authentication credentials were not provided.");
 
     // Ordering: the first scheme's challenge decides, whichever scheme failed.
     wrong_token_on_a_basic_first_route_gets_the_basic_challenge:

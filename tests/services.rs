@@ -82,3 +82,56 @@ async fn create_user_adds_an_active_user_without_a_usable_password() {
         .unwrap();
     assert_eq!((count, active, password), (1, true, None));
 }
+
+const REMOTE: &str = r#"
+[[scheme]]
+name = "proxy"
+plugin = "remote-user"
+trusted_proxies = ["127.0.0.0/8"]
+
+[[scheme]]
+name = "elsewhere"
+plugin = "remote-user"
+trusted_proxies = ["10.0.0.0/8"]
+
+[[route]]
+path = "/proxy"
+handler = "whoami"
+schemes = ["proxy"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/elsewhere"
+handler = "whoami"
+schemes = ["elsewhere"]
+permission = "allow_any"
+"#;
+
+#[tokio::test]
+async fn remote_user_creates_unknown_users_from_a_trusted_proxy() {
+    let site = Site::new(REMOTE);
+    let host = site.serve();
+    let resp = host.get("/proxy").header("X-Remote-User", "dave").send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["user"], json!("dave"));
+    let db = rusqlite::Connection::open(site.db_path()).unwrap();
+    let password: Option<String> =
+        db.query_row("SELECT password FROM users WHERE username = 'dave'", [], |r| r.get(0)).unwrap();
+    assert_eq!(password, None, "created with no usable password");
+}
+
+#[tokio::test]
+async fn remote_user_from_an_untrusted_peer_is_ignored_and_warned_about_once() {
+    let site = Site::new(REMOTE);
+    site.add_user("alice", "pw", &[]);
+    let host = site.serve();
+    for _ in 0..3 {
+        let resp = host.get("/elsewhere").header("X-Remote-User", "alice").send().await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.json()["user"], json!("AnonymousUser"), "the header is not honoured");
+    }
+    let line = host.wait_for_log(|l| l.contains("not in trusted_proxies"));
+    assert!(line.contains("WARN") && line.contains("elsewhere"), "{line}");
+    assert!(line.contains("127.0.0.1"), "{line}");
+    assert_eq!(host.logs().matches("not in trusted_proxies").count(), 1, "once per peer:\n{}", host.logs());
+}

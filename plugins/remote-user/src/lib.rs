@@ -1,0 +1,146 @@
+//! RemoteUser (DRF's `RemoteUserAuthentication`): the identity a trusted front proxy set in
+//! a header. Honoured only when the peer is one of `trusted_proxies`; from any other peer
+//! the header is not attempted, and a warning is logged once per peer (someone may be
+//! trying to forge an identity, or the proxy list is wrong).
+//!
+//! Options: `header` (`"X-Remote-User"`), `trusted_proxies` (addresses and CIDR ranges,
+//! none by default), `create_unknown_user` (`true`, Django's default).
+//!
+//! It never fails: no header, an empty one, an unknown user (when not created) and an
+//! inactive user are all "not attempted", as with Django's `RemoteUserBackend`.
+
+mod cidr;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+
+use cidr::Cidr;
+
+/// Peers warned about, at most this many (then the set starts again).
+const WARNED_PEERS_MAX: usize = 10_000;
+
+#[derive(Debug)]
+pub struct RemoteUser {
+    header: String,
+    trusted: Vec<Cidr>,
+    create_unknown_user: bool,
+    warned: Mutex<HashSet<IpAddr>>,
+}
+
+impl Scheme for RemoteUser {
+    fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
+        let header = options.str_or("header", "X-Remote-User")?.to_owned();
+        let trusted = options
+            .list("trusted_proxies")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|text| {
+                text.parse::<Cidr>().map_err(|()| {
+                    SchemeError::option(
+                        "trusted_proxies",
+                        format!("{text:?} is not an address or CIDR range (like \"10.0.0.0/8\" or \"::1\")"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let create_unknown_user = options.bool_or("create_unknown_user", true)?;
+        Ok(RemoteUser { header, trusted, create_unknown_user, warned: Mutex::default() })
+    }
+
+    fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
+        let Some(username) = request.header(&self.header) else {
+            return Ok(Outcome::NotAttempted);
+        };
+        let peer = request.peer().ip();
+        if !self.trusted.iter().any(|range| range.contains(peer)) {
+            self.warn_once(peer, host);
+            return Ok(Outcome::NotAttempted);
+        }
+        let username = username.trim();
+        if username.is_empty() {
+            return Ok(Outcome::NotAttempted);
+        }
+        let user = if self.create_unknown_user {
+            Some(host.create_user(username)?)
+        } else {
+            host.find_user(username)?
+        };
+        Ok(match user {
+            Some(user) if user.is_active => Outcome::authenticated(user),
+            _ => Outcome::NotAttempted,
+        })
+    }
+}
+
+impl RemoteUser {
+    fn warn_once(&self, peer: IpAddr, host: &Host<'_>) {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.len() >= WARNED_PEERS_MAX {
+            warned.clear();
+        }
+        if warned.insert(peer) {
+            host.warn(&format!(
+                "ignoring the {} header from {peer}, which is not in trusted_proxies",
+                self.header
+            ));
+        }
+    }
+}
+
+export_scheme!(RemoteUser);
+
+#[cfg(test)]
+mod tests {
+    use authhost_plugin_api::testing::{authenticate, MemoryHost};
+    use authhost_plugin_api::{Header, OptionEntry, OptionValue};
+
+    use super::*;
+
+    fn scheme(create: bool) -> RemoteUser {
+        let entries = [
+            OptionEntry::new(
+                "trusted_proxies",
+                OptionValue::StrList(vec!["10.0.0.0/8".into(), "::1".into()].into()),
+            ),
+            OptionEntry::new("create_unknown_user", OptionValue::Bool(create)),
+        ];
+        RemoteUser::new(&Options::new(&entries)).unwrap()
+    }
+
+    fn outcome(scheme: &RemoteUser, host: &MemoryHost, peer: &str, user: Option<&str>) -> Outcome {
+        let headers: Vec<Header<'_>> =
+            user.map(|u| Header::new("x-remote-user", u.as_bytes())).into_iter().collect();
+        let request = RequestView::new("GET", "/", "", &headers, peer.parse().unwrap());
+        authenticate(scheme, &request, host).unwrap()
+    }
+
+    #[test]
+    fn trusted_peers_only_and_one_warning_per_peer() {
+        let host =
+            MemoryHost::new().with_user("alice", None, true, false).with_user("gone", None, false, false);
+        let s = scheme(false);
+        assert!(matches!(outcome(&s, &host, "10.1.2.3:5", Some("alice")), Outcome::Authenticated { .. }));
+        assert!(matches!(outcome(&s, &host, "[::1]:5", Some("alice")), Outcome::Authenticated { .. }));
+        assert_eq!(outcome(&s, &host, "192.168.0.1:5", Some("alice")), Outcome::NotAttempted);
+        assert_eq!(outcome(&s, &host, "192.168.0.1:6", Some("alice")), Outcome::NotAttempted);
+        assert_eq!(host.warnings().len(), 1, "{:?}", host.warnings());
+        assert!(host.warnings()[0].contains("192.168.0.1"));
+        assert_eq!(outcome(&s, &host, "10.1.2.3:5", Some("gone")), Outcome::NotAttempted);
+        assert_eq!(outcome(&s, &host, "10.1.2.3:5", Some("nobody")), Outcome::NotAttempted);
+        assert_eq!(outcome(&s, &host, "10.1.2.3:5", Some("  ")), Outcome::NotAttempted);
+        assert_eq!(outcome(&s, &host, "10.1.2.3:5", None), Outcome::NotAttempted);
+    }
+
+    #[test]
+    fn a_bad_range_names_the_option() {
+        let entries =
+            [OptionEntry::new("trusted_proxies", OptionValue::StrList(vec!["10.0.0.0/33".into()].into()))];
+        assert_eq!(
+            RemoteUser::new(&Options::new(&entries)).unwrap_err().option_key(),
+            Some("trusted_proxies")
+        );
+    }
+}
