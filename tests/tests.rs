@@ -10,6 +10,8 @@ mod chain;
 mod conformance;
 // DRF's obtain_auth_token, and what the store keeps of keys.
 mod obtain_token;
+// Sessions with Django's CSRF rules; login and logout.
+mod session;
 // Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.
 mod faults;
 // Loading: bad configs and bad plugins fail at start-up naming the file and the key.

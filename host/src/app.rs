@@ -12,14 +12,14 @@ use serde_json::json;
 use tracing::{debug, error};
 
 use crate::chain::{Chain, Faulted, Verdict};
-use crate::config::{Config, Handler};
+use crate::config::{Config, Handler, SessionConfig};
 use crate::endpoints::obtain_token;
-use crate::endpoints::{request_data, ParseError};
+use crate::endpoints::{parse_error, request_data, session};
 use crate::error::Error;
 use crate::loader::Schemes;
 use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
-use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
+use crate::respond::{json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
@@ -56,6 +56,7 @@ pub struct App {
     anonymous_auth: Option<String>,
     /// Loaded when a route issues tokens.
     token_secret: Option<TokenSecret>,
+    session: SessionConfig,
 }
 
 impl App {
@@ -72,7 +73,7 @@ impl App {
         let passwords = PasswordPool::start(config.password_workers, 64)?;
         let since = store.connect()?.last_change()?;
         let policy = CachePolicy { ttl: config.user_cache_ttl, poll: config.change_poll };
-        let services = Arc::new(Services::new(store_pool, passwords, policy));
+        let services = Arc::new(Services::new(store_pool, passwords, policy, &config.session));
         Services::spawn_change_poller(&services, since);
         let mut routes: Vec<Route> = config
             .routes
@@ -96,6 +97,7 @@ impl App {
             anonymous_user: config.anonymous_user.clone(),
             anonymous_auth: config.anonymous_auth.clone(),
             token_secret,
+            session: config.session.clone(),
         })
     }
 
@@ -200,6 +202,15 @@ impl App {
             Handler::ObtainToken if method == "POST" => Ok(self.obtain_token(req).await),
             Handler::Whoami => Err(method_not_allowed(method, "GET, HEAD, POST")),
             Handler::ObtainToken => Err(method_not_allowed(method, "POST")),
+            Handler::Login if matches!(method, "GET" | "HEAD") => Ok(session::csrf_token(&self.session, req)),
+            Handler::Login if method == "POST" => Ok(session::login(&self.services, &self.session, req)
+                .await
+                .unwrap_or_else(|e| host_error(&e))),
+            Handler::Logout if method == "POST" => Ok(session::logout(&self.services, &self.session, req)
+                .await
+                .unwrap_or_else(|e| host_error(&e))),
+            Handler::Login => Err(method_not_allowed(method, "GET, HEAD, POST")),
+            Handler::Logout => Err(method_not_allowed(method, "POST")),
             Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),
         }
     }
@@ -237,19 +248,6 @@ impl App {
             Ok(challenge) => Refusal::Unauthenticated { detail, challenge }.into_response(),
             Err(Faulted) => Refusal::Internal.into_response(),
         }
-    }
-}
-
-/// DRF's answers to a body it cannot parse.
-fn parse_error(err: ParseError) -> Response<Body> {
-    match err {
-        ParseError::Json(message) => {
-            detail_response(StatusCode::BAD_REQUEST, &format!("JSON parse error - {message}"))
-        }
-        ParseError::UnsupportedMediaType(media_type) => detail_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("Unsupported media type \"{media_type}\" in request."),
-        ),
     }
 }
 

@@ -24,6 +24,8 @@ struct RawConfig {
     plugins: RawPlugins,
     #[serde(default)]
     anonymous: RawAnonymous,
+    #[serde(default)]
+    session: RawSession,
     #[serde(default, rename = "scheme")]
     schemes: Vec<toml::Table>,
     #[serde(default)]
@@ -65,6 +67,17 @@ struct RawAnonymous {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSession {
+    cookie_name: Option<String>,
+    csrf_cookie_name: Option<String>,
+    csrf_header_name: Option<String>,
+    ttl: Option<toml::Value>,
+    secure: Option<bool>,
+    trusted_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDefaults {
     #[serde(default)]
     schemes: Vec<String>,
@@ -91,19 +104,37 @@ pub enum Handler {
     Health,
     /// DRF's `obtain_auth_token`.
     ObtainToken,
+    /// GET: a CSRF token; POST: credentials → a session cookie (Django's login view).
+    Login,
+    /// POST: ends the session.
+    Logout,
 }
 
 impl Handler {
-    const NAMES: [&'static str; 3] = ["whoami", "health", "obtain_token"];
+    const NAMES: [&'static str; 5] = ["whoami", "health", "obtain_token", "login", "logout"];
 
     fn parse(name: &str) -> Option<Self> {
         match name {
             "whoami" => Some(Handler::Whoami),
             "health" => Some(Handler::Health),
             "obtain_token" => Some(Handler::ObtainToken),
+            "login" => Some(Handler::Login),
+            "logout" => Some(Handler::Logout),
             _ => None,
         }
     }
+}
+
+/// `[session]`: the cookies the login view sets and the session scheme reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    pub csrf_cookie_name: String,
+    pub csrf_header_name: String,
+    pub ttl: Duration,
+    /// Cookies get `Secure`, and the host's own origin is `https://`.
+    pub secure: bool,
+    pub trusted_origins: Vec<String>,
 }
 
 /// One `[[scheme]]`: a plugin library and its options.
@@ -140,6 +171,7 @@ pub struct Config {
     pub token_secret_file: PathBuf,
     pub anonymous_user: Option<String>,
     pub anonymous_auth: Option<String>,
+    pub session: SessionConfig,
     pub schemes: Vec<SchemeConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -250,8 +282,40 @@ impl Resolver<'_> {
                 Some("AnonymousUser"),
             )?,
             anonymous_auth: self.string_or_false("anonymous.auth", raw.anonymous.auth, None)?,
+            session: self.session(raw.session)?,
             schemes,
             routes,
+        })
+    }
+
+    fn session(&self, raw: RawSession) -> Result<SessionConfig, Error> {
+        let name = |key: &str, value: Option<String>, default: &str| -> Result<String, Error> {
+            let value = value.unwrap_or_else(|| default.to_owned());
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return Err(self.err(key, format!("{value:?} must be letters, digits, '-', '_' or '.'")));
+            }
+            Ok(value)
+        };
+        let trusted_origins = raw.trusted_origins.unwrap_or_default();
+        if let Some((i, bad)) = trusted_origins
+            .iter()
+            .enumerate()
+            .find(|(_, o)| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+        {
+            return Err(self.err(
+                &format!("session.trusted_origins[{i}]"),
+                format!(
+                    "{bad:?} is not an origin like \"https://app.example.com\" (scheme and host, no path)"
+                ),
+            ));
+        }
+        Ok(SessionConfig {
+            cookie_name: name("session.cookie_name", raw.cookie_name, "sessionid")?,
+            csrf_cookie_name: name("session.csrf_cookie_name", raw.csrf_cookie_name, "csrftoken")?,
+            csrf_header_name: name("session.csrf_header_name", raw.csrf_header_name, "X-CSRFToken")?,
+            ttl: self.duration("session.ttl", raw.ttl, 14 * 86_400)?,
+            secure: raw.secure.unwrap_or(false),
+            trusted_origins,
         })
     }
 

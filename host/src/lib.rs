@@ -14,6 +14,7 @@ pub mod pool;
 pub mod respond;
 pub mod server;
 pub mod services;
+pub mod sessions;
 pub mod store;
 pub mod tokens;
 

@@ -9,14 +9,16 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use authhost_plugin_api::abi_stable::std_types::{ROption, RResult, RStr};
-use authhost_plugin_api::{HostError, HostServices, TokenMatch, User};
+use authhost_plugin_api::{HostError, HostServices, SessionMatch, SessionSettings, TokenMatch, User};
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2sMac256;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
+use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
+use crate::sessions;
 use crate::store::NewUser;
 use crate::tokens::{self, TokenSecret};
 
@@ -27,6 +29,7 @@ pub(crate) enum Need {
     VerifyPassword { username: String, password: String, cache: Duration },
     CreateUser(String),
     FindToken([u8; 32]),
+    FindSession([u8; 32]),
 }
 
 impl std::fmt::Debug for Need {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for Need {
             Need::VerifyPassword { username, .. } => write!(f, "VerifyPassword({username:?})"),
             Need::CreateUser(name) => write!(f, "CreateUser({name:?})"),
             Need::FindToken(_) => f.write_str("FindToken"),
+            Need::FindSession(_) => f.write_str("FindSession"),
         }
     }
 }
@@ -46,6 +50,7 @@ impl std::fmt::Debug for Need {
 pub(crate) enum Answer {
     User(Option<User>),
     Token(Option<TokenMatch>),
+    Session(Option<SessionMatch>),
 }
 
 /// A map whose entries expire, bounded in size. Only positive answers go in.
@@ -85,6 +90,10 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         entries.insert(key, (value, now + ttl));
     }
 
+    fn remove(&self, key: &K) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
     fn retain(&self, keep: impl Fn(&V) -> bool) {
         self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, (v, _)| keep(v));
     }
@@ -111,10 +120,17 @@ pub struct Services {
     /// Keyed hash of (username, password) → user, for verified pairs only.
     credentials: TtlCache<[u8; 32], User>,
     credential_key: [u8; 32],
+    sessions: TtlCache<[u8; 32], SessionMatch>,
+    session_settings: SessionSettings,
 }
 
 impl Services {
-    pub fn new(store: StorePool, passwords: PasswordPool, policy: CachePolicy) -> Self {
+    pub fn new(
+        store: StorePool,
+        passwords: PasswordPool,
+        policy: CachePolicy,
+        session: &SessionConfig,
+    ) -> Self {
         let mut credential_key = [0u8; 32];
         argon2::password_hash::rand_core::RngCore::fill_bytes(
             &mut argon2::password_hash::rand_core::OsRng,
@@ -128,6 +144,14 @@ impl Services {
             tokens: TtlCache::new(100_000),
             credentials: TtlCache::new(100_000),
             credential_key,
+            sessions: TtlCache::new(100_000),
+            session_settings: SessionSettings {
+                cookie_name: session.cookie_name.as_str().into(),
+                csrf_cookie_name: session.csrf_cookie_name.as_str().into(),
+                csrf_header_name: session.csrf_header_name.as_str().into(),
+                secure: session.secure,
+                trusted_origins: session.trusted_origins.iter().map(|o| o.as_str().into()).collect(),
+            },
         }
     }
 
@@ -146,6 +170,7 @@ impl Services {
         self.users.retain(|u| !changed(u));
         self.credentials.retain(|u| !changed(u));
         self.tokens.retain(|t| !changed(&t.user));
+        self.sessions.retain(|s| !changed(&s.user));
     }
 
     /// Follows the store's change log while `services` lives (a reload replaces it).
@@ -199,6 +224,24 @@ impl Services {
                 }
                 return Ok(Answer::Token(token));
             }
+            Need::FindSession(digest) => {
+                let now = sessions::now();
+                let found = self.store.run(move |conn| conn.find_session(&digest, now)).await?;
+                let session = found.map(|s| {
+                    let ttl =
+                        Duration::from_secs(u64::try_from(s.expires - now).unwrap_or(0)).min(self.policy.ttl);
+                    let found = SessionMatch {
+                        user: s.user,
+                        session_id: s.id.to_string().into(),
+                        csrf_secret: s.csrf_secret.into(),
+                    };
+                    if found.user.is_active {
+                        self.sessions.put(digest, found.clone(), ttl);
+                    }
+                    found
+                });
+                return Ok(Answer::Session(session));
+            }
         };
         if let Some(user) = user.as_ref().filter(|u| u.is_active) {
             self.users.put(user.username.to_string(), user.clone(), self.policy.ttl);
@@ -219,6 +262,45 @@ impl Services {
         };
         let ok = self.passwords.verify(hash, password).await?;
         Ok(user.filter(|_| ok))
+    }
+
+    /// Starts a session for `user`: a new key (returned, for the cookie; the store keeps its
+    /// digest) with a new CSRF secret, expiring after `ttl`.
+    pub async fn create_session(
+        &self,
+        user: &User,
+        csrf_secret: String,
+        ttl: Duration,
+    ) -> Result<String, Error> {
+        let key = sessions::new_session_key();
+        let digest = token_digest(&key);
+        let expires = sessions::now().saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
+        let user_id = user.id;
+        self.store.run(move |conn| conn.create_session(user_id, &digest, &csrf_secret, expires)).await?;
+        Ok(key)
+    }
+
+    /// Ends the session with this key (logout), here and in the cache.
+    pub async fn delete_session(&self, key: &str) -> Result<bool, Error> {
+        let digest = token_digest(key);
+        self.sessions.remove(&digest);
+        self.store.run(move |conn| conn.delete_session(&digest)).await
+    }
+
+    /// The live session with this key, from the cache or the store.
+    pub async fn find_session(&self, key: &str) -> Result<Option<SessionMatch>, Error> {
+        let digest = token_digest(key);
+        if let Some(found) = self.sessions.get(&digest) {
+            return Ok(Some(found));
+        }
+        match self.fulfil(&Need::FindSession(digest)).await? {
+            Answer::Session(found) => Ok(found),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn session_settings(&self) -> &SessionSettings {
+        &self.session_settings
     }
 
     /// The user's token key, made if they have none, on the store pool.
@@ -340,6 +422,22 @@ impl HostServices for RequestHost<'_> {
             Some(token) => RResult::ROk(ROption::RSome(token)),
             None => self.pending(need),
         }
+    }
+
+    fn find_session(&self, key: RStr<'_>) -> RResult<ROption<SessionMatch>, HostError> {
+        let digest = token_digest(key.as_str());
+        let need = Need::FindSession(digest);
+        if let Some(Answer::Session(found)) = self.answered(&need) {
+            return RResult::ROk(found.into());
+        }
+        match self.services.sessions.get(&digest) {
+            Some(found) => RResult::ROk(ROption::RSome(found)),
+            None => self.pending(need),
+        }
+    }
+
+    fn session_settings(&self) -> SessionSettings {
+        self.services.session_settings.clone()
     }
 
     fn warn(&self, message: RStr<'_>) {

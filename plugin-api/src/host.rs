@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RRef;
-use abi_stable::std_types::{ROption, RResult, RString};
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
 use abi_stable::StableAbi;
 
 use crate::outcome::User;
@@ -55,9 +55,31 @@ pub struct TokenMatch {
     pub token_id: RString,
 }
 
+/// A live session found by its key.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct SessionMatch {
+    pub user: User,
+    /// A public identifier of the session (never the key), for `request.auth`.
+    pub session_id: RString,
+    /// The session's CSRF secret: unsafe requests must carry a token that stands for it.
+    pub csrf_secret: RString,
+}
+
+/// The host's `[session]` settings, which its login view and the session scheme share.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub cookie_name: RString,
+    pub csrf_cookie_name: RString,
+    pub csrf_header_name: RString,
+    pub secure: bool,
+    pub trusted_origins: RVec<RString>,
+}
+
 #[allow(non_local_definitions)]
 mod services_trait {
-    use super::{HostError, TokenMatch, User};
+    use super::{HostError, SessionMatch, SessionSettings, TokenMatch, User};
     use abi_stable::sabi_trait;
     use abi_stable::std_types::{ROption, RResult, RStr};
 
@@ -88,6 +110,13 @@ mod services_trait {
         /// The token with this key, and its user (active or not). The host keeps only a
         /// digest of each key.
         fn find_token(&self, key: RStr<'_>) -> RResult<ROption<TokenMatch>, HostError>;
+
+        /// The live session with this key (from the session cookie), its user (active or
+        /// not) and its CSRF secret. Expired sessions are not found.
+        fn find_session(&self, key: RStr<'_>) -> RResult<ROption<SessionMatch>, HostError>;
+
+        /// The host's `[session]` settings: cookie names, https, trusted origins.
+        fn session_settings(&self) -> SessionSettings;
 
         /// Logs a warning under the scheme's name. Never pass a secret.
         #[sabi(last_prefix_field)]
@@ -147,6 +176,16 @@ impl<'a> Host<'a> {
     /// The token with this key and its user; `None` when no token has this key.
     pub fn find_token(&self, key: &str) -> Result<Option<TokenMatch>, SchemeError> {
         into_result(self.services.find_token(key.into())).map(ROption::into_option)
+    }
+
+    /// The live session with this key, with its user and CSRF secret.
+    pub fn find_session(&self, key: &str) -> Result<Option<SessionMatch>, SchemeError> {
+        into_result(self.services.find_session(key.into())).map(ROption::into_option)
+    }
+
+    /// The host's session settings (cookie names, https, trusted origins).
+    pub fn session_settings(&self) -> SessionSettings {
+        self.services.session_settings()
     }
 
     /// Logs a warning under the scheme's name (plugins never print). Never pass a secret.

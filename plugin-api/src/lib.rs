@@ -12,7 +12,9 @@
 //! so plugin code never blocks and never awaits.
 
 pub mod authorization;
+pub mod csrf;
 pub mod export;
+pub mod form;
 pub mod host;
 pub mod options;
 pub mod outcome;
@@ -22,7 +24,9 @@ pub mod scheme;
 pub mod testing;
 
 pub use abi_stable;
-pub use host::{Host, HostError, HostErrorKind, HostServices, HostServicesRef, TokenMatch};
+pub use host::{
+    Host, HostError, HostErrorKind, HostServices, HostServicesRef, SessionMatch, SessionSettings, TokenMatch,
+};
 pub use options::{OptionEntry, OptionError, OptionValue, Options};
 pub use outcome::{Outcome, Outcome_NE, User};
 pub use request::{Header, PeerAddr, RequestView};

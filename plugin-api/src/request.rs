@@ -139,6 +139,18 @@ impl<'a> RequestView<'a> {
         self.peer.into()
     }
 
+    /// A cookie's value, parsed as Django does (`name=value` pairs split on `;`).
+    pub fn cookie(&self, name: &str) -> Option<Cow<'a, str>> {
+        let header = self.header_bytes("cookie")?;
+        header.split(|&b| b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+            (key == name.as_bytes()).then(|| latin1_or_utf8(value))
+        })
+    }
+
     /// The request body as the host read it (empty for bodiless requests). Handlers and
     /// schemes that need a form field (a CSRF token) read it here.
     pub fn body(&self) -> &'a [u8] {

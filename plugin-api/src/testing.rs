@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use abi_stable::std_types::{ROption, RResult, RStr};
+use abi_stable::std_types::{ROption, RResult, RStr, RVec};
 
-use crate::host::{lend, Host, HostError, HostServices, TokenMatch};
+use crate::host::{lend, Host, HostError, HostServices, SessionMatch, SessionSettings, TokenMatch};
 use crate::outcome::{Outcome, User};
 use crate::request::RequestView;
 use crate::scheme::{Scheme, SchemeError};
@@ -17,6 +17,7 @@ use crate::scheme::{Scheme, SchemeError};
 pub struct MemoryHost {
     users: HashMap<String, (User, Option<String>)>,
     tokens: HashMap<String, String>,
+    sessions: HashMap<String, (String, String)>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -42,6 +43,12 @@ impl MemoryHost {
     /// Gives `username` a token with this key.
     pub fn with_token(mut self, key: &str, username: &str) -> Self {
         self.tokens.insert(key.to_owned(), username.to_owned());
+        self
+    }
+
+    /// Gives `username` a session with this key and CSRF secret.
+    pub fn with_session(mut self, key: &str, username: &str, csrf_secret: &str) -> Self {
+        self.sessions.insert(key.to_owned(), (username.to_owned(), csrf_secret.to_owned()));
         self
     }
 
@@ -79,6 +86,30 @@ impl HostServices for MemoryHost {
         RResult::ROk(
             found.map(|(user, _)| TokenMatch { user: user.clone(), token_id: key.as_str().into() }).into(),
         )
+    }
+
+    fn find_session(&self, key: RStr<'_>) -> RResult<ROption<SessionMatch>, HostError> {
+        let found =
+            self.sessions.get(key.as_str()).and_then(|(name, csrf)| Some((self.users.get(name)?, csrf)));
+        RResult::ROk(
+            found
+                .map(|((user, _), csrf)| SessionMatch {
+                    user: user.clone(),
+                    session_id: key.as_str().into(),
+                    csrf_secret: csrf.as_str().into(),
+                })
+                .into(),
+        )
+    }
+
+    fn session_settings(&self) -> SessionSettings {
+        SessionSettings {
+            cookie_name: "sessionid".into(),
+            csrf_cookie_name: "csrftoken".into(),
+            csrf_header_name: "X-CSRFToken".into(),
+            secure: false,
+            trusted_origins: RVec::new(),
+        }
     }
 
     fn warn(&self, message: RStr<'_>) {

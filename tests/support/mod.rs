@@ -309,6 +309,25 @@ impl Resp {
         self.headers.get(name).map(|v| v.to_str().expect("text header"))
     }
 
+    /// The `Set-Cookie` headers as (name, value, attributes).
+    pub fn cookies(&self) -> Vec<(String, String, String)> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| {
+                let text = v.to_str().expect("text cookie");
+                let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+                let (name, value) = pair.split_once('=').expect("name=value");
+                (name.to_owned(), value.to_owned(), attributes.trim().to_owned())
+            })
+            .collect()
+    }
+
+    /// The value a `Set-Cookie` header gives `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies().into_iter().find(|(n, _, _)| n == name).map(|(_, v, _)| v)
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }

@@ -1,9 +1,11 @@
 //! The built-in handlers that read a body, and DRF's parsing of it (`request.data`).
 
 pub mod obtain_token;
+pub mod session;
 
 use serde_json::{Map, Value};
 
+use authhost_plugin_api::form::parse_form;
 use authhost_plugin_api::RequestView;
 
 /// Why a body could not be read as data: DRF's parse errors.
@@ -13,6 +15,20 @@ pub enum ParseError {
     Json(String),
     /// 415 `Unsupported media type "<type>" in request.`
     UnsupportedMediaType(String),
+}
+
+/// DRF's answers to a body it cannot parse.
+pub(crate) fn parse_error(err: ParseError) -> hyper::Response<crate::respond::Body> {
+    use hyper::StatusCode;
+    match err {
+        ParseError::Json(message) => {
+            crate::respond::detail_response(StatusCode::BAD_REQUEST, &format!("JSON parse error - {message}"))
+        }
+        ParseError::UnsupportedMediaType(media_type) => crate::respond::detail_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Unsupported media type \"{media_type}\" in request."),
+        ),
+    }
 }
 
 /// The body as DRF's parsers see it: JSON (any value), or a form as an object of strings
@@ -37,62 +53,4 @@ pub fn request_data(request: &RequestView<'_>) -> Result<Value, ParseError> {
 
 fn is_known(media_type: &str) -> bool {
     matches!(media_type, "application/json" | "application/x-www-form-urlencoded")
-}
-
-/// `application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte; bytes that are not
-/// UTF-8 are replaced, as Django does.
-pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let mut kv = pair.splitn(2, |&b| b == b'=');
-            let key = decode_component(kv.next().unwrap_or_default());
-            let value = decode_component(kv.next().unwrap_or_default());
-            (key, value)
-        })
-        .collect()
-}
-
-fn decode_component(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => {
-                match std::str::from_utf8(&raw[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forms_decode_like_django() {
-        assert_eq!(
-            parse_form(b"username=alice+b&password=p%40ss%3D&x=%zz&username=last"),
-            vec![
-                ("username".into(), "alice b".into()),
-                ("password".into(), "p@ss=".into()),
-                ("x".into(), "%zz".into()),
-                ("username".into(), "last".into())
-            ]
-        );
-        assert_eq!(parse_form(b"a=%4"), vec![("a".into(), "%4".into())]);
-    }
 }

@@ -67,6 +67,22 @@ pub trait StoreConn: Send {
     /// Every user with no token.
     fn users_without_token(&mut self) -> Result<Vec<String>, Error>;
 
+    /// Stores a session (the digest of its key) for `user_id`, expiring at `expires` (Unix
+    /// seconds), and purges expired sessions.
+    fn create_session(
+        &mut self,
+        user_id: i64,
+        digest: &[u8],
+        csrf_secret: &str,
+        expires: i64,
+    ) -> Result<i64, Error>;
+
+    /// The live session with this digest at time `now`: its user, id, CSRF secret and expiry.
+    fn find_session(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error>;
+
+    /// Deletes the session with this digest; whether there was one.
+    fn delete_session(&mut self, digest: &[u8]) -> Result<bool, Error>;
+
     /// The newest change number (see `changes_since`).
     fn last_change(&mut self) -> Result<i64, Error>;
 
@@ -89,6 +105,15 @@ pub enum TokenGot {
     Existing { nonce: Vec<u8> },
     Created,
     NoSuchUser,
+}
+
+/// A session as the store keeps it (never its key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub user: User,
+    pub id: i64,
+    pub csrf_secret: String,
+    pub expires: i64,
 }
 
 /// What `create_token` did.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use authhost_plugin_api::User;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{NewToken, NewUser, Store, StoreConn, TokenGot, TokenSet, CHANGE_LOG_KEEP};
+use super::{NewToken, NewUser, Store, StoreConn, StoredSession, TokenGot, TokenSet, CHANGE_LOG_KEEP};
 use crate::error::Error;
 
 /// Migrations in order; `PRAGMA user_version` counts those applied.
@@ -34,6 +34,16 @@ const MIGRATIONS: &[&str] = &[
     // Keys the host derives from its token secret keep the nonce they derive from (not
     // enough to rebuild a key without the secret); imported keys have none.
     "ALTER TABLE tokens ADD COLUMN nonce BLOB;",
+    // Sessions are stored as SHA-256 digests of their keys, with the session's CSRF secret.
+    "CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf_secret TEXT NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_expires ON sessions (expires);
+    CREATE INDEX sessions_user ON sessions (user_id);",
 ];
 
 #[derive(Debug)]
@@ -148,11 +158,19 @@ impl StoreConn for SqliteConn {
     }
 
     fn set_password(&mut self, username: &str, password_hash: &str) -> Result<bool, Error> {
-        self.change(
+        let changed = self.change(
             username,
             "UPDATE users SET password = ?2 WHERE username = ?1",
             params![username, password_hash],
-        )
+        )?;
+        if changed {
+            // A new password ends the user's sessions, as Django's session auth hash does.
+            self.conn.execute(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
+                [username],
+            )?;
+        }
+        Ok(changed)
     }
 
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
@@ -241,6 +259,46 @@ impl StoreConn for SqliteConn {
         )?;
         let names = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
         Ok(names)
+    }
+
+    fn create_session(
+        &mut self,
+        user_id: i64,
+        digest: &[u8],
+        csrf_secret: &str,
+        expires: i64,
+    ) -> Result<i64, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM sessions WHERE expires <= strftime('%s', 'now')", [])?;
+        tx.execute(
+            "INSERT INTO sessions (digest, user_id, csrf_secret, expires) VALUES (?1, ?2, ?3, ?4)",
+            params![digest, user_id, csrf_secret, expires],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn find_session(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, s.id, s.csrf_secret, s.expires
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = ?1 AND s.expires > ?2",
+        )?;
+        let row = stmt
+            .query_row(params![digest, now], |row| {
+                Ok(StoredSession {
+                    user: user_from_row(row)?.0,
+                    id: row.get(5)?,
+                    csrf_secret: row.get(6)?,
+                    expires: row.get(7)?,
+                })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    fn delete_session(&mut self, digest: &[u8]) -> Result<bool, Error> {
+        Ok(self.conn.prepare_cached("DELETE FROM sessions WHERE digest = ?1")?.execute([digest])? == 1)
     }
 
     fn last_change(&mut self) -> Result<i64, Error> {
