@@ -187,13 +187,13 @@ mod tests {
         let masked = mask(SECRET, SALT);
         assert_eq!(check_with(&[cookie.clone(), ("x-csrftoken", masked.clone())], None), Ok(()));
         assert_eq!(check_with(&[cookie.clone(), ("x-csrftoken", SECRET.into())], None), Ok(()));
-        assert_eq!(check_with(&[cookie.clone()], Some(&masked)), Ok(()));
+        assert_eq!(check_with(std::slice::from_ref(&cookie), Some(&masked)), Ok(()));
         assert_eq!(check_with(&[("x-csrftoken", masked.clone())], None), Err("CSRF cookie not set.".into()));
         assert_eq!(
             check_with(&[("cookie", "csrftoken=short".into())], None),
             Err("CSRF cookie has incorrect length.".into())
         );
-        assert_eq!(check_with(&[cookie.clone()], None), Err("CSRF token missing.".into()));
+        assert_eq!(check_with(std::slice::from_ref(&cookie), None), Err("CSRF token missing.".into()));
         assert_eq!(
             check_with(&[cookie.clone(), ("x-csrftoken", "x".repeat(10))], None),
             Err("CSRF token from the 'X-Csrftoken' HTTP header has incorrect length.".into())
@@ -207,7 +207,7 @@ mod tests {
             Err("CSRF token from the 'X-Csrftoken' HTTP header incorrect.".into())
         );
         assert_eq!(
-            check_with(&[cookie.clone()], Some(&"z".repeat(64))),
+            check_with(std::slice::from_ref(&cookie), Some(&"z".repeat(64))),
             Err("CSRF token from POST incorrect.".into())
         );
         assert_eq!(
