@@ -113,6 +113,17 @@ pub enum Handler {
 impl Handler {
     const NAMES: [&'static str; 5] = ["whoami", "health", "obtain_token", "login", "logout"];
 
+    /// The name the config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Handler::Whoami => "whoami",
+            Handler::Health => "health",
+            Handler::ObtainToken => "obtain_token",
+            Handler::Login => "login",
+            Handler::Logout => "logout",
+        }
+    }
+
     fn parse(name: &str) -> Option<Self> {
         match name {
             "whoami" => Some(Handler::Whoami),

@@ -164,11 +164,7 @@ fn check(config: &Config) -> Result<()> {
         let chain: Vec<&str> = route.schemes.iter().map(|&i| config.schemes[i].name.as_str()).collect();
         let chain = if chain.is_empty() { "(no schemes)".to_owned() } else { chain.join(" -> ") };
         let path = if route.prefix { format!("{}*", route.path) } else { route.path.clone() };
-        println!(
-            "  {path:<24} {:<10} {:<30} {chain}",
-            format!("{:?}", route.handler).to_lowercase(),
-            route.permission
-        );
+        println!("  {path:<24} {:<13} {:<30} {chain}", route.handler.name(), route.permission);
     }
     Ok(())
 }
