@@ -120,3 +120,22 @@ fn check_prints_each_routes_chain() {
     let route = stdout.lines().find(|l| l.trim_start().starts_with("/me")).expect("route line");
     assert!(route.contains("is_admin") && route.ends_with("p -> who"), "{stdout}");
 }
+
+#[test]
+fn the_shipped_config_loads_every_plugin() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/authhost.toml");
+    let site = Site::new("");
+    let out = std::process::Command::new(crate::support::build_dir().join("authhost"))
+        .args(["check", "--config"])
+        .arg(&shipped)
+        .current_dir(site.path())
+        .env_remove("AUTHHOST_TOKEN_SECRET")
+        .output()
+        .expect("run authhost check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    for scheme in ["session", "basic", "token", "bearer", "remote-user", "x-username"] {
+        assert!(stdout.lines().any(|l| l.trim_start().starts_with(&format!("{scheme} "))), "{scheme}:\n{stdout}");
+    }
+    assert!(stdout.contains("session -> basic -> token"), "{stdout}");
+}
