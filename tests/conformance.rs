@@ -13,6 +13,10 @@ plugin = "basic"
 realm = "api"
 
 [[scheme]]
+name = "session"
+plugin = "session"
+
+[[scheme]]
 name = "token"
 plugin = "token"
 
@@ -75,6 +79,17 @@ handler = "whoami"
 schemes = ["remote-elsewhere"]
 
 [[route]]
+path = "/session-first"
+handler = "whoami"
+schemes = ["session", "basic"]
+
+[[route]]
+path = "/login"
+handler = "login"
+schemes = []
+permission = "allow_any"
+
+[[route]]
 path = "/any"
 handler = "whoami"
 permission = "allow_any"
@@ -117,6 +132,25 @@ fn who(user: &str, scheme: &str, auth: &Value, is_staff: bool) -> Value {
     json!({ "user": user, "auth": auth, "scheme": scheme, "is_staff": is_staff })
 }
 
+/// Logs alice in through the login view: the session key, the CSRF secret (the cookie)
+/// and a masked CSRF token, for the `{session}`, `{secret}` and `{session_token}`
+/// placeholders.
+async fn login(host: &crate::support::TestHost) -> (String, String, String) {
+    let form = host.get("/login").send().await;
+    let secret = form.cookie("csrftoken").expect("csrftoken");
+    let token = form.json()["csrftoken"].as_str().expect("token").to_owned();
+    let resp = host
+        .request("POST", "/login")
+        .header("cookie", format!("csrftoken={secret}"))
+        .header("x-csrftoken", &token)
+        .form("username=alice&password=alice-pw")
+        .send()
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let token = resp.json()["csrftoken"].as_str().expect("token").to_owned();
+    (resp.cookie("sessionid").expect("sessionid"), resp.cookie("csrftoken").expect("csrftoken"), token)
+}
+
 /// One request and what must come back.
 async fn check(
     method: &str,
@@ -127,9 +161,20 @@ async fn check(
     body: Value,
 ) {
     let host = site().serve();
+    let session = if headers.iter().any(|(_, v)| v.windows(2).any(|w| w == b"{s")) {
+        Some(login(&host).await)
+    } else {
+        None
+    };
     let mut req = host.request(method, path);
     for (name, value) in headers {
-        req = req.header(name, value);
+        req = match (&session, std::str::from_utf8(value)) {
+            (Some((key, secret, token)), Ok(text)) => req.header(
+                name,
+                text.replace("{session}", key).replace("{secret}", secret).replace("{session_token}", token),
+            ),
+            _ => req.header(name, value),
+        };
     }
     let resp = req.send().await;
     assert_eq!(resp.status, status, "{}", resp.body);
@@ -208,6 +253,24 @@ conformance! {
         "GET" "/x-first" [("X-USERNAME", "mallory")] => 403, NONE, detail("No such user");
     x_username_naming_an_inactive_user_fails:
         "GET" "/x-first" [("X-USERNAME", "gone")] => 403, NONE, detail("User inactive or deleted.");
+
+    // Session: CSRF on unsafe methods for authenticated sessions, and no challenge.
+    session_get_without_csrf_is_authenticated:
+        "GET" "/session-first" [("Cookie", "sessionid={session}; csrftoken={secret}")] => 200, NONE, who("alice", "session", &Value::Null, false);
+    session_post_without_csrf_is_forbidden_with_djangos_reason:
+        "POST" "/session-first" [("Cookie", "sessionid={session}; csrftoken={secret}")] => 403, NONE, detail("CSRF Failed: CSRF token missing.");
+    session_post_with_a_wrong_csrf_token_is_forbidden:
+        "POST" "/session-first" [("Cookie", "sessionid={session}; csrftoken={secret}"), ("X-CSRFToken", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")] => 403, NONE, detail("CSRF Failed: CSRF token from the 'X-Csrftoken' HTTP header incorrect.");
+    session_post_with_csrf_is_authenticated:
+        "POST" "/session-first" [("Cookie", "sessionid={session}; csrftoken={secret}"), ("X-CSRFToken", "{session_token}")] => 200, NONE, who("alice", "session", &Value::Null, false);
+    session_post_without_the_csrf_cookie_is_forbidden:
+        "POST" "/session-first" [("Cookie", "sessionid={session}"), ("X-CSRFToken", "{session_token}")] => 403, NONE, detail("CSRF Failed: CSRF cookie not set.");
+    session_first_chain_refuses_with_403:
+        "GET" "/session-first" [] => 403, NONE, detail("Authentication credentials were not provided.");
+    session_first_chain_refuses_failed_basic_with_403:
+        "GET" "/session-first" [("Authorization", "Basic YWxpY2U6d3Jvbmc=")] => 403, NONE, detail("Invalid username/password.");
+    unknown_session_cookie_is_anonymous:
+        "GET" "/session-first" [("Cookie", "sessionid=nosuchsession")] => 403, NONE, detail("Authentication credentials were not provided.");
 
     // RemoteUser: it never fails, and it has no challenge.
     remote_user_from_a_trusted_proxy_authenticates:

@@ -135,7 +135,10 @@ fn the_shipped_config_loads_every_plugin() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}{}", stdout, String::from_utf8_lossy(&out.stderr));
     for scheme in ["session", "basic", "token", "bearer", "remote-user", "x-username"] {
-        assert!(stdout.lines().any(|l| l.trim_start().starts_with(&format!("{scheme} "))), "{scheme}:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(&format!("{scheme} "))),
+            "{scheme}:\n{stdout}"
+        );
     }
     assert!(stdout.contains("session -> basic -> token"), "{stdout}");
 }

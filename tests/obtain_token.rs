@@ -134,6 +134,33 @@ async fn every_drf_400_shape() {
 }
 
 #[tokio::test]
+async fn multipart_forms_work_like_drfs_multipart_parser() {
+    let site = site();
+    let key = token_create(&site, "alice");
+    let host = site.serve();
+    let body = "--b0und\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n\
+                --b0und\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nalice pw\r\n--b0und--\r\n";
+    let resp = host
+        .request("POST", "/api-token-auth/")
+        .header("content-type", "multipart/form-data; boundary=b0und")
+        .body(body)
+        .send()
+        .await;
+    assert_eq!((resp.status, resp.json()), (200, json!({ "token": key })));
+    let resp = host
+        .request("POST", "/api-token-auth/")
+        .header("content-type", "multipart/form-data")
+        .body("junk")
+        .send()
+        .await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(
+        resp.json(),
+        json!({"detail": "Multipart form parse error - Invalid boundary in multipart: None"})
+    );
+}
+
+#[tokio::test]
 async fn malformed_json_unsupported_media_and_wrong_method() {
     let host = site().serve();
     let resp = host

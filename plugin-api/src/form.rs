@@ -41,15 +41,75 @@ fn decode_component(raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The fields of a form body (`application/x-www-form-urlencoded` or `multipart/form-data`,
+/// whose file parts are left out); `None` when the body is not a form, `Some(Err(why))`
+/// when it claims to be multipart and is not.
+pub fn form_fields(request: &RequestView<'_>) -> Option<Result<Vec<(String, String)>, String>> {
+    let content_type = request.header("content-type")?;
+    let mut params = content_type.split(';');
+    let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/x-www-form-urlencoded" => Some(Ok(parse_form(request.body()))),
+        "multipart/form-data" => {
+            let boundary = params.find_map(|p| {
+                let (key, value) = p.trim().split_once('=')?;
+                key.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_owned())
+            });
+            Some(match boundary.filter(|b| !b.is_empty() && b.len() <= 70) {
+                Some(boundary) => parse_multipart(request.body(), &boundary),
+                None => Err("Invalid boundary in multipart: None".to_owned()),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// A field of the request's form body; `None` when the body is not a form or lacks it.
 /// The last value of a repeated field wins, as Django's `QueryDict.get` does.
 pub fn form_field(request: &RequestView<'_>, name: &str) -> Option<String> {
-    let content_type = request.header("content-type")?;
-    let media_type = content_type.split(';').next().unwrap_or_default().trim();
-    if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return None;
+    form_fields(request)?.ok()?.into_iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `multipart/form-data` (RFC 7578): the text fields, in order; file parts are skipped.
+pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, String> {
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    let start = find(body, delimiter).ok_or("no boundary in the body")?;
+    let mut rest = &body[start + delimiter.len()..];
+    let mut fields = Vec::new();
+    loop {
+        if rest.starts_with(b"--") {
+            return Ok(fields);
+        }
+        rest = rest.strip_prefix(b"\r\n").ok_or("a boundary is not followed by a line break")?;
+        let end = find(rest, delimiter).ok_or("the body ends before its closing boundary")?;
+        let part = &rest[..end];
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        let split = find(part, b"\r\n\r\n").ok_or("a part has no blank line after its headers")?;
+        let (head, content) = (&part[..split], &part[split + 4..]);
+        let head = String::from_utf8_lossy(head);
+        let disposition = head
+            .split("\r\n")
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim().eq_ignore_ascii_case("content-disposition").then(|| value.to_owned())
+            })
+            .ok_or("a part has no Content-Disposition")?;
+        let param = |key: &str| {
+            disposition.split(';').find_map(|p| {
+                let (k, v) = p.trim().split_once('=')?;
+                k.trim().eq_ignore_ascii_case(key).then(|| v.trim().trim_matches('"').to_owned())
+            })
+        };
+        if let (Some(name), None) = (param("name"), param("filename")) {
+            fields.push((name, String::from_utf8_lossy(content).into_owned()));
+        }
+        rest = &rest[end + delimiter.len()..];
     }
-    parse_form(request.body()).into_iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 #[cfg(test)]
@@ -69,6 +129,19 @@ mod tests {
             ]
         );
         assert_eq!(parse_form(b"a=%4"), vec![("a".into(), "%4".into())]);
+    }
+
+    #[test]
+    fn multipart_text_fields_are_read_and_files_skipped() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--XyZ\r\ncontent-disposition: form-data; name=\"password\"\r\n\r\np\r\nw\r\n--XyZ--\r\n";
+        assert_eq!(
+            parse_multipart(body, "XyZ").unwrap(),
+            vec![("username".into(), "alice".into()), ("password".into(), "p\r\nw".into())]
+        );
+        assert!(parse_multipart(b"--XyZ\r\nno blank line--XyZ--", "XyZ").is_err());
+        assert!(parse_multipart(b"nothing", "XyZ").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub mod session;
 
 use serde_json::{Map, Value};
 
-use authhost_plugin_api::form::parse_form;
+use authhost_plugin_api::form::form_fields;
 use authhost_plugin_api::RequestView;
 
 /// Why a body could not be read as data: DRF's parse errors.
@@ -13,6 +13,8 @@ use authhost_plugin_api::RequestView;
 pub enum ParseError {
     /// 400 `JSON parse error - <parser's message>`.
     Json(String),
+    /// 400 `Multipart form parse error - <why>`.
+    Multipart(String),
     /// 415 `Unsupported media type "<type>" in request.`
     UnsupportedMediaType(String),
 }
@@ -24,6 +26,10 @@ pub(crate) fn parse_error(err: ParseError) -> hyper::Response<crate::respond::Bo
         ParseError::Json(message) => {
             crate::respond::detail_response(StatusCode::BAD_REQUEST, &format!("JSON parse error - {message}"))
         }
+        ParseError::Multipart(why) => crate::respond::detail_response(
+            StatusCode::BAD_REQUEST,
+            &format!("Multipart form parse error - {why}"),
+        ),
         ParseError::UnsupportedMediaType(media_type) => crate::respond::detail_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &format!("Unsupported media type \"{media_type}\" in request."),
@@ -44,13 +50,17 @@ pub fn request_data(request: &RequestView<'_>) -> Result<Value, ParseError> {
     match media_type.as_str() {
         _ if body.is_empty() && is_known(&media_type) => Ok(Value::Object(Map::new())),
         "application/json" => serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string())),
-        "application/x-www-form-urlencoded" => {
-            Ok(Value::Object(parse_form(body).into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
-        }
+        "application/x-www-form-urlencoded" | "multipart/form-data" => match form_fields(request) {
+            Some(Ok(fields)) => {
+                Ok(Value::Object(fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
+            }
+            Some(Err(why)) => Err(ParseError::Multipart(why)),
+            None => Ok(Value::Object(Map::new())),
+        },
         _ => Err(ParseError::UnsupportedMediaType(content_type)),
     }
 }
 
 fn is_known(media_type: &str) -> bool {
-    matches!(media_type, "application/json" | "application/x-www-form-urlencoded")
+    matches!(media_type, "application/json" | "application/x-www-form-urlencoded" | "multipart/form-data")
 }
