@@ -211,3 +211,43 @@ async fn the_store_holds_no_key_and_no_password() {
         assert!(!logs.contains(secret), "{secret:?} is in the logs:\n{logs}");
     }
 }
+
+#[tokio::test]
+async fn token_for_new_users_gives_every_new_user_a_token() {
+    let config = format!(
+        "{CONFIG}
+[[scheme]]
+name = \"proxy\"
+plugin = \"remote-user\"
+trusted_proxies = [\"127.0.0.1\"]
+
+[[route]]
+path = \"/proxied\"
+handler = \"whoami\"
+schemes = [\"proxy\"]
+permission = \"is_authenticated\"
+"
+    );
+    let site = Site::with_cache(&config, "user_cache_ttl = 0\ntoken_for_new_users = true");
+    let out = site.authhost(&["user", "add", "carol", "--password-stdin"], "carol-pw\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(key.len(), 40, "user add prints the new user's key: {key:?}");
+    let host = site.serve();
+    let me = host.get("/me").header("Authorization", format!("Token {key}")).send().await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["user"], json!("carol"));
+    assert_eq!(post_form(&host, "username=carol&password=carol-pw").await, (200, json!({ "token": key })));
+    // A user the remote-user scheme creates gets one too.
+    let resp = host.get("/proxied").header("X-Remote-User", "dave").send().await;
+    assert_eq!(resp.status, 200);
+    let db = rusqlite::Connection::open(site.db_path()).unwrap();
+    let tokens: i64 = db
+        .query_row(
+            "SELECT count(*) FROM tokens t JOIN users u ON u.id = t.user_id WHERE u.username = 'dave'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tokens, 1);
+}

@@ -73,7 +73,15 @@ impl App {
         let passwords = PasswordPool::start(config.password_workers, 64)?;
         let since = store.connect()?.last_change()?;
         let policy = CachePolicy { ttl: config.user_cache_ttl, poll: config.change_poll };
-        let services = Arc::new(Services::new(store_pool, passwords, policy, &config.session));
+        let issues_tokens = config.routes.iter().any(|r| r.handler == Handler::ObtainToken);
+        let token_secret = if issues_tokens || config.token_for_new_users {
+            Some(TokenSecret::load(&config.token_secret_file)?)
+        } else {
+            None
+        };
+        let new_user_tokens = token_secret.clone().filter(|_| config.token_for_new_users);
+        let services =
+            Arc::new(Services::new(store_pool, passwords, policy, &config.session, new_user_tokens));
         Services::spawn_change_poller(&services, since);
         let mut routes: Vec<Route> = config
             .routes
@@ -88,9 +96,6 @@ impl App {
             .collect();
         // Exact routes first, then the longest prefix.
         routes.sort_by_key(|r| (r.prefix, std::cmp::Reverse(r.path.len())));
-        let issues_tokens = routes.iter().any(|r| r.handler == Handler::ObtainToken);
-        let token_secret =
-            if issues_tokens { Some(TokenSecret::load(&config.token_secret_file)?) } else { None };
         Ok(App {
             routes,
             services,

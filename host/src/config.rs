@@ -50,6 +50,7 @@ struct RawStore {
     user_cache_ttl: Option<toml::Value>,
     change_poll: Option<toml::Value>,
     token_secret_file: Option<String>,
+    token_for_new_users: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +181,8 @@ pub struct Config {
     /// Where the token secret lives (`$AUTHHOST_TOKEN_SECRET` wins), relative to the
     /// working directory.
     pub token_secret_file: PathBuf,
+    /// Every new user gets a token (DRF's post_save recipe): `user add` prints its key.
+    pub token_for_new_users: bool,
     pub anonymous_user: Option<String>,
     pub anonymous_auth: Option<String>,
     pub session: SessionConfig,
@@ -284,6 +287,7 @@ impl Resolver<'_> {
             store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
             user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,
             change_poll: self.millis("store.change_poll", raw.store.change_poll, 250)?,
+            token_for_new_users: raw.store.token_for_new_users.unwrap_or(false),
             token_secret_file: PathBuf::from(
                 raw.store.token_secret_file.as_deref().unwrap_or("authhost.secret"),
             ),

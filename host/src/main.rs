@@ -188,6 +188,12 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
                 );
             }
             info!(user = name, "user added");
+            if config.token_for_new_users {
+                let secret = TokenSecret::load(&config.token_secret_file)?;
+                if let Some(key) = tokens::get_or_create(conn.as_mut(), &secret, name)? {
+                    print_key(&key);
+                }
+            }
         }
         UserCommand::Passwd { name, password_stdin } => {
             if conn.find_user(&name)?.is_none() {
@@ -257,6 +263,11 @@ fn token(config: &Config, command: TokenCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[allow(clippy::print_stdout)] // a key goes to stdout, for the caller to capture, never to the log
+fn print_key(key: &str) {
+    println!("{key}");
 }
 
 /// From the first line of stdin, or prompted twice without echo. Never from argv.

@@ -122,6 +122,8 @@ pub struct Services {
     credential_key: [u8; 32],
     sessions: TtlCache<[u8; 32], SessionMatch>,
     session_settings: SessionSettings,
+    /// Set when every new user gets a token (`[store] token_for_new_users`).
+    new_user_tokens: Option<TokenSecret>,
 }
 
 impl Services {
@@ -130,6 +132,7 @@ impl Services {
         passwords: PasswordPool,
         policy: CachePolicy,
         session: &SessionConfig,
+        new_user_tokens: Option<TokenSecret>,
     ) -> Self {
         let mut credential_key = [0u8; 32];
         argon2::password_hash::rand_core::RngCore::fill_bytes(
@@ -152,6 +155,7 @@ impl Services {
                 secure: session.secure,
                 trusted_origins: session.trusted_origins.iter().map(|o| o.as_str().into()).collect(),
             },
+            new_user_tokens,
         }
     }
 
@@ -215,7 +219,10 @@ impl Services {
                 }
                 user
             }
-            Need::CreateUser(name) => Some(self.store.run(move |conn| create_or_find(conn, &name)).await?),
+            Need::CreateUser(name) => {
+                let tokens = self.new_user_tokens.clone();
+                Some(self.store.run(move |conn| create_or_find(conn, &name, tokens.as_ref())).await?)
+            }
             Need::FindToken(digest) => {
                 let found = self.store.run(move |conn| conn.find_token(&digest)).await?;
                 let token = found.map(|(user, id)| TokenMatch { user, token_id: id.to_string().into() });
@@ -313,10 +320,21 @@ impl Services {
     }
 }
 
-fn create_or_find(conn: &mut dyn crate::store::StoreConn, name: &str) -> Result<User, Error> {
+/// Creates the user (with a token, when `tokens` is given: DRF's post_save recipe), or
+/// finds them if they exist.
+fn create_or_find(
+    conn: &mut dyn crate::store::StoreConn,
+    name: &str,
+    tokens: Option<&TokenSecret>,
+) -> Result<User, Error> {
     let new = NewUser { username: name, password_hash: None, is_active: true, is_staff: false };
     match conn.create_user(&new)? {
-        Some(user) => Ok(user),
+        Some(user) => {
+            if let Some(secret) = tokens {
+                tokens::get_or_create(conn, secret, name)?;
+            }
+            Ok(user)
+        }
         None => conn
             .find_user(name)?
             .ok_or_else(|| Error::store(format!("user {name:?} vanished while being created"))),
