@@ -191,14 +191,7 @@ async fn the_store_holds_no_key_and_no_password() {
     let bob_key = body["token"].as_str().unwrap().to_owned();
     let logs = host.logs();
     drop(host);
-    // Every file of the store: the database and its WAL.
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(site.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("authhost.db") {
-            bytes.extend(std::fs::read(&path).unwrap());
-        }
-    }
+    let bytes = site.store_bytes();
     assert!(!bytes.is_empty());
     let text = String::from_utf8_lossy(&bytes).to_lowercase();
     for secret in [key.as_str(), bob_key.as_str(), "alice pw", "bob-pw"] {

@@ -300,13 +300,7 @@ async fn the_store_keeps_no_session_key() {
     let host = site.serve();
     let (browser, _) = login(&host).await;
     drop(host);
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(site.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("authhost.db") {
-            bytes.extend(std::fs::read(&path).unwrap());
-        }
-    }
+    let bytes = site.store_bytes();
     let key = browser.session.unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains(&key), "the session key is in the store");
 }

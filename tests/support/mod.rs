@@ -75,6 +75,19 @@ impl Site {
         self.path().join("authhost.db")
     }
 
+    /// The bytes of every file of the store: the database, its WAL and shared memory.
+    pub fn store_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(self.path()).expect("site folder") {
+            let path = entry.expect("entry").path();
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("authhost.db")) {
+                bytes.extend(std::fs::read(&path).expect("store file"));
+            }
+        }
+        assert!(!bytes.is_empty(), "no store files");
+        bytes
+    }
+
     /// Replaces the config: the same binary and plugins, no rebuild.
     pub fn write_config(&self, config: &str) {
         let text = format!(
