@@ -100,3 +100,39 @@ async fn a_deactivated_user_is_refused_by_the_running_host_despite_its_cache() {
     assert_eq!(resp.status, 403);
     assert_eq!(resp.json(), json!({"detail": "User inactive or deleted."}));
 }
+
+#[test]
+fn bench_times_each_scheme_of_a_users_own_chain() {
+    let config = r#"
+[[scheme]]
+name = "skip"
+plugin = "probe"
+
+[[scheme]]
+name = "x-username"
+plugin = "x-username"
+
+[[route]]
+path = "/me"
+handler = "whoami"
+schemes = ["skip", "x-username"]
+permission = "is_authenticated"
+"#;
+    let site = Site::new(config);
+    site.add_user("alice", "pw", &[]);
+    let out = site.authhost(&["bench", "--route", "/me", "-H", "X-USERNAME: alice", "--requests", "2000"], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("GET /me: skip -> x-username"), "{stdout}");
+    assert!(stdout.contains("verdict: authenticated as \"alice\" by x-username; 2000 requests"), "{stdout}");
+    let row = |name: &str| stdout.lines().find(|l| l.trim_start().starts_with(name)).map(str::to_owned);
+    assert!(row("skip").is_some_and(|l| l.contains("not attempted")), "{stdout}");
+    assert!(row("x-username").is_some_and(|l| l.contains("authenticated")), "{stdout}");
+    assert!(row("chain").is_some_and(|l| l.contains("total") && l.contains("chains/s")), "{stdout}");
+    assert!(stderr.contains("100%"), "a progress bar: {stderr}");
+
+    let out = site.authhost(&["bench", "--route", "/nowhere"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no route"));
+}

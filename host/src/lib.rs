@@ -4,6 +4,7 @@
 //! `App::build(&config)` loads a config's plugins and routes; `serve` runs it on a listener.
 
 pub mod app;
+pub mod bench;
 pub mod chain;
 pub mod config;
 pub mod endpoints;
@@ -19,7 +20,7 @@ pub mod store;
 pub mod tokens;
 
 pub use app::App;
-pub use chain::{Chain, Verdict};
+pub use chain::{Chain, Verdict, Watch};
 pub use config::Config;
 pub use error::Error;
 pub use loader::Schemes;

@@ -4,8 +4,10 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use authhost::bench::{human, BenchRequest, Limits};
 use authhost::loader::Schemes;
 use authhost::services::token_digest;
 use authhost::store::{self, NewToken, NewUser, TokenSet};
@@ -37,6 +39,30 @@ enum Command {
     },
     /// Validate the config, load every plugin and print each route's chain.
     Check,
+    /// Time a route's chain in-process on a request you describe: each scheme's cost and
+    /// the chain's (median, p99). Uses the config's plugins and store, as serving does.
+    Bench {
+        /// The path to request; its route's chain is timed.
+        #[arg(long, value_name = "PATH")]
+        route: String,
+        /// A request header, `Name: value`; repeat for more.
+        #[arg(long = "header", short = 'H', value_name = "HEADER")]
+        headers: Vec<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A request body (for CSRF form fields, for example).
+        #[arg(long)]
+        body: Option<String>,
+        /// The peer address the schemes see (RemoteUser's trusted proxies).
+        #[arg(long, default_value = "127.0.0.1:40000")]
+        peer: std::net::SocketAddr,
+        /// Stop after this many timed requests...
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        /// ...or after this many seconds, whichever comes first.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -127,6 +153,27 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { listen } => serve(&config, listen),
         Command::Check => check(&config),
+        Command::Bench { route, headers, method, body, peer, requests, seconds } => {
+            let (path, query) = route.split_once('?').unwrap_or((&route, ""));
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    let (name, value) =
+                        h.split_once(':').with_context(|| format!("--header {h:?} is not `Name: value`"))?;
+                    Ok((name.trim().to_ascii_lowercase(), value.trim().as_bytes().to_vec()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let request = BenchRequest {
+                method: method.to_ascii_uppercase(),
+                path: path.to_owned(),
+                query: query.to_owned(),
+                headers,
+                body: body.unwrap_or_default().into_bytes(),
+                peer,
+            };
+            let time = Duration::try_from_secs_f64(seconds).context("--seconds must be a positive number")?;
+            bench(&config, &request, Limits { requests, time, warmup: 100 })
+        }
         Command::User { command } => user(&config, command),
         Command::Token { command } => token(&config, command),
     }
@@ -148,6 +195,48 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
         authhost::serve(listener, slot, authhost::shutdown_signal(), config.shutdown_timeout).await;
         Ok(())
     })
+}
+
+#[allow(clippy::print_stdout)] // `bench` reports to the terminal
+fn bench(config: &Config, request: &BenchRequest, limits: Limits) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let app = runtime.block_on(async { App::build(config) })?;
+    let Some(chain) = app.chain_for(&request.path) else {
+        bail!("no route in {} matches {:?}", config.file.display(), request.path);
+    };
+    let names: Vec<&str> = chain.names().collect();
+    println!(
+        "{} {}: {}",
+        request.method,
+        request.path,
+        if names.is_empty() { "(no schemes)".to_owned() } else { names.join(" -> ") }
+    );
+    let report = authhost::bench::run(&app, &runtime, request, limits, authhost::bench::progress_bar)
+        .context("the route vanished")?;
+    let verdict = match &report.verdict {
+        authhost::Verdict::Authenticated { user, position, .. } => {
+            format!(
+                "authenticated as {:?} by {}",
+                user.username.as_str(),
+                names.get(*position).unwrap_or(&"?")
+            )
+        }
+        other => format!("{other:?}").to_lowercase(),
+    };
+    println!("verdict: {verdict}; {} requests in {:.2} s\n", report.requests, report.elapsed.as_secs_f64());
+    println!("  {:<20} {:<14} {:>10} {:>10}", "scheme", "outcome", "median", "p99");
+    for s in &report.schemes {
+        println!("  {:<20} {:<14} {:>10} {:>10}", s.name, s.outcome, human(s.median), human(s.p99));
+    }
+    let per_second = if report.median.is_zero() { 0.0 } else { 1.0 / report.median.as_secs_f64() };
+    println!(
+        "  {:<20} {:<14} {:>10} {:>10}   (about {per_second:.0} chains/s on one core)",
+        "chain",
+        "total",
+        human(report.median),
+        human(report.p99)
+    );
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)] // `check` reports to the terminal
