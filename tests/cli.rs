@@ -120,7 +120,8 @@ permission = "is_authenticated"
 "#;
     let site = Site::new(config);
     site.add_user("alice", "pw", &[]);
-    let out = site.authhost(&["bench", "--route", "/me", "-H", "X-USERNAME: alice", "--requests", "2000"], "");
+    let out =
+        site.authhost(&["bench", "--route", "/me", "-H", "X-USERNAME: alice", "--requests", "2000"], "");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");

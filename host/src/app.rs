@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use authhost_plugin_api::{Header, RequestView};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body as _;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use tracing::{debug, error};
@@ -24,6 +25,15 @@ use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
 use crate::tokens::TokenSecret;
+
+/// whoami's answer: who the request is, and which scheme said so.
+#[derive(serde::Serialize)]
+struct Whoami<'a> {
+    user: Option<&'a str>,
+    auth: Option<&'a str>,
+    scheme: Option<&'a str>,
+    is_staff: bool,
+}
 
 /// The largest request body read; a larger one gets 413.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -136,16 +146,30 @@ impl App {
             return Refusal::HeadersTooLarge.into_response();
         }
         // Bodies are small here (forms, JSON credentials); a larger one is refused whole.
-        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
+        let body = match Limited::new(body, MAX_BODY_BYTES) {
+            body if body.size_hint().exact() == Some(0) => Ok(hyper::body::Bytes::new()),
+            body => body.collect().await.map(|collected| collected.to_bytes()),
+        };
+        let body = match body {
+            Ok(body) => body,
             Err(err) if err.is::<LengthLimitError>() => return Refusal::BodyTooLarge.into_response(),
             Err(err) => {
                 debug!(error = %err, "could not read the request body");
                 return Refusal::BadBody.into_response();
             }
         };
-        let headers = joined_headers(&parts.headers);
-        let views: Vec<Header<'_>> = headers.iter().map(|(n, v)| Header::new(n, v)).collect();
+        // Repeated headers are joined; when there are none (the usual case) the view borrows
+        // hyper's header map directly.
+        let joined = if parts.headers.keys_len() == parts.headers.len() {
+            Vec::new()
+        } else {
+            joined_headers(&parts.headers)
+        };
+        let views: Vec<Header<'_>> = if joined.is_empty() {
+            parts.headers.iter().map(|(n, v)| Header::new(n.as_str(), v.as_bytes())).collect()
+        } else {
+            joined.iter().map(|(n, v)| Header::new(n, v)).collect()
+        };
         let view =
             RequestView::new(parts.method.as_str(), path, parts.uri.query().unwrap_or(""), &views, peer)
                 .with_body(&body);
@@ -162,7 +186,7 @@ impl App {
         let verdict = route.chain.authenticate(req, &self.services).await;
         let (user, auth, scheme) = match verdict {
             Verdict::Authenticated { user, auth, position } => {
-                let scheme = route.chain.scheme(position).map(|s| s.name().to_owned());
+                let scheme = route.chain.scheme(position).map(|s| s.name());
                 (Some(user), auth, scheme)
             }
             Verdict::Anonymous => (None, self.anonymous_auth.clone(), None),
@@ -188,18 +212,12 @@ impl App {
         match route.handler {
             Handler::Whoami if matches!(method, "GET" | "HEAD" | "POST") => {
                 let username = match &user {
-                    Some(u) => Some(u.username.to_string()),
-                    None => self.anonymous_user.clone(),
+                    Some(u) => Some(u.username.as_str()),
+                    None => self.anonymous_user.as_deref(),
                 };
-                Ok(json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "user": username,
-                        "auth": auth,
-                        "scheme": scheme,
-                        "is_staff": subject.is_staff,
-                    }),
-                ))
+                let body =
+                    Whoami { user: username, auth: auth.as_deref(), scheme, is_staff: subject.is_staff };
+                Ok(json_response(StatusCode::OK, &body))
             }
             Handler::Health if matches!(method, "GET" | "HEAD") => {
                 Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))

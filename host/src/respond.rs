@@ -4,7 +4,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 pub type Body = Full<Bytes>;
 
@@ -90,12 +90,18 @@ impl Refusal {
 
 /// `{"detail": detail}` with `status`.
 pub fn detail_response(status: StatusCode, detail: &str) -> Response<Body> {
-    json_response(status, &json!({ "detail": detail }))
+    #[derive(Serialize)]
+    struct Detail<'a> {
+        detail: &'a str,
+    }
+    json_response(status, &Detail { detail })
 }
 
 /// A JSON body with `Content-Type: application/json`.
-pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    // Serialising plain data to memory cannot fail.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
