@@ -54,20 +54,23 @@ impl AppSlot {
 /// reload is seen by the next request (one atomic load).
 struct ConnApp {
     slot: Arc<AppSlot>,
-    cached: RefCell<(u64, Arc<Arc<App>>)>,
+    cached: RefCell<(u64, Arc<Pinned>)>,
 }
+
+/// The app as one connection holds it: its own reference count, cloned per request.
+struct Pinned(Arc<App>);
 
 impl ConnApp {
     fn new(slot: Arc<AppSlot>) -> Self {
-        let cached = RefCell::new((slot.generation(), Arc::new(slot.get())));
+        let cached = RefCell::new((slot.generation(), Arc::new(Pinned(slot.get()))));
         ConnApp { slot, cached }
     }
 
-    fn app(&self) -> Arc<Arc<App>> {
+    fn app(&self) -> Arc<Pinned> {
         let generation = self.slot.generation();
         let mut cached = self.cached.borrow_mut();
         if cached.0 != generation {
-            *cached = (generation, Arc::new(self.slot.get()));
+            *cached = (generation, Arc::new(Pinned(self.slot.get())));
         }
         Arc::clone(&cached.1)
     }
@@ -103,7 +106,7 @@ pub async fn serve(
                 let conn_app = ConnApp::new(Arc::clone(&slot));
                 let service = service_fn(move |req| {
                     let app = conn_app.app();
-                    async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+                    async move { Ok::<_, Infallible>(app.0.handle(req, peer).await) }
                 });
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
