@@ -10,6 +10,8 @@ mod chain;
 mod conformance;
 // DRF's obtain_auth_token, and what the store keeps of keys.
 mod obtain_token;
+// Per-client tokens: login_token, expiry, refresh on use, limit, logout, logout-all.
+mod client_tokens;
 // Sessions with Django's CSRF rules; login and logout.
 mod session;
 // Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.

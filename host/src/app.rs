@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use authhost_plugin_api::{Header, RequestView};
+use authhost_plugin_api::{Header, RequestView, TokenPolicy};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use hyper::{Request, Response, StatusCode};
@@ -15,12 +15,12 @@ use tracing::{debug, error};
 use crate::chain::{Chain, Faulted, Verdict};
 use crate::config::{Config, Handler, SessionConfig};
 use crate::endpoints::obtain_token;
-use crate::endpoints::{parse_error, request_data, session};
+use crate::endpoints::{parse_error, request_data, session, tokens};
 use crate::error::Error;
 use crate::loader::Schemes;
 use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
-use crate::respond::{json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
+use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
@@ -45,6 +45,8 @@ struct Route {
     handler: Handler,
     chain: Chain,
     permission: Permission,
+    /// For `login_token`: the policy of the token scheme it issues for.
+    token_policy: Option<TokenPolicy>,
 }
 
 impl Route {
@@ -82,7 +84,11 @@ impl App {
         let store_pool = StorePool::start(store.as_ref(), config.store_workers, 1024)?;
         let passwords = PasswordPool::start(config.password_workers, 64)?;
         let since = store.connect()?.last_change()?;
-        let policy = CachePolicy { ttl: config.user_cache_ttl, poll: config.change_poll };
+        let policy = CachePolicy {
+            ttl: config.user_cache_ttl,
+            poll: config.change_poll,
+            refresh_every: config.token_refresh_every,
+        };
         let issues_tokens = config.routes.iter().any(|r| r.handler == Handler::ObtainToken);
         let token_secret = if issues_tokens || config.token_for_new_users {
             Some(TokenSecret::load(&config.token_secret_file)?)
@@ -93,17 +99,27 @@ impl App {
         let services =
             Arc::new(Services::new(store_pool, passwords, policy, &config.session, new_user_tokens));
         Services::spawn_change_poller(&services, since);
-        let mut routes: Vec<Route> = config
-            .routes
-            .iter()
-            .map(|r| Route {
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (i, r) in config.routes.iter().enumerate() {
+            let token_policy = match r.token_scheme {
+                Some(index) => Some(schemes.token_policy(index).ok_or_else(|| {
+                    Error::config(format!(
+                        "{}: route[{i}].token_scheme: scheme {:?} issues no tokens; name a scheme of the token plugin",
+                        config.file.display(),
+                        config.schemes[index].name
+                    ))
+                })?),
+                None => None,
+            };
+            routes.push(Route {
                 path: r.path.clone(),
                 prefix: r.prefix,
                 handler: r.handler,
                 chain: schemes.chain(&r.schemes),
                 permission: r.permission,
-            })
-            .collect();
+                token_policy,
+            });
+        }
         // Exact routes first, then the longest prefix.
         routes.sort_by_key(|r| (r.prefix, std::cmp::Reverse(r.path.len())));
         Ok(App {
@@ -184,12 +200,16 @@ impl App {
         req: &RequestView<'_>,
     ) -> Result<Response<Body>, Response<Body>> {
         let verdict = route.chain.authenticate(req, &self.services).await;
-        let (user, auth, scheme) = match verdict {
+        let (user, auth, scheme, token_id) = match verdict {
             Verdict::Authenticated { user, auth, position } => {
-                let scheme = route.chain.scheme(position).map(|s| s.name());
-                (Some(user), auth, scheme)
+                let by = route.chain.scheme(position);
+                // The token in use, when a token scheme authenticated the request.
+                let token_id = by
+                    .filter(|s| s.token_policy().is_some())
+                    .and_then(|_| auth.as_deref().and_then(|a| a.parse::<i64>().ok()));
+                (Some(user), auth, by.map(|s| s.name()), token_id)
             }
-            Verdict::Anonymous => (None, self.anonymous_auth.clone(), None),
+            Verdict::Anonymous => (None, self.anonymous_auth.clone(), None, None),
             Verdict::Failed { detail } => return Err(self.not_authenticated(route, req, detail)),
             Verdict::Forbidden { detail } => return Err(Refusal::Forbidden { detail }.into_response()),
             Verdict::Fault => return Err(Refusal::Internal.into_response()),
@@ -232,6 +252,30 @@ impl App {
             Handler::Logout if method == "POST" => Ok(session::logout(&self.services, &self.session, req)
                 .await
                 .unwrap_or_else(|e| host_error(&e))),
+            Handler::LoginToken | Handler::LogoutToken | Handler::LogoutAll if method != "POST" => {
+                Err(method_not_allowed(method, "POST"))
+            }
+            Handler::LoginToken | Handler::LogoutToken | Handler::LogoutAll => {
+                let Some(user) = user.as_ref() else {
+                    return Err(self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned()));
+                };
+                let answer = match (route.handler, &route.token_policy, token_id) {
+                    (Handler::LoginToken, Some(policy), _) => {
+                        tokens::login_token(&self.services, policy, user, req).await
+                    }
+                    (Handler::LogoutToken, _, Some(id)) => {
+                        tokens::logout_token(&self.services, user, id).await
+                    }
+                    (Handler::LogoutToken, _, None) => {
+                        return Err(detail_response(
+                            StatusCode::BAD_REQUEST,
+                            "Not authenticated with a token.",
+                        ))
+                    }
+                    _ => tokens::logout_all(&self.services, user).await,
+                };
+                Ok(answer.unwrap_or_else(|e| host_error(&e)))
+            }
             Handler::Login => Err(method_not_allowed(method, "GET, HEAD, POST")),
             Handler::Logout => Err(method_not_allowed(method, "POST")),
             Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),

@@ -146,7 +146,7 @@ async fn run_scheme(
     request: &RequestView<'_>,
     services: &Services,
 ) -> Result<Outcome, Verdict> {
-    let host = RequestHost::new(services, scheme.name());
+    let host = RequestHost::new(services, scheme.name(), scheme.token_policy());
     for _ in 0..=MAX_HOST_ROUNDS {
         let outcome = scheme.object.authenticate(request, &lend(&host));
         let Some(need) = host.take_need() else {

@@ -51,6 +51,7 @@ struct RawStore {
     change_poll: Option<toml::Value>,
     token_secret_file: Option<String>,
     token_for_new_users: Option<bool>,
+    token_refresh_every: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +95,8 @@ struct RawRoute {
     handler: String,
     schemes: Option<Vec<String>>,
     permission: Option<String>,
+    /// For `login_token`: the token scheme whose policy new tokens follow.
+    token_scheme: Option<String>,
 }
 
 /// A built-in handler.
@@ -109,10 +112,17 @@ pub enum Handler {
     Login,
     /// POST: ends the session.
     Logout,
+    /// POST, authenticated (by Basic, say): a new per-client token (knox's login view).
+    LoginToken,
+    /// POST: deletes the token the request was authenticated with.
+    LogoutToken,
+    /// POST: deletes every token of the user's.
+    LogoutAll,
 }
 
 impl Handler {
-    const NAMES: [&'static str; 5] = ["whoami", "health", "obtain_token", "login", "logout"];
+    const NAMES: [&'static str; 8] =
+        ["whoami", "health", "obtain_token", "login", "logout", "login_token", "logout_token", "logout_all"];
 
     /// The name the config uses.
     pub fn name(self) -> &'static str {
@@ -122,6 +132,9 @@ impl Handler {
             Handler::ObtainToken => "obtain_token",
             Handler::Login => "login",
             Handler::Logout => "logout",
+            Handler::LoginToken => "login_token",
+            Handler::LogoutToken => "logout_token",
+            Handler::LogoutAll => "logout_all",
         }
     }
 
@@ -132,6 +145,9 @@ impl Handler {
             "obtain_token" => Some(Handler::ObtainToken),
             "login" => Some(Handler::Login),
             "logout" => Some(Handler::Logout),
+            "login_token" => Some(Handler::LoginToken),
+            "logout_token" => Some(Handler::LogoutToken),
+            "logout_all" => Some(Handler::LogoutAll),
             _ => None,
         }
     }
@@ -165,6 +181,8 @@ pub struct RouteConfig {
     pub handler: Handler,
     pub schemes: Vec<usize>,
     pub permission: Permission,
+    /// For `login_token`: the index of the token scheme whose policy new tokens follow.
+    pub token_scheme: Option<usize>,
 }
 
 /// A validated config.
@@ -183,6 +201,8 @@ pub struct Config {
     pub token_secret_file: PathBuf,
     /// Every new user gets a token (DRF's post_save recipe): `user add` prints its key.
     pub token_for_new_users: bool,
+    /// Refresh on use writes a token's expiry at most this often (60 s).
+    pub token_refresh_every: Duration,
     pub anonymous_user: Option<String>,
     pub anonymous_auth: Option<String>,
     pub session: SessionConfig,
@@ -276,7 +296,29 @@ impl Resolver<'_> {
                 Some(p) => self.permission(&format!("{key}.permission"), p)?,
                 None => default_permission,
             };
-            routes.push(RouteConfig { path: route.path, prefix: route.prefix, handler, schemes, permission });
+            let token_scheme = match (&route.token_scheme, handler) {
+                (Some(name), Handler::LoginToken) => {
+                    Some(self.chain(&format!("{key}.token_scheme"), std::slice::from_ref(name), &names)?[0])
+                }
+                (None, Handler::LoginToken) => {
+                    return Err(self.err(
+                        &format!("{key}.token_scheme"),
+                        "missing: login_token issues the tokens of a token scheme; name it, like token_scheme = \"token\"",
+                    ))
+                }
+                (Some(_), _) => {
+                    return Err(self.err(&format!("{key}.token_scheme"), "only a login_token route takes a token_scheme"))
+                }
+                (None, _) => None,
+            };
+            routes.push(RouteConfig {
+                path: route.path,
+                prefix: route.prefix,
+                handler,
+                schemes,
+                permission,
+                token_scheme,
+            });
         }
         Ok(Config {
             file: self.file.to_owned(),
@@ -288,6 +330,11 @@ impl Resolver<'_> {
             user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,
             change_poll: self.millis("store.change_poll", raw.store.change_poll, 250)?,
             token_for_new_users: raw.store.token_for_new_users.unwrap_or(false),
+            token_refresh_every: self.duration(
+                "store.token_refresh_every",
+                raw.store.token_refresh_every,
+                60,
+            )?,
             token_secret_file: PathBuf::from(
                 raw.store.token_secret_file.as_deref().unwrap_or("authhost.secret"),
             ),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::RSlice;
-use authhost_plugin_api::{SchemeBox, SchemeModRef};
+use authhost_plugin_api::{SchemeBox, SchemeModRef, TokenPolicy};
 
 use crate::chain::Chain;
 use crate::config::{Config, SchemeConfig};
@@ -20,6 +20,7 @@ pub struct Scheme {
     pub(crate) name: String,
     pub(crate) file: PathBuf,
     pub(crate) object: SchemeBox,
+    token_policy: Option<TokenPolicy>,
 }
 
 impl std::fmt::Debug for Scheme {
@@ -31,6 +32,11 @@ impl std::fmt::Debug for Scheme {
 impl Scheme {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// For a token scheme, how its tokens live.
+    pub fn token_policy(&self) -> Option<&TokenPolicy> {
+        self.token_policy.as_ref()
     }
 
     /// The library it came from.
@@ -86,6 +92,11 @@ impl Schemes {
         Ok(Schemes { all })
     }
 
+    /// The token policy of the scheme at this config index, if it is a token scheme.
+    pub fn token_policy(&self, index: usize) -> Option<TokenPolicy> {
+        self.all.get(index).and_then(|s| s.token_policy().cloned())
+    }
+
     /// The chain of the schemes at these config indexes, in this order.
     pub fn chain(&self, indexes: &[usize]) -> Chain {
         Chain::new(indexes.iter().map(|&i| Arc::clone(&self.all[i])).collect())
@@ -104,7 +115,10 @@ fn instantiate(
 ) -> Result<Scheme, Error> {
     let new_scheme = module.new_scheme();
     match new_scheme(RSlice::from_slice(&scheme.options)).into_result() {
-        Ok(object) => Ok(Scheme { name: scheme.name.clone(), file: scheme.library.clone(), object }),
+        Ok(object) => {
+            let token_policy = object.token_policy().into_option();
+            Ok(Scheme { name: scheme.name.clone(), file: scheme.library.clone(), object, token_policy })
+        }
         Err(err) => {
             let key = match err.key.as_ref().into_option() {
                 Some(key) => format!("scheme[{index}] ({:?}).{key}", scheme.name),

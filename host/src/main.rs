@@ -91,8 +91,14 @@ enum TokenCommand {
         #[arg(long, conflicts_with_all = ["regenerate", "key"])]
         all: bool,
     },
-    /// Delete USER's tokens.
-    Revoke { user: String },
+    /// Delete USER's tokens, or only the one with --id.
+    Revoke {
+        user: String,
+        #[arg(long)]
+        id: Option<i64>,
+    },
+    /// List USER's tokens: id, client, created, expiry, last use (never the keys).
+    List { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,7 +248,8 @@ fn bench(config: &Config, request: &BenchRequest, limits: Limits) -> Result<()> 
 #[allow(clippy::print_stdout)] // `check` reports to the terminal
 fn check(config: &Config) -> Result<()> {
     let schemes = Schemes::load(config)?;
-    store::open(&config.store_url)?;
+    // Everything serving would check: the store, the token secret, each route's schemes.
+    App::with_schemes(config, &schemes)?;
     println!("{}: ok", config.file.display());
     println!("schemes:");
     for scheme in schemes.iter() {
@@ -343,12 +350,39 @@ fn token(config: &Config, command: TokenCommand) -> Result<()> {
                 None => bail!("no user {name:?}"),
             }
         }
-        TokenCommand::Revoke { user } => {
+        TokenCommand::Revoke { user, id } => {
+            let Some(found) = conn.find_user(&user)? else { bail!("no user {user:?}") };
+            let deleted = match id {
+                Some(id) if conn.delete_token(found.id, id)? => 1,
+                Some(id) => bail!("user {user:?} has no token {id}; `authhost token list {user}` shows them"),
+                None => conn.delete_tokens(&user)?,
+            };
+            info!(user = %user, deleted, "tokens revoked");
+        }
+        TokenCommand::List { user } => {
             if conn.find_user(&user)?.is_none() {
                 bail!("no user {user:?}");
             }
-            let deleted = conn.delete_tokens(&user)?;
-            info!(user = %user, deleted, "tokens revoked");
+            let when = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), tokens::rfc3339);
+            println!(
+                "{:>6}  {:<24} {:<21} {:<21} {:<21} kind",
+                "id", "client", "created", "expires", "last use"
+            );
+            for t in conn.list_tokens(&user)? {
+                let client: String = t.client.as_deref().unwrap_or("-").chars().take(24).collect();
+                let kind = match (t.derived, &t.client) {
+                    (true, _) => "obtain_token",
+                    (false, Some(_)) => "login_token",
+                    (false, None) => "imported",
+                };
+                println!(
+                    "{:>6}  {client:<24} {:<21} {:<21} {:<21} {kind}",
+                    t.id,
+                    t.created,
+                    when(t.expires),
+                    when(t.last_used)
+                );
+            }
         }
     }
     Ok(())

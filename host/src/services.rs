@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use authhost_plugin_api::abi_stable::std_types::{ROption, RResult, RStr};
-use authhost_plugin_api::{HostError, HostServices, SessionMatch, SessionSettings, TokenMatch, User};
+use authhost_plugin_api::{
+    HostError, HostServices, SessionMatch, SessionSettings, TokenMatch, TokenPolicy, User,
+};
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2sMac256;
 use sha2::{Digest, Sha256};
@@ -19,7 +21,7 @@ use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
 use crate::sessions;
-use crate::store::NewUser;
+use crate::store::{ClientToken, NewUser};
 use crate::tokens::{self, TokenSecret};
 
 /// Something a scheme asked for that was not in memory.
@@ -49,7 +51,7 @@ impl std::fmt::Debug for Need {
 #[derive(Debug, Clone)]
 pub(crate) enum Answer {
     User(Option<User>),
-    Token(Option<TokenMatch>),
+    Token(Option<CachedToken>),
     Session(Option<SessionMatch>),
 }
 
@@ -99,6 +101,25 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 }
 
+/// A token as the host caches it: what the scheme gets, and what expiry needs.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedToken {
+    id: i64,
+    expires: Option<i64>,
+    max_expires: Option<i64>,
+    /// When it was last used, as far as the store knows (Unix seconds).
+    used: i64,
+    token: TokenMatch,
+}
+
+/// How long a found token may stay in memory: the cache's time, never past its expiry.
+fn cache_ttl(cache: Duration, expires: Option<i64>, now: i64) -> Duration {
+    match expires {
+        Some(expires) => cache.min(Duration::from_secs(u64::try_from(expires - now).unwrap_or(0))),
+        None => cache,
+    }
+}
+
 /// How long the host keeps what it read, and how often it looks for changes made by other
 /// processes (the command line, other hosts).
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +128,8 @@ pub struct CachePolicy {
     pub ttl: Duration,
     /// How often the store's change log is read; changed users leave every cache.
     pub poll: Duration,
+    /// Refresh on use writes a token's new expiry at most this often.
+    pub refresh_every: Duration,
 }
 
 /// Shared by every request: the pools and the caches.
@@ -116,7 +139,7 @@ pub struct Services {
     passwords: PasswordPool,
     policy: CachePolicy,
     users: TtlCache<String, User>,
-    tokens: TtlCache<[u8; 32], TokenMatch>,
+    tokens: TtlCache<[u8; 32], CachedToken>,
     /// Keyed hash of (username, password) → user, for verified pairs only.
     credentials: TtlCache<[u8; 32], User>,
     credential_key: [u8; 32],
@@ -173,7 +196,7 @@ impl Services {
         let changed = |u: &User| usernames.iter().any(|n| n.as_str() == u.username.as_str());
         self.users.retain(|u| !changed(u));
         self.credentials.retain(|u| !changed(u));
-        self.tokens.retain(|t| !changed(&t.user));
+        self.tokens.retain(|t| !changed(&t.token.user));
         self.sessions.retain(|s| !changed(&s.user));
     }
 
@@ -224,10 +247,17 @@ impl Services {
                 Some(self.store.run(move |conn| create_or_find(conn, &name, tokens.as_ref())).await?)
             }
             Need::FindToken(digest) => {
-                let found = self.store.run(move |conn| conn.find_token(&digest)).await?;
-                let token = found.map(|(user, id)| TokenMatch { user, token_id: id.to_string().into() });
-                if let Some(token) = token.as_ref().filter(|t| t.user.is_active) {
-                    self.tokens.put(digest, token.clone(), self.policy.ttl);
+                let now = sessions::now();
+                let found = self.store.run(move |conn| conn.find_token(&digest, now)).await?;
+                let token = found.map(|t| CachedToken {
+                    id: t.id,
+                    expires: t.expires,
+                    max_expires: t.max_expires,
+                    used: t.last_used.unwrap_or(i64::MIN),
+                    token: TokenMatch { user: t.user, token_id: t.id.to_string().into() },
+                });
+                if let Some(token) = token.as_ref().filter(|t| t.token.user.is_active) {
+                    self.tokens.put(digest, token.clone(), cache_ttl(self.policy.ttl, token.expires, now));
                 }
                 return Ok(Answer::Token(token));
             }
@@ -269,6 +299,86 @@ impl Services {
         };
         let ok = self.passwords.verify(hash, password).await?;
         Ok(user.filter(|_| ok))
+    }
+
+    /// Refresh on use: moves a token's expiry to now + ttl (never past its cap), in the
+    /// cache at once and in the store in the background, at most once a minute per token.
+    fn refresh_on_use(&self, digest: [u8; 32], token: &CachedToken, policy: &TokenPolicy) {
+        // Tokens that never expire (obtain_token's) stay so.
+        if !policy.refresh_on_use || policy.ttl_secs == 0 || token.expires.is_none() {
+            return;
+        }
+        let now = sessions::now();
+        let every = i64::try_from(self.policy.refresh_every.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(token.used) < every {
+            return;
+        }
+        let ttl = i64::try_from(policy.ttl_secs).unwrap_or(i64::MAX / 2);
+        let mut expires = now.saturating_add(ttl);
+        if let Some(cap) = token.max_expires {
+            expires = expires.min(cap);
+        }
+        if token.expires.is_some_and(|e| e >= expires) {
+            return;
+        }
+        let refreshed = CachedToken { expires: Some(expires), used: now, ..token.clone() };
+        self.tokens.put(digest, refreshed, cache_ttl(self.policy.ttl, Some(expires), now));
+        let id = token.id;
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                match store.run(move |conn| conn.refresh_token(id, expires, now)).await {
+                    Ok(()) => debug!(token_id = id, expires, "token expiry refreshed"),
+                    Err(err) => warn!(error = %err, "cannot record a token's refreshed expiry"),
+                }
+            });
+        }
+    }
+
+    /// Issues a per-client token by `policy` (knox's login): `Ok(None)` when the user holds
+    /// `limit_per_user` live tokens already. The key (returned) is never stored.
+    pub async fn issue_token(
+        &self,
+        user: &User,
+        policy: &TokenPolicy,
+        client: Option<String>,
+    ) -> Result<Option<(String, Option<i64>)>, Error> {
+        let now = sessions::now();
+        let after =
+            |secs: u64| (secs > 0).then(|| now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX / 2)));
+        let expires = after(policy.ttl_secs);
+        let max_expires = after(policy.max_ttl_secs);
+        let key = tokens::random_key(&policy.prefix);
+        let digest = token_digest(&key);
+        let (user_id, limit) = (user.id, policy.limit_per_user);
+        let created = self
+            .store
+            .run(move |conn| {
+                let token = ClientToken { digest: &digest, client: client.as_deref(), expires, max_expires };
+                conn.create_client_token(user_id, &token, limit)
+            })
+            .await?;
+        Ok(created.map(|_| (key, expires)))
+    }
+
+    /// Deletes one of the user's tokens (logout), here and, through the change log, in
+    /// other hosts' caches.
+    pub async fn delete_token(&self, user: &User, id: i64) -> Result<bool, Error> {
+        let user_id = user.id;
+        let deleted = self.store.run(move |conn| conn.delete_token(user_id, id)).await?;
+        self.forget(&[user.username.to_string()]);
+        Ok(deleted)
+    }
+
+    /// Deletes every token of the user's (logout everywhere).
+    pub async fn delete_user_tokens(&self, user: &User) -> Result<usize, Error> {
+        let name = user.username.to_string();
+        let deleted = {
+            let name = name.clone();
+            self.store.run(move |conn| conn.delete_tokens(&name)).await?
+        };
+        self.forget(&[name]);
+        Ok(deleted)
     }
 
     /// Starts a session for `user`: a new key (returned, for the cookie; the store keeps its
@@ -351,13 +461,19 @@ pub fn token_digest(key: &str) -> [u8; 32] {
 pub(crate) struct RequestHost<'s> {
     services: &'s Services,
     scheme: &'s str,
+    /// The calling scheme's token policy, applied to the tokens it finds.
+    token_policy: Option<&'s TokenPolicy>,
     answers: RefCell<Vec<(Need, Answer)>>,
     need: RefCell<Option<Need>>,
 }
 
 impl<'s> RequestHost<'s> {
-    pub(crate) fn new(services: &'s Services, scheme: &'s str) -> Self {
-        RequestHost { services, scheme, answers: RefCell::default(), need: RefCell::default() }
+    pub(crate) fn new(
+        services: &'s Services,
+        scheme: &'s str,
+        token_policy: Option<&'s TokenPolicy>,
+    ) -> Self {
+        RequestHost { services, scheme, token_policy, answers: RefCell::default(), need: RefCell::default() }
     }
 
     /// What the last call asked for and did not get.
@@ -433,13 +549,18 @@ impl HostServices for RequestHost<'_> {
     fn find_token(&self, key: RStr<'_>) -> RResult<ROption<TokenMatch>, HostError> {
         let digest = token_digest(key.as_str());
         let need = Need::FindToken(digest);
-        if let Some(Answer::Token(token)) = self.answered(&need) {
-            return RResult::ROk(token.into());
+        let found = match self.answered(&need) {
+            Some(Answer::Token(token)) => token,
+            _ => match self.services.tokens.get(&digest) {
+                // The cache never outlives a token's expiry, so a hit is live.
+                Some(token) => Some(token),
+                None => return self.pending(need),
+            },
+        };
+        if let (Some(token), Some(policy)) = (&found, self.token_policy) {
+            self.services.refresh_on_use(digest, token, policy);
         }
-        match self.services.tokens.get(&digest) {
-            Some(token) => RResult::ROk(ROption::RSome(token)),
-            None => self.pending(need),
-        }
+        RResult::ROk(found.map(|t| t.token).into())
     }
 
     fn find_session(&self, key: RStr<'_>) -> RResult<ROption<SessionMatch>, HostError> {

@@ -105,6 +105,31 @@ fn parse_hex(text: &str) -> Option<TokenSecret> {
     Some(TokenSecret { key })
 }
 
+/// A random key for a per-client token: `prefix` and 40 hex characters from the OS's
+/// CSPRNG. Never derived: the host cannot show it again, and never needs to.
+pub fn random_key(prefix: &str) -> String {
+    let mut bytes = [0u8; 20];
+    OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex(&bytes))
+}
+
+/// Unix seconds as RFC 3339 in UTC (`2026-11-23T15:04:05Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -155,6 +180,20 @@ mod tests {
         assert_ne!(key, b.derive(b"nonce"));
         let (nonce, issued) = a.issue();
         assert_eq!(issued, a.derive(&nonce));
+    }
+
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_446_245), "2026-11-23T15:04:05Z");
+    }
+
+    #[test]
+    fn random_keys_carry_the_prefix() {
+        let key = random_key("ah_");
+        assert!(key.starts_with("ah_") && key.len() == 43);
+        assert_ne!(key, random_key("ah_"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
 
-use crate::host::{Host, HostServicesRef};
+use crate::host::{Host, HostServicesRef, TokenPolicy};
 use crate::options::{OptionEntry, OptionError, Options};
 use crate::outcome::{Outcome, Outcome_NE};
 use crate::request::RequestView;
@@ -101,6 +101,12 @@ impl<S: Scheme> SchemeObject for Guarded<S> {
             Ok(challenge) => RResult::ROk(challenge.map(RString::from).into()),
             Err(panic) => RResult::RErr(RString::from(format!("panicked: {panic}"))),
         }
+    }
+
+    fn token_policy(&self) -> ROption<TokenPolicy> {
+        // Asked once at load; a panic here is a scheme with no token policy, which the
+        // host then refuses for any route that issues its tokens.
+        guard(|| self.0.token_policy()).ok().flatten().into()
     }
 }
 

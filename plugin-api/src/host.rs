@@ -55,6 +55,24 @@ pub struct TokenMatch {
     pub token_id: RString,
 }
 
+/// How a token scheme's per-client tokens live. The scheme declares it (from its options);
+/// the host applies it when the `login_token` view issues a token and whenever it finds one.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenPolicy {
+    /// Seconds a new token lives; 0: it never expires.
+    pub ttl_secs: u64,
+    /// Each use moves the expiry to now + ttl (written at most once a minute), never past
+    /// creation + `max_ttl_secs`.
+    pub refresh_on_use: bool,
+    /// Seconds after its creation past which no use extends a token; 0: no cap.
+    pub max_ttl_secs: u64,
+    /// How many live tokens a user may hold; 0: no limit.
+    pub limit_per_user: u32,
+    /// Put before new keys (`ah_`), so that secret scanners can spot leaked ones.
+    pub prefix: RString,
+}
+
 /// A live session found by its key.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]

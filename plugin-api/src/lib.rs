@@ -26,6 +26,7 @@ pub mod testing;
 pub use abi_stable;
 pub use host::{
     Host, HostError, HostErrorKind, HostServices, HostServicesRef, SessionMatch, SessionSettings, TokenMatch,
+    TokenPolicy,
 };
 pub use options::{OptionEntry, OptionError, OptionValue, Options};
 pub use outcome::{Outcome, Outcome_NE, User};

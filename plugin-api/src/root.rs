@@ -11,7 +11,7 @@ use crate::options::{OptionEntry, OptionError};
 // an `allow` on the item does not reach them, on the module it does.
 #[allow(non_local_definitions)]
 mod object_trait {
-    use crate::host::HostServicesRef;
+    use crate::host::{HostServicesRef, TokenPolicy};
     use crate::outcome::Outcome_NE;
     use crate::request::RequestView;
     use abi_stable::sabi_trait;
@@ -24,9 +24,13 @@ mod object_trait {
         fn authenticate(&self, request: &RequestView<'_>, host: &HostServicesRef<'_>) -> Outcome_NE;
 
         /// The challenge, or none; `Err` carries a panic's message (a fault, like one in
-        /// `authenticate`). New methods go after this one, with default bodies.
-        #[sabi(last_prefix_field)]
+        /// `authenticate`).
         fn authenticate_header(&self, request: &RequestView<'_>) -> RResult<ROption<RString>, RString>;
+
+        /// The policy of the tokens this scheme accepts, if it is a token scheme; asked once
+        /// at load. New methods go after this one, with default bodies.
+        #[sabi(last_prefix_field)]
+        fn token_policy(&self) -> ROption<TokenPolicy>;
     }
 }
 

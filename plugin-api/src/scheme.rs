@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::host::{Host, HostError, HostErrorKind};
+use crate::host::{Host, HostError, HostErrorKind, TokenPolicy};
 use crate::options::Options;
 use crate::outcome::Outcome;
 use crate::request::RequestView;
@@ -22,6 +22,13 @@ pub trait Scheme: Send + Sync + Sized + 'static {
 
     /// The `WWW-Authenticate` challenge, if the scheme has one (DRF's `authenticate_header`).
     fn authenticate_header(&self, _request: &RequestView<'_>) -> Option<String> {
+        None
+    }
+
+    /// For a token scheme: how its per-client tokens live (expiry, refresh, limit, key
+    /// prefix). The host's `login_token` view issues tokens by it, and the host applies it
+    /// whenever this scheme finds a token. Other schemes keep the default, `None`.
+    fn token_policy(&self) -> Option<TokenPolicy> {
         None
     }
 }

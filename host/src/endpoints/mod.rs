@@ -2,6 +2,7 @@
 
 pub mod obtain_token;
 pub mod session;
+pub mod tokens;
 
 use serde_json::{Map, Value};
 

@@ -45,8 +45,27 @@ pub trait StoreConn: Send {
     /// Sets `is_active`; `false` when there is no such user.
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error>;
 
-    /// The token whose key has this digest, with its user.
-    fn find_token(&mut self, digest: &[u8]) -> Result<Option<(User, i64)>, Error>;
+    /// The live token whose key has this digest at time `now`, with its user. An expired
+    /// one is deleted and not found.
+    fn find_token(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error>;
+
+    /// Stores a per-client token, unless the user already holds `limit` live ones (0: no
+    /// limit); purges the user's expired tokens first.
+    fn create_client_token(
+        &mut self,
+        user_id: i64,
+        token: &ClientToken<'_>,
+        limit: u32,
+    ) -> Result<Option<i64>, Error>;
+
+    /// Moves a token's expiry (refresh on use) and records its use.
+    fn refresh_token(&mut self, id: i64, expires: i64, now: i64) -> Result<(), Error>;
+
+    /// Deletes one token of the user's; whether there was one.
+    fn delete_token(&mut self, user_id: i64, id: i64) -> Result<bool, Error>;
+
+    /// The user's tokens, oldest first.
+    fn list_tokens(&mut self, username: &str) -> Result<Vec<TokenRow>, Error>;
 
     /// Stores a token for `username`. `replace` first deletes the user's tokens; otherwise a
     /// user who has a token keeps it and `Ok(TokenSet::Exists)` comes back.
@@ -105,6 +124,38 @@ pub enum TokenGot {
     Existing { nonce: Vec<u8> },
     Created,
     NoSuchUser,
+}
+
+/// A token as `find_token` returns it (never its key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub user: User,
+    pub id: i64,
+    /// Unix seconds; `None`: never.
+    pub expires: Option<i64>,
+    pub max_expires: Option<i64>,
+    pub last_used: Option<i64>,
+}
+
+/// A per-client token to store.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientToken<'a> {
+    pub digest: &'a [u8],
+    pub client: Option<&'a str>,
+    pub expires: Option<i64>,
+    pub max_expires: Option<i64>,
+}
+
+/// One line of `token list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub client: Option<String>,
+    pub created: String,
+    pub expires: Option<i64>,
+    pub last_used: Option<i64>,
+    /// A key derived from the token secret (obtain_token, `token create`).
+    pub derived: bool,
 }
 
 /// A session as the store keeps it (never its key).

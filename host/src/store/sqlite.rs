@@ -6,7 +6,10 @@ use std::time::Duration;
 use authhost_plugin_api::User;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{NewToken, NewUser, Store, StoreConn, StoredSession, TokenGot, TokenSet, CHANGE_LOG_KEEP};
+use super::{
+    ClientToken, NewToken, NewUser, Store, StoreConn, StoredSession, StoredToken, TokenGot, TokenRow,
+    TokenSet, CHANGE_LOG_KEEP,
+};
 use crate::error::Error;
 
 /// Migrations in order; `PRAGMA user_version` counts those applied.
@@ -44,6 +47,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_expires ON sessions (expires);
     CREATE INDEX sessions_user ON sessions (user_id);",
+    // Per-client tokens (login_token): a label, an expiry and its cap, the last use.
+    "ALTER TABLE tokens ADD COLUMN client TEXT;
+    ALTER TABLE tokens ADD COLUMN expires INTEGER;
+    ALTER TABLE tokens ADD COLUMN max_expires INTEGER;
+    ALTER TABLE tokens ADD COLUMN last_used INTEGER;",
 ];
 
 #[derive(Debug)]
@@ -103,12 +111,22 @@ struct SqliteConn {
 }
 
 impl SqliteConn {
-    /// Runs an update of one user and records the change for running hosts, in one
-    /// transaction; `false` when no user matched.
-    fn change(&mut self, username: &str, sql: &str, params: impl rusqlite::Params) -> Result<bool, Error> {
+    /// Runs an update of one user (the first statement, which must match one row) and what
+    /// follows from it, and records the change for running hosts, in one transaction;
+    /// `false` when no user matched.
+    fn change(
+        &mut self,
+        username: &str,
+        statements: &[&str],
+        params: impl rusqlite::Params + Copy,
+    ) -> Result<bool, Error> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if tx.execute(sql, params)? != 1 {
+        let Some((first, rest)) = statements.split_first() else { return Ok(false) };
+        if tx.execute(first, params)? != 1 {
             return Ok(false);
+        }
+        for sql in rest {
+            tx.execute(sql, params)?;
         }
         tx.execute("INSERT INTO user_changes (username) VALUES (?1)", [username])?;
         tx.execute(
@@ -158,37 +176,119 @@ impl StoreConn for SqliteConn {
     }
 
     fn set_password(&mut self, username: &str, password_hash: &str) -> Result<bool, Error> {
-        let changed = self.change(
+        // A new password ends the user's sessions, as Django's session auth hash does, and
+        // their tokens: whoever knew the old password may have made some. One transaction,
+        // so that no host caches a token between the change and the deletion. (Every
+        // statement takes both parameters; `?2 IS NOT NULL` is always true.)
+        self.change(
             username,
-            "UPDATE users SET password = ?2 WHERE username = ?1",
+            &[
+                "UPDATE users SET password = ?2 WHERE username = ?1",
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1) AND ?2 IS NOT NULL",
+                "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = ?1) AND ?2 IS NOT NULL",
+            ],
             params![username, password_hash],
-        )?;
-        if changed {
-            // A new password ends the user's sessions, as Django's session auth hash does.
-            self.conn.execute(
-                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
-                [username],
-            )?;
-        }
-        Ok(changed)
+        )
     }
 
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
         self.change(
             username,
-            "UPDATE users SET is_active = ?2 WHERE username = ?1",
+            &["UPDATE users SET is_active = ?2 WHERE username = ?1"],
             params![username, active],
         )
     }
 
-    fn find_token(&mut self, digest: &[u8]) -> Result<Option<(User, i64)>, Error> {
+    fn find_token(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, t.id
+            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, t.id, t.expires, t.max_expires, t.last_used
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ?1",
         )?;
-        let row =
-            stmt.query_row([digest], |row| Ok((user_from_row(row)?.0, row.get::<_, i64>(5)?))).optional()?;
-        Ok(row)
+        let row = stmt
+            .query_row([digest], |row| {
+                Ok(StoredToken {
+                    user: user_from_row(row)?.0,
+                    id: row.get(5)?,
+                    expires: row.get(6)?,
+                    max_expires: row.get(7)?,
+                    last_used: row.get(8)?,
+                })
+            })
+            .optional()?;
+        match row {
+            Some(token) if token.expires.is_some_and(|e| e <= now) => {
+                self.conn.prepare_cached("DELETE FROM tokens WHERE id = ?1")?.execute([token.id])?;
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn create_client_token(
+        &mut self,
+        user_id: i64,
+        token: &ClientToken<'_>,
+        limit: u32,
+    ) -> Result<Option<i64>, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM tokens WHERE user_id = ?1 AND expires IS NOT NULL AND expires <= strftime('%s', 'now')",
+            [user_id],
+        )?;
+        if limit > 0 {
+            let live: i64 =
+                tx.query_row("SELECT count(*) FROM tokens WHERE user_id = ?1", [user_id], |r| r.get(0))?;
+            if live >= i64::from(limit) {
+                return Ok(None);
+            }
+        }
+        tx.execute(
+            "INSERT INTO tokens (digest, user_id, client, expires, max_expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token.digest, user_id, token.client, token.expires, token.max_expires],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    fn refresh_token(&mut self, id: i64, expires: i64, now: i64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached("UPDATE tokens SET expires = ?2, last_used = ?3 WHERE id = ?1")?
+            .execute(params![id, expires, now])?;
+        Ok(())
+    }
+
+    fn delete_token(&mut self, user_id: i64, id: i64) -> Result<bool, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let deleted =
+            tx.execute("DELETE FROM tokens WHERE id = ?1 AND user_id = ?2", params![id, user_id])?;
+        // Other hosts drop what they cached of the user's tokens.
+        tx.execute(
+            "INSERT INTO user_changes (username) SELECT username FROM users WHERE id = ?1",
+            [user_id],
+        )?;
+        tx.commit()?;
+        Ok(deleted == 1)
+    }
+
+    fn list_tokens(&mut self, username: &str) -> Result<Vec<TokenRow>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.id, t.client, t.created, t.expires, t.last_used, t.nonce IS NOT NULL
+             FROM tokens t JOIN users u ON u.id = t.user_id WHERE u.username = ?1 ORDER BY t.id",
+        )?;
+        let rows = stmt
+            .query_map([username], |r| {
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    client: r.get(1)?,
+                    created: r.get(2)?,
+                    expires: r.get(3)?,
+                    last_used: r.get(4)?,
+                    derived: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     fn create_token(

@@ -1,9 +1,17 @@
 //! Token authentication (DRF's `TokenAuthentication`): `Authorization: <keyword> <key>`.
 //! The keyword is `Token` by default; the Bearer variant is this plugin with
 //! `keyword = "Bearer"`. The host keeps only a digest of each key.
+//!
+//! Per-client tokens (knox's model), issued by the host's `login_token` view, follow the
+//! scheme's options: `ttl` (absent: never expire), `refresh_on_use` (each use moves the
+//! expiry to now + ttl, at most once a minute), `max_ttl` (no use extends a token past its
+//! creation + max_ttl), `limit_per_user`, and `prefix` (put before new keys so that secret
+//! scanners can spot them). An expired token answers `Invalid token.` and is purged.
 
 use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
-use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+use authhost_plugin_api::{
+    export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError, TokenPolicy,
+};
 
 const NO_CREDENTIALS: &str = "Invalid token header. No credentials provided.";
 const HAS_SPACES: &str = "Invalid token header. Token string should not contain spaces.";
@@ -14,6 +22,7 @@ const INACTIVE: &str = "User inactive or deleted.";
 #[derive(Debug)]
 pub struct Token {
     keyword: String,
+    policy: TokenPolicy,
 }
 
 impl Scheme for Token {
@@ -25,7 +34,37 @@ impl Scheme for Token {
                 "must be one word of visible ASCII, like \"Token\" or \"Bearer\"",
             ));
         }
-        Ok(Token { keyword: keyword.to_owned() })
+        let secs = |key: &'static str| -> Result<u64, SchemeError> {
+            Ok(options.duration(key)?.map_or(0, |d| d.as_secs()))
+        };
+        let ttl = secs("ttl")?;
+        let max_ttl = secs("max_ttl")?;
+        let refresh_on_use = options.bool_or("refresh_on_use", false)?;
+        if refresh_on_use && ttl == 0 {
+            return Err(SchemeError::option(
+                "refresh_on_use",
+                "needs a ttl: tokens that never expire need no refresh",
+            ));
+        }
+        if max_ttl != 0 && max_ttl < ttl {
+            return Err(SchemeError::option("max_ttl", "must be at least ttl"));
+        }
+        let limit = options.int("limit_per_user")?.unwrap_or(0);
+        let limit_per_user = u32::try_from(limit).map_err(|_| {
+            SchemeError::option("limit_per_user", "must be 0 (no limit) or a positive number")
+        })?;
+        let prefix = options.str_or("prefix", "")?;
+        if prefix.len() > 16 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(SchemeError::option("prefix", "at most 16 letters, digits, '_' or '-'"));
+        }
+        let policy = TokenPolicy {
+            ttl_secs: ttl,
+            refresh_on_use,
+            max_ttl_secs: max_ttl,
+            limit_per_user,
+            prefix: prefix.into(),
+        };
+        Ok(Token { keyword: keyword.to_owned(), policy })
     }
 
     fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
@@ -50,6 +89,10 @@ impl Scheme for Token {
 
     fn authenticate_header(&self, _request: &RequestView<'_>) -> Option<String> {
         Some(self.keyword.clone())
+    }
+
+    fn token_policy(&self) -> Option<TokenPolicy> {
+        Some(self.policy.clone())
     }
 }
 
@@ -101,5 +144,39 @@ mod tests {
         assert_eq!(scheme.authenticate_header(&request).as_deref(), Some("Bearer"));
         let bad = [OptionEntry::new("keyword", OptionValue::Str("Two words".into()))];
         assert_eq!(Token::new(&Options::new(&bad)).unwrap_err().option_key(), Some("keyword"));
+    }
+
+    #[test]
+    fn the_token_policy_comes_from_the_options_and_is_checked() {
+        let entries = [
+            OptionEntry::new("ttl", OptionValue::Str("10h".into())),
+            OptionEntry::new("refresh_on_use", OptionValue::Bool(true)),
+            OptionEntry::new("max_ttl", OptionValue::Str("7d".into())),
+            OptionEntry::new("limit_per_user", OptionValue::Int(5)),
+            OptionEntry::new("prefix", OptionValue::Str("ah_".into())),
+        ];
+        let policy = Token::new(&Options::new(&entries)).unwrap().token_policy().unwrap();
+        assert_eq!(
+            policy,
+            TokenPolicy {
+                ttl_secs: 36_000,
+                refresh_on_use: true,
+                max_ttl_secs: 604_800,
+                limit_per_user: 5,
+                prefix: "ah_".into()
+            }
+        );
+        let refresh_only = [OptionEntry::new("refresh_on_use", OptionValue::Bool(true))];
+        assert_eq!(
+            Token::new(&Options::new(&refresh_only)).unwrap_err().option_key(),
+            Some("refresh_on_use")
+        );
+        let short_max = [
+            OptionEntry::new("ttl", OptionValue::Str("10h".into())),
+            OptionEntry::new("max_ttl", OptionValue::Str("1h".into())),
+        ];
+        assert_eq!(Token::new(&Options::new(&short_max)).unwrap_err().option_key(), Some("max_ttl"));
+        let bad_prefix = [OptionEntry::new("prefix", OptionValue::Str("a b".into()))];
+        assert_eq!(Token::new(&Options::new(&bad_prefix)).unwrap_err().option_key(), Some("prefix"));
     }
 }
