@@ -11,6 +11,9 @@ pub struct User {
     pub username: RString,
     pub is_active: bool,
     pub is_staff: bool,
+    /// Bumped by every password change and deactivation: a credential minted for an older
+    /// generation (a JWT) is no longer good.
+    pub generation: u64,
 }
 
 // abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;

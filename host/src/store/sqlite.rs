@@ -52,7 +52,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tokens ADD COLUMN expires INTEGER;
     ALTER TABLE tokens ADD COLUMN max_expires INTEGER;
     ALTER TABLE tokens ADD COLUMN last_used INTEGER;",
+    // Bumped by a new password or a deactivation: credentials minted before (JWTs) that
+    // carry an older generation are refused.
+    "ALTER TABLE users ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;",
 ];
+// Append new migrations only: a database records how many it has applied.
 
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -138,14 +142,16 @@ impl SqliteConn {
     }
 }
 
-const USER_COLUMNS: &str = "id, username, is_active, is_staff, password";
+const USER_COLUMNS: &str = "id, username, is_active, is_staff, password, generation";
 
+/// A user from the first six columns of a row, in `USER_COLUMNS` order.
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
     let user = User {
         id: row.get(0)?,
         username: row.get::<_, String>(1)?.into(),
         is_active: row.get(2)?,
         is_staff: row.get(3)?,
+        generation: row.get::<_, i64>(5).map(|g| u64::try_from(g).unwrap_or(0))?,
     };
     Ok((user, row.get(4)?))
 }
@@ -183,7 +189,7 @@ impl StoreConn for SqliteConn {
         self.change(
             username,
             &[
-                "UPDATE users SET password = ?2 WHERE username = ?1",
+                "UPDATE users SET password = ?2, generation = generation + 1 WHERE username = ?1",
                 "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1) AND ?2 IS NOT NULL",
                 "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = ?1) AND ?2 IS NOT NULL",
             ],
@@ -201,17 +207,18 @@ impl StoreConn for SqliteConn {
 
     fn find_token(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, t.id, t.expires, t.max_expires, t.last_used
+            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, u.generation,
+                    t.id, t.expires, t.max_expires, t.last_used
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ?1",
         )?;
         let row = stmt
             .query_row([digest], |row| {
                 Ok(StoredToken {
                     user: user_from_row(row)?.0,
-                    id: row.get(5)?,
-                    expires: row.get(6)?,
-                    max_expires: row.get(7)?,
-                    last_used: row.get(8)?,
+                    id: row.get(6)?,
+                    expires: row.get(7)?,
+                    max_expires: row.get(8)?,
+                    last_used: row.get(9)?,
                 })
             })
             .optional()?;
@@ -381,16 +388,17 @@ impl StoreConn for SqliteConn {
 
     fn find_session(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, s.id, s.csrf_secret, s.expires
+            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, u.generation,
+                    s.id, s.csrf_secret, s.expires
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = ?1 AND s.expires > ?2",
         )?;
         let row = stmt
             .query_row(params![digest, now], |row| {
                 Ok(StoredSession {
                     user: user_from_row(row)?.0,
-                    id: row.get(5)?,
-                    csrf_secret: row.get(6)?,
-                    expires: row.get(7)?,
+                    id: row.get(6)?,
+                    csrf_secret: row.get(7)?,
+                    expires: row.get(8)?,
                 })
             })
             .optional()?;
