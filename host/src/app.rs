@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use authhost_plugin_api::{Header, RequestView, TokenPolicy};
+use authhost_plugin_api::{Header, Inspected, RequestView, TokenPolicy};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use hyper::{Request, Response, StatusCode};
@@ -15,8 +15,9 @@ use tracing::{debug, error};
 use crate::chain::{Chain, Faulted, Verdict};
 use crate::config::{Config, Handler, SessionConfig};
 use crate::endpoints::obtain_token;
-use crate::endpoints::{parse_error, request_data, session, tokens};
+use crate::endpoints::{jwt, parse_error, request_data, session, tokens};
 use crate::error::Error;
+use crate::loader::Scheme;
 use crate::loader::Schemes;
 use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
@@ -47,6 +48,8 @@ struct Route {
     permission: Permission,
     /// For `login_token`: the policy of the token scheme it issues for.
     token_policy: Option<TokenPolicy>,
+    /// For the JWT views: the scheme that mints and reads the tokens.
+    minter: Option<Arc<Scheme>>,
 }
 
 impl Route {
@@ -101,16 +104,33 @@ impl App {
         Services::spawn_change_poller(&services, since);
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
-            let token_policy = match r.token_scheme {
-                Some(index) => Some(schemes.token_policy(index).ok_or_else(|| {
-                    Error::config(format!(
-                        "{}: route[{i}].token_scheme: scheme {:?} issues no tokens; name a scheme of the token plugin",
-                        config.file.display(),
-                        config.schemes[index].name
-                    ))
-                })?),
-                None => None,
+            let not_an_issuer = |index: usize, what: &str| {
+                Error::config(format!(
+                    "{}: route[{i}].token_scheme: scheme {:?} issues no {what}",
+                    config.file.display(),
+                    config.schemes[index].name
+                ))
             };
+            let (token_policy, minter) =
+                match (r.token_scheme, r.handler) {
+                    (Some(index), Handler::LoginToken) => (
+                        Some(schemes.token_policy(index).ok_or_else(|| {
+                            not_an_issuer(index, "tokens; name a scheme of the token plugin")
+                        })?),
+                        None,
+                    ),
+                    (Some(index), _) => {
+                        let scheme =
+                            schemes.get(index).filter(|s| !matches!(s.inspect(""), Inspected::Unsupported));
+                        (
+                            None,
+                            Some(scheme.ok_or_else(|| {
+                                not_an_issuer(index, "JWTs; name a scheme of the jwt plugin")
+                            })?),
+                        )
+                    }
+                    (None, _) => (None, None),
+                };
             routes.push(Route {
                 path: r.path.clone(),
                 prefix: r.prefix,
@@ -118,6 +138,7 @@ impl App {
                 chain: schemes.chain(&r.schemes),
                 permission: r.permission,
                 token_policy,
+                minter,
             });
         }
         // Exact routes first, then the longest prefix.
@@ -273,6 +294,20 @@ impl App {
                         ))
                     }
                     _ => tokens::logout_all(&self.services, user).await,
+                };
+                Ok(answer.unwrap_or_else(|e| host_error(&e)))
+            }
+            Handler::ObtainJwt | Handler::RefreshJwt | Handler::VerifyJwt if method != "POST" => {
+                Err(method_not_allowed(method, "POST"))
+            }
+            Handler::ObtainJwt | Handler::RefreshJwt | Handler::VerifyJwt => {
+                let Some(minter) = route.minter.as_deref() else {
+                    return Err(host_error(&Error::config("a JWT route without its scheme")));
+                };
+                let answer = match route.handler {
+                    Handler::ObtainJwt => jwt::obtain(&self.services, minter, req).await,
+                    Handler::RefreshJwt => jwt::refresh(&self.services, minter, req).await,
+                    _ => jwt::verify(&self.services, minter, req).await,
                 };
                 Ok(answer.unwrap_or_else(|e| host_error(&e)))
             }

@@ -118,11 +118,33 @@ pub enum Handler {
     LogoutToken,
     /// POST: deletes every token of the user's.
     LogoutAll,
+    /// POST username, password: a JWT (drf-jwt's `obtain_jwt_token`).
+    ObtainJwt,
+    /// POST `{"token"}`: a new JWT, within the refresh window.
+    RefreshJwt,
+    /// POST `{"token"}`: the token back when it is good.
+    VerifyJwt,
 }
 
 impl Handler {
-    const NAMES: [&'static str; 8] =
-        ["whoami", "health", "obtain_token", "login", "logout", "login_token", "logout_token", "logout_all"];
+    const NAMES: [&'static str; 11] = [
+        "whoami",
+        "health",
+        "obtain_token",
+        "login",
+        "logout",
+        "login_token",
+        "logout_token",
+        "logout_all",
+        "obtain_jwt",
+        "refresh_jwt",
+        "verify_jwt",
+    ];
+
+    /// Views that issue credentials of the scheme the route names in `token_scheme`.
+    pub fn issues(self) -> bool {
+        matches!(self, Handler::LoginToken | Handler::ObtainJwt | Handler::RefreshJwt | Handler::VerifyJwt)
+    }
 
     /// The name the config uses.
     pub fn name(self) -> &'static str {
@@ -135,6 +157,9 @@ impl Handler {
             Handler::LoginToken => "login_token",
             Handler::LogoutToken => "logout_token",
             Handler::LogoutAll => "logout_all",
+            Handler::ObtainJwt => "obtain_jwt",
+            Handler::RefreshJwt => "refresh_jwt",
+            Handler::VerifyJwt => "verify_jwt",
         }
     }
 
@@ -148,6 +173,9 @@ impl Handler {
             "login_token" => Some(Handler::LoginToken),
             "logout_token" => Some(Handler::LogoutToken),
             "logout_all" => Some(Handler::LogoutAll),
+            "obtain_jwt" => Some(Handler::ObtainJwt),
+            "refresh_jwt" => Some(Handler::RefreshJwt),
+            "verify_jwt" => Some(Handler::VerifyJwt),
             _ => None,
         }
     }
@@ -296,20 +324,26 @@ impl Resolver<'_> {
                 Some(p) => self.permission(&format!("{key}.permission"), p)?,
                 None => default_permission,
             };
-            let token_scheme = match (&route.token_scheme, handler) {
-                (Some(name), Handler::LoginToken) => {
+            let token_scheme = match (&route.token_scheme, handler.issues()) {
+                (Some(name), true) => {
                     Some(self.chain(&format!("{key}.token_scheme"), std::slice::from_ref(name), &names)?[0])
                 }
-                (None, Handler::LoginToken) => {
+                (None, true) => {
                     return Err(self.err(
                         &format!("{key}.token_scheme"),
-                        "missing: login_token issues the tokens of a token scheme; name it, like token_scheme = \"token\"",
+                        format!(
+                            "missing: {} issues the credentials of a scheme; name it, like token_scheme = \"token\" (or \"jwt\")",
+                            handler.name()
+                        ),
                     ))
                 }
-                (Some(_), _) => {
-                    return Err(self.err(&format!("{key}.token_scheme"), "only a login_token route takes a token_scheme"))
+                (Some(_), false) => {
+                    return Err(self.err(
+                        &format!("{key}.token_scheme"),
+                        "only login_token, obtain_jwt, refresh_jwt and verify_jwt routes take a token_scheme",
+                    ))
                 }
-                (None, _) => None,
+                (None, false) => None,
             };
             routes.push(RouteConfig {
                 path: route.path,

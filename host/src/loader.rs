@@ -34,6 +34,16 @@ impl Scheme {
         &self.name
     }
 
+    /// Mints a credential (a JWT) for `user`; `orig_iat` > 0 when refreshing.
+    pub fn mint(&self, user: &authhost_plugin_api::User, orig_iat: i64) -> authhost_plugin_api::Minted {
+        self.object.mint(user, orig_iat)
+    }
+
+    /// Reads back a credential this scheme minted.
+    pub fn inspect(&self, credential: &str) -> authhost_plugin_api::Inspected {
+        self.object.inspect(credential.into())
+    }
+
     /// For a token scheme, how its tokens live.
     pub fn token_policy(&self) -> Option<&TokenPolicy> {
         self.token_policy.as_ref()
@@ -95,6 +105,11 @@ impl Schemes {
     /// The token policy of the scheme at this config index, if it is a token scheme.
     pub fn token_policy(&self, index: usize) -> Option<TokenPolicy> {
         self.all.get(index).and_then(|s| s.token_policy().cloned())
+    }
+
+    /// The scheme at this config index.
+    pub fn get(&self, index: usize) -> Option<Arc<Scheme>> {
+        self.all.get(index).cloned()
     }
 
     /// The chain of the schemes at these config indexes, in this order.

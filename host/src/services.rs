@@ -420,6 +420,17 @@ impl Services {
         &self.session_settings
     }
 
+    /// The user with this name, from the cache or the store.
+    pub async fn find_user(&self, username: &str) -> Result<Option<User>, Error> {
+        if let Some(user) = self.users.get(username) {
+            return Ok(Some(user));
+        }
+        match self.fulfil(&Need::FindUser(username.to_owned())).await? {
+            Answer::User(user) => Ok(user),
+            _ => Ok(None),
+        }
+    }
+
     /// The user's token key, made if they have none, on the store pool.
     pub async fn get_or_create_token(
         &self,

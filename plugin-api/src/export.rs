@@ -11,7 +11,9 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
 
 use crate::host::{Host, HostServicesRef, TokenPolicy};
+use crate::mint::{Inspected, Minted};
 use crate::options::{OptionEntry, OptionError, Options};
+use crate::outcome::User;
 use crate::outcome::{Outcome, Outcome_NE};
 use crate::request::RequestView;
 use crate::root::{SchemeBox, SchemeMod, SchemeModRef, SchemeObject, SchemeObject_TO};
@@ -100,6 +102,24 @@ impl<S: Scheme> SchemeObject for Guarded<S> {
         match guard(|| self.0.authenticate_header(request)) {
             Ok(challenge) => RResult::ROk(challenge.map(RString::from).into()),
             Err(panic) => RResult::RErr(RString::from(format!("panicked: {panic}"))),
+        }
+    }
+
+    fn mint(&self, user: &User, orig_iat: i64) -> Minted {
+        match guard(|| self.0.mint(user, (orig_iat > 0).then_some(orig_iat))) {
+            Ok(None) => Minted::Unsupported,
+            Ok(Some(Ok(credential))) => Minted::Credential(credential.into()),
+            Ok(Some(Err(err))) => Minted::Fault(err.to_string().into()),
+            Err(panic) => Minted::Fault(format!("panicked: {panic}").into()),
+        }
+    }
+
+    fn inspect(&self, credential: RStr<'_>) -> Inspected {
+        match guard(|| self.0.inspect(credential.as_str())) {
+            Ok(None) => Inspected::Unsupported,
+            Ok(Some(Ok(claims))) => Inspected::Claims(claims),
+            Ok(Some(Err(reason))) => Inspected::Invalid(reason.into()),
+            Err(panic) => Inspected::Fault(format!("panicked: {panic}").into()),
         }
     }
 

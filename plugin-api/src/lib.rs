@@ -16,6 +16,7 @@ pub mod csrf;
 pub mod export;
 pub mod form;
 pub mod host;
+pub mod mint;
 pub mod options;
 pub mod outcome;
 pub mod request;
@@ -28,6 +29,7 @@ pub use host::{
     Host, HostError, HostErrorKind, HostServices, HostServicesRef, SessionMatch, SessionSettings, TokenMatch,
     TokenPolicy,
 };
+pub use mint::{Claims, Inspected, Minted};
 pub use options::{OptionEntry, OptionError, OptionValue, Options};
 pub use outcome::{Outcome, Outcome_NE, User};
 pub use request::{Header, PeerAddr, RequestView};

@@ -12,9 +12,12 @@ use crate::options::{OptionEntry, OptionError};
 #[allow(non_local_definitions)]
 mod object_trait {
     use crate::host::{HostServicesRef, TokenPolicy};
+    use crate::mint::{Inspected, Minted};
     use crate::outcome::Outcome_NE;
+    use crate::outcome::User;
     use crate::request::RequestView;
     use abi_stable::sabi_trait;
+    use abi_stable::std_types::RStr;
     use abi_stable::std_types::{ROption, RResult, RString};
 
     /// One configured scheme as it crosses the ABI. Built only by `export_scheme!`, whose
@@ -28,9 +31,16 @@ mod object_trait {
         fn authenticate_header(&self, request: &RequestView<'_>) -> RResult<ROption<RString>, RString>;
 
         /// The policy of the tokens this scheme accepts, if it is a token scheme; asked once
-        /// at load. New methods go after this one, with default bodies.
-        #[sabi(last_prefix_field)]
+        /// at load.
         fn token_policy(&self) -> ROption<TokenPolicy>;
+
+        /// A new credential for `user` (a JWT); `orig_iat` > 0 when refreshing.
+        fn mint(&self, user: &User, orig_iat: i64) -> Minted;
+
+        /// Reads back a credential this scheme minted, without a request.
+        /// New methods go after this one, with default bodies.
+        #[sabi(last_prefix_field)]
+        fn inspect(&self, credential: RStr<'_>) -> Inspected;
     }
 }
 

@@ -3,8 +3,10 @@
 use std::fmt;
 
 use crate::host::{Host, HostError, HostErrorKind, TokenPolicy};
+use crate::mint::Claims;
 use crate::options::Options;
 use crate::outcome::Outcome;
+use crate::outcome::User;
 use crate::request::RequestView;
 
 /// An authentication scheme (DRF's `BaseAuthentication`), in plain Rust.
@@ -29,6 +31,18 @@ pub trait Scheme: Send + Sync + Sized + 'static {
     /// prefix). The host's `login_token` view issues tokens by it, and the host applies it
     /// whenever this scheme finds a token. Other schemes keep the default, `None`.
     fn token_policy(&self) -> Option<TokenPolicy> {
+        None
+    }
+
+    /// For a scheme that mints its own credentials (JWT): a new one for `user`, keeping
+    /// `orig_iat` when refreshing. `Err` is a fault (500). Others keep the default, `None`.
+    fn mint(&self, _user: &User, _orig_iat: Option<i64>) -> Option<Result<String, SchemeError>> {
+        None
+    }
+
+    /// For a minting scheme: what a credential it minted says, or why it is no good (for
+    /// the client). Others keep the default, `None`.
+    fn inspect(&self, _credential: &str) -> Option<Result<Claims, String>> {
         None
     }
 }

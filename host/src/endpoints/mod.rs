@@ -1,5 +1,6 @@
 //! The built-in handlers that read a body, and DRF's parsing of it (`request.data`).
 
+pub mod jwt;
 pub mod obtain_token;
 pub mod session;
 pub mod tokens;

@@ -12,6 +12,17 @@ pub struct Credentials {
 
 /// DRF's `AuthTokenSerializer` field checks. `Err` is the 400 body.
 pub fn validate(data: &Value) -> Result<Credentials, Value> {
+    // The username is trimmed; the password never is.
+    let mut values = char_fields(data, &[("username", true), ("password", false)])?.into_iter();
+    match (values.next(), values.next()) {
+        (Some(username), Some(password)) => Ok(Credentials { username, password }),
+        _ => Err(json!({ "non_field_errors": ["Must include \"username\" and \"password\"."] })),
+    }
+}
+
+/// A serializer of `CharField`s (name, trimmed): their values in order, or DRF's 400 body
+/// with every field's errors.
+pub fn char_fields(data: &Value, names: &[(&str, bool)]) -> Result<Vec<String>, Value> {
     let fields = match data {
         Value::Object(fields) => fields,
         // The serializer's own edge case: "no data" reads better than "may not be null".
@@ -24,12 +35,12 @@ pub fn validate(data: &Value) -> Result<Credentials, Value> {
         }
     };
     let mut errors = Map::new();
-    // The username is trimmed; the password never is.
-    let username = char_field(fields, "username", true, &mut errors);
-    let password = char_field(fields, "password", false, &mut errors);
-    match (username, password) {
-        (Some(username), Some(password)) if errors.is_empty() => Ok(Credentials { username, password }),
-        _ => Err(Value::Object(errors)),
+    let values: Vec<Option<String>> =
+        names.iter().map(|(name, trim)| char_field(fields, name, *trim, &mut errors)).collect();
+    if errors.is_empty() {
+        Ok(values.into_iter().flatten().collect())
+    } else {
+        Err(Value::Object(errors))
     }
 }
 

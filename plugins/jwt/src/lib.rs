@@ -1,0 +1,295 @@
+//! JSON Web Token authentication with djangorestframework-jwt's API and messages:
+//! `Authorization: Bearer <jwt>` (keyword configurable, `JWT` as drf-jwt used), HS256.
+//!
+//! Options: `secret`, or `secret_env` naming an environment variable (at least 32 bytes
+//! either way); `algorithm` (`"HS256"`); `keyword` (`"Bearer"`); `realm` (`"api"`);
+//! `expiration` (`"7d"`); `allow_refresh` (true); `refresh_expiration` (`"30d"`, counted from
+//! the first token of a line, `orig_iat`); `leeway` (`"0s"`).
+//!
+//! Claims: `user_id`, `username`, `exp`, `iat`, `orig_iat` (when refresh is allowed) and
+//! `gen`, the user's generation: a password change or a deactivation bumps it, and every
+//! JWT minted before is refused from then on.
+
+mod hs256;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
+use authhost_plugin_api::{
+    export_scheme, Claims, Host, Options, Outcome, RequestView, Scheme, SchemeError, User,
+};
+use serde_json::{json, Value};
+
+use hs256::{b64url_decode, b64url_encode, constant_time_eq, hmac_sha256};
+
+const NO_CREDENTIALS: &str = "Invalid Authorization header. No credentials provided.";
+const HAS_SPACES: &str = "Invalid Authorization header. Credentials string should not contain spaces.";
+const EXPIRED: &str = "Signature has expired.";
+const DECODE_ERROR: &str = "Error decoding signature.";
+const INVALID_PAYLOAD: &str = "Invalid payload.";
+const NO_USER: &str = "Invalid signature.";
+const DISABLED: &str = "User account is disabled.";
+const REVOKED: &str = "Token has been revoked.";
+
+/// The shortest secret accepted: HS256 keys shorter than the hash are weak (RFC 7518 §3.2).
+const MIN_SECRET: usize = 32;
+
+#[derive(Debug)]
+pub struct Jwt {
+    secret: Vec<u8>,
+    keyword: String,
+    challenge: String,
+    expiration: u64,
+    refresh: Option<u64>,
+    leeway: u64,
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+impl Scheme for Jwt {
+    fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
+        let secret = match (options.str("secret")?, options.str("secret_env")?) {
+            (Some(_), Some(_)) => return Err(SchemeError::option("secret", "give secret or secret_env, not both")),
+            (Some(secret), None) => secret.as_bytes().to_vec(),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| {
+                    SchemeError::option(
+                        "secret_env",
+                        format!("${var} is not set; export a random secret of at least {MIN_SECRET} bytes"),
+                    )
+                })?
+                .into_bytes(),
+            (None, None) => {
+                return Err(SchemeError::option(
+                    "secret_env",
+                    format!("missing: a JWT scheme needs secret_env = \"NAME\" (or secret) of at least {MIN_SECRET} bytes"),
+                ))
+            }
+        };
+        if secret.len() < MIN_SECRET {
+            let key = if options.str("secret")?.is_some() { "secret" } else { "secret_env" };
+            return Err(SchemeError::option(
+                key,
+                format!("the secret is {} bytes; use at least {MIN_SECRET} random bytes", secret.len()),
+            ));
+        }
+        let algorithm = options.str_or("algorithm", "HS256")?;
+        if algorithm != "HS256" {
+            return Err(SchemeError::option(
+                "algorithm",
+                format!("{algorithm:?} is not supported; use \"HS256\""),
+            ));
+        }
+        let keyword = options.str_or("keyword", "Bearer")?.to_owned();
+        if keyword.is_empty() || !keyword.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(SchemeError::option(
+                "keyword",
+                "must be one word of visible ASCII, like \"Bearer\" or \"JWT\"",
+            ));
+        }
+        let realm = options.str_or("realm", "api")?;
+        if realm.contains(['"', '\\']) || realm.chars().any(char::is_control) {
+            return Err(SchemeError::option(
+                "realm",
+                "must not contain quotes, backslashes or control characters",
+            ));
+        }
+        let expiration = secs(options.duration("expiration")?.unwrap_or(Duration::from_secs(7 * 86_400)));
+        if expiration == 0 {
+            return Err(SchemeError::option("expiration", "must be more than zero"));
+        }
+        let allow_refresh = options.bool_or("allow_refresh", true)?;
+        let refresh_expiration =
+            secs(options.duration("refresh_expiration")?.unwrap_or(Duration::from_secs(30 * 86_400)));
+        let leeway = secs(options.duration("leeway")?.unwrap_or(Duration::ZERO));
+        Ok(Jwt {
+            secret,
+            challenge: format!("{keyword} realm=\"{realm}\""),
+            keyword,
+            expiration,
+            refresh: allow_refresh.then_some(refresh_expiration),
+            leeway,
+        })
+    }
+
+    fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
+        let parts = authorization_parts(request);
+        if !keyword_matches(&parts, &self.keyword) {
+            return Ok(Outcome::NotAttempted);
+        }
+        let token = match parts.as_slice() {
+            [_] => return Ok(Outcome::failed(NO_CREDENTIALS)),
+            [_, token] => token,
+            _ => return Ok(Outcome::failed(HAS_SPACES)),
+        };
+        let Ok(token) = std::str::from_utf8(token) else { return Ok(Outcome::failed(DECODE_ERROR)) };
+        let claims = match self.decode(token) {
+            Ok(claims) => claims,
+            Err(reason) => return Ok(Outcome::failed(reason)),
+        };
+        if claims.username.is_empty() {
+            return Ok(Outcome::failed(INVALID_PAYLOAD));
+        }
+        Ok(match host.find_user(&claims.username)? {
+            None => Outcome::failed(NO_USER),
+            Some(user) if user.id != claims.user_id => Outcome::failed(NO_USER),
+            Some(user) if !user.is_active => Outcome::failed(DISABLED),
+            Some(user) if user.generation != claims.generation => Outcome::failed(REVOKED),
+            Some(user) => Outcome::authenticated_with(user, "jwt"),
+        })
+    }
+
+    fn authenticate_header(&self, _request: &RequestView<'_>) -> Option<String> {
+        Some(self.challenge.clone())
+    }
+
+    fn mint(&self, user: &User, orig_iat: Option<i64>) -> Option<Result<String, SchemeError>> {
+        Some(Ok(self.encode(user, orig_iat, now())))
+    }
+
+    fn inspect(&self, credential: &str) -> Option<Result<Claims, String>> {
+        Some(self.decode(credential).map_err(str::to_owned))
+    }
+}
+
+impl Jwt {
+    fn encode(&self, user: &User, orig_iat: Option<i64>, now: i64) -> String {
+        let header = b64url_encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let exp = now.saturating_add(i64::try_from(self.expiration).unwrap_or(i64::MAX / 2));
+        let mut payload = json!({
+            "user_id": user.id,
+            "username": user.username.as_str(),
+            "exp": exp,
+            "iat": now,
+            "gen": user.generation,
+        });
+        if self.refresh.is_some() {
+            payload["orig_iat"] = json!(orig_iat.unwrap_or(now));
+        }
+        let input = format!("{header}.{}", b64url_encode(payload.to_string().as_bytes()));
+        let signature = b64url_encode(&hmac_sha256(&self.secret, input.as_bytes()));
+        format!("{input}.{signature}")
+    }
+
+    /// Verifies the signature, then the expiry (PyJWT's order), and reads the claims.
+    fn decode(&self, token: &str) -> Result<Claims, &'static str> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(DECODE_ERROR);
+        };
+        let header: Value =
+            b64url_decode(header).and_then(|h| serde_json::from_slice(&h).ok()).ok_or(DECODE_ERROR)?;
+        if header.get("alg").and_then(Value::as_str) != Some("HS256") {
+            return Err(DECODE_ERROR);
+        }
+        let signature = b64url_decode(signature).ok_or(DECODE_ERROR)?;
+        let input = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
+        if !constant_time_eq(&hmac_sha256(&self.secret, input.as_bytes()), &signature) {
+            return Err(DECODE_ERROR);
+        }
+        let payload: Value =
+            b64url_decode(payload).and_then(|p| serde_json::from_slice(&p).ok()).ok_or(DECODE_ERROR)?;
+        let int = |key: &str| payload.get(key).and_then(Value::as_i64);
+        let exp = int("exp").ok_or(DECODE_ERROR)?;
+        if now() > exp.saturating_add(i64::try_from(self.leeway).unwrap_or(i64::MAX / 2)) {
+            return Err(EXPIRED);
+        }
+        let orig_iat = int("orig_iat").unwrap_or(0);
+        let refresh_until = match self.refresh {
+            Some(window) if orig_iat > 0 => {
+                orig_iat.saturating_add(i64::try_from(window).unwrap_or(i64::MAX / 2))
+            }
+            _ => 0,
+        };
+        Ok(Claims {
+            user_id: int("user_id").unwrap_or(0),
+            username: payload.get("username").and_then(Value::as_str).unwrap_or_default().into(),
+            issued_at: int("iat").unwrap_or(0),
+            expires: exp,
+            orig_iat,
+            refresh_until,
+            generation: payload.get("gen").and_then(Value::as_u64).unwrap_or(0),
+        })
+    }
+}
+
+export_scheme!(Jwt);
+
+#[cfg(test)]
+mod tests {
+    use authhost_plugin_api::testing::{authenticate, MemoryHost};
+    use authhost_plugin_api::{Header, OptionEntry, OptionValue};
+
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+    fn scheme(extra: &[(&str, OptionValue)]) -> Jwt {
+        let mut entries = vec![OptionEntry::new("secret", OptionValue::Str(SECRET.into()))];
+        entries.extend(extra.iter().map(|(k, v)| OptionEntry::new(*k, v.clone())));
+        Jwt::new(&Options::new(&entries)).unwrap()
+    }
+
+    fn alice() -> User {
+        User { id: 1, username: "alice".into(), is_active: true, is_staff: false, generation: 0 }
+    }
+
+    fn outcome(s: &Jwt, authorization: &str) -> Outcome {
+        let host = MemoryHost::new().with_user("alice", None, true, false);
+        let headers = [Header::new("authorization", authorization.as_bytes())];
+        let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
+        authenticate(s, &request, &host).unwrap()
+    }
+
+    #[test]
+    fn minted_tokens_authenticate_and_read_back() {
+        let s = scheme(&[]);
+        let token = s.encode(&alice(), None, now());
+        assert!(matches!(outcome(&s, &format!("Bearer {token}")), Outcome::Authenticated { .. }));
+        let claims = s.decode(&token).unwrap();
+        assert_eq!((claims.user_id, claims.username.as_str()), (1, "alice"));
+        assert_eq!(claims.refresh_until - claims.orig_iat, 30 * 86_400);
+    }
+
+    #[test]
+    fn drf_jwt_messages() {
+        let s = scheme(&[]);
+        assert_eq!(outcome(&s, "Token abc"), Outcome::NotAttempted);
+        assert_eq!(outcome(&s, "Bearer"), Outcome::failed(NO_CREDENTIALS));
+        assert_eq!(outcome(&s, "Bearer a b"), Outcome::failed(HAS_SPACES));
+        assert_eq!(outcome(&s, "Bearer not.a.jwt"), Outcome::failed(DECODE_ERROR));
+        let expired = s.encode(&alice(), None, now() - 8 * 86_400);
+        assert_eq!(outcome(&s, &format!("Bearer {expired}")), Outcome::failed(EXPIRED));
+        let other_secret =
+            [OptionEntry::new("secret", OptionValue::Str("another secret of at least 32 bytes!".into()))];
+        let other = Jwt::new(&Options::new(&other_secret)).unwrap();
+        let forged = other.encode(&alice(), None, now());
+        assert_eq!(outcome(&s, &format!("Bearer {forged}")), Outcome::failed(DECODE_ERROR));
+        let stale = s.encode(&User { generation: 1, ..alice() }, None, now());
+        assert_eq!(outcome(&s, &format!("Bearer {stale}")), Outcome::failed(REVOKED));
+    }
+
+    #[test]
+    fn leeway_forgives_a_little_expiry() {
+        let s = scheme(&[("expiration", OptionValue::Int(10)), ("leeway", OptionValue::Int(30))]);
+        let token = s.encode(&alice(), None, now() - 20);
+        assert!(matches!(outcome(&s, &format!("Bearer {token}")), Outcome::Authenticated { .. }));
+    }
+
+    #[test]
+    fn a_missing_or_short_secret_stops_start_up() {
+        let short = [OptionEntry::new("secret", OptionValue::Str("short".into()))];
+        assert_eq!(Jwt::new(&Options::new(&short)).unwrap_err().option_key(), Some("secret"));
+        assert_eq!(Jwt::new(&Options::new(&[])).unwrap_err().option_key(), Some("secret_env"));
+        let unset = [OptionEntry::new("secret_env", OptionValue::Str("AUTHHOST_TEST_UNSET_SECRET".into()))];
+        assert_eq!(Jwt::new(&Options::new(&unset)).unwrap_err().option_key(), Some("secret_env"));
+    }
+}
