@@ -95,7 +95,7 @@ async fn a_deactivated_user_is_refused_by_the_running_host_despite_its_cache() {
     let out = site.authhost(&["user", "deactivate", "alice"], "");
     assert!(out.status.success());
     // The host reads the store's change log and drops alice from its cache.
-    host.wait_for_log(|l| l.contains("dropping cached entries"));
+    host.wait_for_log(|l| l.contains("dropped cached entries"));
     let resp = host.get("/me").header("X-USERNAME", "alice").send().await;
     assert_eq!(resp.status, 403);
     assert_eq!(resp.json(), json!({"detail": "User inactive or deleted."}));

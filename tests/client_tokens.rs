@@ -170,7 +170,7 @@ async fn a_new_password_ends_every_token() {
     assert_eq!(me(&host, &key).await, 200);
     let out = site.authhost(&["user", "passwd", "alice", "--password-stdin"], "new-pw\n");
     assert!(out.status.success());
-    host.wait_for_log(|l| l.contains("dropping cached entries"));
+    host.wait_for_log(|l| l.contains("dropped cached entries"));
     assert_eq!(me(&host, &key).await, 401);
 }
 
@@ -191,7 +191,7 @@ async fn the_cli_lists_and_revokes_tokens_without_showing_keys() {
         list.lines().find(|l| l.contains("phone")).and_then(|l| l.split_whitespace().next()).unwrap();
     let out = site.authhost(&["token", "revoke", "alice", "--id", phone_id], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    host.wait_for_log(|l| l.contains("dropping cached entries"));
+    host.wait_for_log(|l| l.contains("dropped cached entries"));
     assert_eq!(me(&host, two["token"].as_str().unwrap()).await, 401);
     assert_eq!(me(&host, one["token"].as_str().unwrap()).await, 200);
 }

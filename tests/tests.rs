@@ -12,6 +12,8 @@ mod conformance;
 mod obtain_token;
 // Per-client tokens: login_token, expiry, refresh on use, limit, logout, logout-all.
 mod client_tokens;
+// JWTs: obtain, refresh, verify, expiry, revocation, an independent signature check.
+mod jwt;
 // Sessions with Django's CSRF rules; login and logout.
 mod session;
 // Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.

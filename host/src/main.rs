@@ -197,8 +197,9 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
         let file = config.file.clone();
         let reload = authhost::reload_on_hangup(Arc::clone(&slot), move || App::build(&Config::load(&file)?));
         tokio::spawn(reload);
+        let shutdown = authhost::shutdown_signal();
         info!(config = %config.file.display(), "listening on http://{local}");
-        authhost::serve(listener, slot, authhost::shutdown_signal(), config.shutdown_timeout).await;
+        authhost::serve(listener, slot, shutdown, config.shutdown_timeout).await;
         Ok(())
     })
 }

@@ -162,26 +162,31 @@ pub fn reload_on_hangup(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the host");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// Resolves on SIGINT or SIGTERM. Both are caught from this call on (call it before
+/// announcing the address, so that an early signal stops the host gracefully too).
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = int.recv() => info!("SIGINT received"),
+                _ = term.recv() => info!("SIGTERM received"),
+            },
+            (Err(err), _) | (_, Err(err)) => {
+                warn!(error = %err, "cannot listen for SIGTERM or SIGINT; stopping is up to the process manager");
+                std::future::pending::<()>().await;
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-            _ = term.recv() => info!("SIGTERM received"),
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -218,8 +218,8 @@ impl Services {
                 match services.store.run(move |conn| conn.changes_since(seq)).await {
                     Ok((last, names)) => {
                         if !names.is_empty() {
-                            debug!(users = names.len(), "store changes: dropping cached entries");
                             services.forget(&names);
+                            debug!(users = names.len(), "store changes: dropped cached entries");
                         }
                         seq = last;
                     }

@@ -278,6 +278,25 @@ mod tests {
     }
 
     #[test]
+    fn the_rfc7515_a1_token_verifies_with_its_key_and_not_when_tampered() {
+        // RFC 7515 A.1: its key (a JWK `k`), and its token, whose `exp` is in 2011.
+        let key = hs256::b64url_decode(
+            "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
+        )
+        .unwrap();
+        let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9\
+                     .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
+                     .dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let s = Jwt { secret: key, ..scheme(&[]) };
+        // The signature checks first (PyJWT's order): only then is the 2011 expiry seen.
+        assert_eq!(s.decode(token).unwrap_err(), EXPIRED);
+        let tampered = token.replace(".dBjf", ".eBjf");
+        assert_eq!(s.decode(&tampered).unwrap_err(), DECODE_ERROR);
+        let other_key = scheme(&[]);
+        assert_eq!(other_key.decode(token).unwrap_err(), DECODE_ERROR);
+    }
+
+    #[test]
     fn leeway_forgives_a_little_expiry() {
         let s = scheme(&[("expiration", OptionValue::Int(10)), ("leeway", OptionValue::Int(30))]);
         let token = s.encode(&alice(), None, now() - 20);
