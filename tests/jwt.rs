@@ -261,3 +261,21 @@ fn a_missing_or_short_secret_stops_start_up_naming_the_key() {
     let err = String::from_utf8_lossy(&site.authhost(&["check"], "").stderr).into_owned();
     assert!(err.contains("scheme[0] (\"jwt\").secret: the secret is 5 bytes; use at least 32"), "{err}");
 }
+
+#[tokio::test]
+async fn eddsa_with_pem_keys_is_an_option() {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+    let options = format!(
+        "algorithm = \"EdDSA\"\nprivate_key_file = {:?}",
+        keys.join("ed25519.pem").display().to_string()
+    );
+    let text = config(&options).replace(&format!("secret = \"{SECRET}\"\n"), "");
+    let site = Site::new(&text);
+    site.add_user("alice", "alice-pw", &[]);
+    let host = site.serve();
+    let token = obtain(&host).await;
+    let header = token.split('.').next().unwrap();
+    assert_eq!(header, b64url(br#"{"alg":"EdDSA","typ":"JWT"}"#));
+    assert_eq!(me(&host, &format!("Bearer {token}")).await.0, 200);
+    assert_eq!(post(&host, "/api-token-verify/", &token).await, (200, json!({ "token": token })));
+}

@@ -1,8 +1,10 @@
 //! JSON Web Token authentication with djangorestframework-jwt's API and messages:
 //! `Authorization: Bearer <jwt>` (keyword configurable, `JWT` as drf-jwt used), HS256.
 //!
-//! Options: `secret`, or `secret_env` naming an environment variable (at least 32 bytes
-//! either way); `algorithm` (`"HS256"`); `keyword` (`"Bearer"`); `realm` (`"api"`);
+//! Options: `algorithm` (`"HS256"`, or `"EdDSA"`); for HS256 `secret`, or `secret_env`
+//! naming an environment variable (at least 32 bytes either way); for EdDSA
+//! `private_key_file` (PKCS#8 PEM, to mint) and/or `public_key_file` (SPKI PEM, to verify
+//! only); `keyword` (`"Bearer"`); `realm` (`"api"`);
 //! `expiration` (`"7d"`); `allow_refresh` (true); `refresh_expiration` (`"30d"`, counted from
 //! the first token of a line, `orig_iat`); `leeway` (`"0s"`).
 //!
@@ -20,6 +22,8 @@ use authhost_plugin_api::{
 };
 use serde_json::{json, Value};
 
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hs256::{b64url_decode, b64url_encode, constant_time_eq, hmac_sha256};
 
 const NO_CREDENTIALS: &str = "Invalid Authorization header. No credentials provided.";
@@ -34,9 +38,122 @@ const REVOKED: &str = "Token has been revoked.";
 /// The shortest secret accepted: HS256 keys shorter than the hash are weak (RFC 7518 §3.2).
 const MIN_SECRET: usize = 32;
 
+/// How tokens are signed and checked.
+enum Key {
+    Hs256(Vec<u8>),
+    /// Ed25519 (RFC 8037); without the private key, tokens are only verified.
+    EdDsa {
+        signing: Option<SigningKey>,
+        verifying: VerifyingKey,
+    },
+}
+
+impl std::fmt::Debug for Key {
+    // Never prints key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Key::Hs256(_) => "Key::Hs256(..)",
+            Key::EdDsa { .. } => "Key::EdDsa(..)",
+        })
+    }
+}
+
+impl Key {
+    fn alg(&self) -> &'static str {
+        match self {
+            Key::Hs256(_) => "HS256",
+            Key::EdDsa { .. } => "EdDSA",
+        }
+    }
+
+    fn sign(&self, input: &[u8]) -> Result<Vec<u8>, SchemeError> {
+        match self {
+            Key::Hs256(secret) => Ok(hmac_sha256(secret, input).to_vec()),
+            Key::EdDsa { signing: Some(key), .. } => Ok(key.sign(input).to_bytes().to_vec()),
+            Key::EdDsa { signing: None, .. } => Err(SchemeError::internal(
+                "this JWT scheme has no private_key_file, so it cannot mint tokens",
+            )),
+        }
+    }
+
+    fn verify(&self, input: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Key::Hs256(secret) => constant_time_eq(&hmac_sha256(secret, input), signature),
+            Key::EdDsa { verifying, .. } => Signature::from_slice(signature)
+                .is_ok_and(|signature| verifying.verify_strict(input, &signature).is_ok()),
+        }
+    }
+}
+
+fn read_pem(options: &Options<'_>, key: &'static str) -> Result<Option<String>, SchemeError> {
+    let Some(path) = options.str(key)? else { return Ok(None) };
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| SchemeError::option(key, format!("cannot read {path:?}: {e}")))
+}
+
+fn eddsa_key(options: &Options<'_>) -> Result<Key, SchemeError> {
+    let signing = read_pem(options, "private_key_file")?
+        .map(|pem| {
+            SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+                SchemeError::option(
+                    "private_key_file",
+                    format!("not an Ed25519 private key in PKCS#8 PEM: {e}"),
+                )
+            })
+        })
+        .transpose()?;
+    let verifying = match (read_pem(options, "public_key_file")?, &signing) {
+        (Some(pem), _) => VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
+            SchemeError::option("public_key_file", format!("not an Ed25519 public key in SPKI PEM: {e}"))
+        })?,
+        (None, Some(signing)) => signing.verifying_key(),
+        (None, None) => {
+            return Err(SchemeError::option(
+                "private_key_file",
+                "missing: EdDSA needs private_key_file (to mint) or public_key_file (to verify only)",
+            ))
+        }
+    };
+    if signing.as_ref().is_some_and(|s| s.verifying_key() != verifying) {
+        return Err(SchemeError::option("public_key_file", "is not the public half of private_key_file"));
+    }
+    Ok(Key::EdDsa { signing, verifying })
+}
+
+/// The HS256 secret from `secret` or `$secret_env`: at least 32 bytes.
+fn hs256_secret(options: &Options<'_>) -> Result<Vec<u8>, SchemeError> {
+    let secret = match (options.str("secret")?, options.str("secret_env")?) {
+        (Some(_), Some(_)) => return Err(SchemeError::option("secret", "give secret or secret_env, not both")),
+        (Some(secret), None) => secret.as_bytes().to_vec(),
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| {
+                SchemeError::option(
+                    "secret_env",
+                    format!("${var} is not set; export a random secret of at least {MIN_SECRET} bytes"),
+                )
+            })?
+            .into_bytes(),
+        (None, None) => {
+            return Err(SchemeError::option(
+                "secret_env",
+                format!("missing: a JWT scheme needs secret_env = \"NAME\" (or secret) of at least {MIN_SECRET} bytes"),
+            ))
+        }
+    };
+    if secret.len() < MIN_SECRET {
+        let key = if options.str("secret")?.is_some() { "secret" } else { "secret_env" };
+        return Err(SchemeError::option(
+            key,
+            format!("the secret is {} bytes; use at least {MIN_SECRET} random bytes", secret.len()),
+        ));
+    }
+    Ok(secret)
+}
+
 #[derive(Debug)]
 pub struct Jwt {
-    secret: Vec<u8>,
+    key: Key,
     keyword: String,
     challenge: String,
     expiration: u64,
@@ -54,38 +171,16 @@ fn secs(d: Duration) -> u64 {
 
 impl Scheme for Jwt {
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
-        let secret = match (options.str("secret")?, options.str("secret_env")?) {
-            (Some(_), Some(_)) => return Err(SchemeError::option("secret", "give secret or secret_env, not both")),
-            (Some(secret), None) => secret.as_bytes().to_vec(),
-            (None, Some(var)) => std::env::var(var)
-                .map_err(|_| {
-                    SchemeError::option(
-                        "secret_env",
-                        format!("${var} is not set; export a random secret of at least {MIN_SECRET} bytes"),
-                    )
-                })?
-                .into_bytes(),
-            (None, None) => {
+        let key = match options.str_or("algorithm", "HS256")? {
+            "HS256" => Key::Hs256(hs256_secret(options)?),
+            "EdDSA" => eddsa_key(options)?,
+            other => {
                 return Err(SchemeError::option(
-                    "secret_env",
-                    format!("missing: a JWT scheme needs secret_env = \"NAME\" (or secret) of at least {MIN_SECRET} bytes"),
+                    "algorithm",
+                    format!("{other:?} is not supported; use \"HS256\" or \"EdDSA\""),
                 ))
             }
         };
-        if secret.len() < MIN_SECRET {
-            let key = if options.str("secret")?.is_some() { "secret" } else { "secret_env" };
-            return Err(SchemeError::option(
-                key,
-                format!("the secret is {} bytes; use at least {MIN_SECRET} random bytes", secret.len()),
-            ));
-        }
-        let algorithm = options.str_or("algorithm", "HS256")?;
-        if algorithm != "HS256" {
-            return Err(SchemeError::option(
-                "algorithm",
-                format!("{algorithm:?} is not supported; use \"HS256\""),
-            ));
-        }
         let keyword = options.str_or("keyword", "Bearer")?.to_owned();
         if keyword.is_empty() || !keyword.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(SchemeError::option(
@@ -109,7 +204,7 @@ impl Scheme for Jwt {
             secs(options.duration("refresh_expiration")?.unwrap_or(Duration::from_secs(30 * 86_400)));
         let leeway = secs(options.duration("leeway")?.unwrap_or(Duration::ZERO));
         Ok(Jwt {
-            secret,
+            key,
             challenge: format!("{keyword} realm=\"{realm}\""),
             keyword,
             expiration,
@@ -150,7 +245,7 @@ impl Scheme for Jwt {
     }
 
     fn mint(&self, user: &User, orig_iat: Option<i64>) -> Option<Result<String, SchemeError>> {
-        Some(Ok(self.encode(user, orig_iat, now())))
+        Some(self.encode(user, orig_iat, now()))
     }
 
     fn inspect(&self, credential: &str) -> Option<Result<Claims, String>> {
@@ -159,8 +254,8 @@ impl Scheme for Jwt {
 }
 
 impl Jwt {
-    fn encode(&self, user: &User, orig_iat: Option<i64>, now: i64) -> String {
-        let header = b64url_encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    fn encode(&self, user: &User, orig_iat: Option<i64>, now: i64) -> Result<String, SchemeError> {
+        let header = b64url_encode(format!(r#"{{"alg":"{}","typ":"JWT"}}"#, self.key.alg()).as_bytes());
         let exp = now.saturating_add(i64::try_from(self.expiration).unwrap_or(i64::MAX / 2));
         let mut payload = json!({
             "user_id": user.id,
@@ -173,8 +268,8 @@ impl Jwt {
             payload["orig_iat"] = json!(orig_iat.unwrap_or(now));
         }
         let input = format!("{header}.{}", b64url_encode(payload.to_string().as_bytes()));
-        let signature = b64url_encode(&hmac_sha256(&self.secret, input.as_bytes()));
-        format!("{input}.{signature}")
+        let signature = b64url_encode(&self.key.sign(input.as_bytes())?);
+        Ok(format!("{input}.{signature}"))
     }
 
     /// Verifies the signature, then the expiry (PyJWT's order), and reads the claims.
@@ -187,12 +282,12 @@ impl Jwt {
         };
         let header: Value =
             b64url_decode(header).and_then(|h| serde_json::from_slice(&h).ok()).ok_or(DECODE_ERROR)?;
-        if header.get("alg").and_then(Value::as_str) != Some("HS256") {
+        if header.get("alg").and_then(Value::as_str) != Some(self.key.alg()) {
             return Err(DECODE_ERROR);
         }
         let signature = b64url_decode(signature).ok_or(DECODE_ERROR)?;
         let input = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
-        if !constant_time_eq(&hmac_sha256(&self.secret, input.as_bytes()), &signature) {
+        if !self.key.verify(input.as_bytes(), &signature) {
             return Err(DECODE_ERROR);
         }
         let payload: Value =
@@ -252,7 +347,7 @@ mod tests {
     #[test]
     fn minted_tokens_authenticate_and_read_back() {
         let s = scheme(&[]);
-        let token = s.encode(&alice(), None, now());
+        let token = s.encode(&alice(), None, now()).unwrap();
         assert!(matches!(outcome(&s, &format!("Bearer {token}")), Outcome::Authenticated { .. }));
         let claims = s.decode(&token).unwrap();
         assert_eq!((claims.user_id, claims.username.as_str()), (1, "alice"));
@@ -266,14 +361,14 @@ mod tests {
         assert_eq!(outcome(&s, "Bearer"), Outcome::failed(NO_CREDENTIALS));
         assert_eq!(outcome(&s, "Bearer a b"), Outcome::failed(HAS_SPACES));
         assert_eq!(outcome(&s, "Bearer not.a.jwt"), Outcome::failed(DECODE_ERROR));
-        let expired = s.encode(&alice(), None, now() - 8 * 86_400);
+        let expired = s.encode(&alice(), None, now() - 8 * 86_400).unwrap();
         assert_eq!(outcome(&s, &format!("Bearer {expired}")), Outcome::failed(EXPIRED));
         let other_secret =
             [OptionEntry::new("secret", OptionValue::Str("another secret of at least 32 bytes!".into()))];
         let other = Jwt::new(&Options::new(&other_secret)).unwrap();
-        let forged = other.encode(&alice(), None, now());
+        let forged = other.encode(&alice(), None, now()).unwrap();
         assert_eq!(outcome(&s, &format!("Bearer {forged}")), Outcome::failed(DECODE_ERROR));
-        let stale = s.encode(&User { generation: 1, ..alice() }, None, now());
+        let stale = s.encode(&User { generation: 1, ..alice() }, None, now()).unwrap();
         assert_eq!(outcome(&s, &format!("Bearer {stale}")), Outcome::failed(REVOKED));
     }
 
@@ -287,7 +382,7 @@ mod tests {
         let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9\
                      .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
                      .dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let s = Jwt { secret: key, ..scheme(&[]) };
+        let s = Jwt { key: Key::Hs256(key), ..scheme(&[]) };
         // The signature checks first (PyJWT's order): only then is the 2011 expiry seen.
         assert_eq!(s.decode(token).unwrap_err(), EXPIRED);
         let tampered = token.replace(".dBjf", ".eBjf");
@@ -296,10 +391,45 @@ mod tests {
         assert_eq!(other_key.decode(token).unwrap_err(), DECODE_ERROR);
     }
 
+    fn key_file(name: &str) -> String {
+        format!("{}/../../tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn eddsa(files: &[(&str, &str)]) -> Result<Jwt, SchemeError> {
+        let mut entries = vec![OptionEntry::new("algorithm", OptionValue::Str("EdDSA".into()))];
+        entries.extend(files.iter().map(|(k, f)| OptionEntry::new(*k, OptionValue::Str(key_file(f).into()))));
+        Jwt::new(&Options::new(&entries))
+    }
+
+    #[test]
+    fn eddsa_mints_with_the_private_key_and_verifies_with_the_public_one() {
+        let minter = eddsa(&[("private_key_file", "ed25519.pem")]).unwrap();
+        let token = minter.encode(&alice(), None, now()).unwrap();
+        assert!(token.starts_with(&b64url_encode(br#"{"alg":"EdDSA","typ":"JWT"}"#)));
+        let verifier = eddsa(&[("public_key_file", "ed25519.pub.pem")]).unwrap();
+        assert!(matches!(outcome(&verifier, &format!("Bearer {token}")), Outcome::Authenticated { .. }));
+        assert!(verifier.mint(&alice(), None).unwrap().is_err(), "no private key, no minting");
+        // An HS256 token is refused by an EdDSA scheme (no algorithm confusion).
+        let hs = scheme(&[]).encode(&alice(), None, now()).unwrap();
+        assert_eq!(verifier.decode(&hs).unwrap_err(), DECODE_ERROR);
+        let mut forged = token.clone();
+        forged.replace_range(forged.len() - 4.., "AAAA");
+        assert_eq!(verifier.decode(&forged).unwrap_err(), DECODE_ERROR);
+    }
+
+    #[test]
+    fn eddsa_key_problems_name_the_option() {
+        assert_eq!(eddsa(&[]).unwrap_err().option_key(), Some("private_key_file"));
+        let bad = eddsa(&[("public_key_file", "README.md")]).unwrap_err();
+        assert_eq!(bad.option_key(), Some("public_key_file"));
+        let missing = eddsa(&[("private_key_file", "nonesuch.pem")]).unwrap_err();
+        assert_eq!(missing.option_key(), Some("private_key_file"));
+    }
+
     #[test]
     fn leeway_forgives_a_little_expiry() {
         let s = scheme(&[("expiration", OptionValue::Int(10)), ("leeway", OptionValue::Int(30))]);
-        let token = s.encode(&alice(), None, now() - 20);
+        let token = s.encode(&alice(), None, now() - 20).unwrap();
         assert!(matches!(outcome(&s, &format!("Bearer {token}")), Outcome::Authenticated { .. }));
     }
 
