@@ -43,7 +43,7 @@ enum Key {
     Hs256(Vec<u8>),
     /// Ed25519 (RFC 8037); without the private key, tokens are only verified.
     EdDsa {
-        signing: Option<SigningKey>,
+        signing: Option<Box<SigningKey>>,
         verifying: VerifyingKey,
     },
 }
@@ -118,7 +118,7 @@ fn eddsa_key(options: &Options<'_>) -> Result<Key, SchemeError> {
     if signing.as_ref().is_some_and(|s| s.verifying_key() != verifying) {
         return Err(SchemeError::option("public_key_file", "is not the public half of private_key_file"));
     }
-    Ok(Key::EdDsa { signing, verifying })
+    Ok(Key::EdDsa { signing: signing.map(Box::new), verifying })
 }
 
 /// The HS256 secret from `secret` or `$secret_env`: at least 32 bytes.
