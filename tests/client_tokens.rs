@@ -210,3 +210,19 @@ fn login_token_must_name_a_token_scheme() {
     let out = site.authhost(&["check"], "");
     assert!(String::from_utf8_lossy(&out.stderr).contains("route[0].token_scheme: missing"));
 }
+
+#[tokio::test]
+async fn no_key_in_the_store_or_the_logs() {
+    let site = site("ttl = \"1h\"\nrefresh_on_use = true");
+    let host = site.serve();
+    let (_, body) = login(&host, "laptop").await;
+    let key = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&host, &key).await, 200);
+    let logs = host.logs();
+    drop(host);
+    let store = String::from_utf8_lossy(&site.store_bytes()).into_owned();
+    for secret in [key.as_str(), &key[3..], "alice-pw"] {
+        assert!(!store.contains(secret), "{secret:?} is in the store");
+        assert!(!logs.contains(secret), "{secret:?} is in the logs");
+    }
+}

@@ -279,3 +279,20 @@ async fn eddsa_with_pem_keys_is_an_option() {
     assert_eq!(me(&host, &format!("Bearer {token}")).await.0, 200);
     assert_eq!(post(&host, "/api-token-verify/", &token).await, (200, json!({ "token": token })));
 }
+
+#[tokio::test]
+async fn no_secret_or_jwt_in_the_store_or_the_logs() {
+    let site = site("");
+    let host = site.serve();
+    let token = obtain(&host).await;
+    assert_eq!(me(&host, &format!("Bearer {token}")).await.0, 200);
+    assert_eq!(post(&host, "/api-token-refresh/", &token).await.0, 200);
+    let logs = host.logs();
+    drop(host);
+    let store = String::from_utf8_lossy(&site.store_bytes()).into_owned();
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in [SECRET, token.as_str(), signature, "alice-pw"] {
+        assert!(!store.contains(secret), "{secret:?} is in the store");
+        assert!(!logs.contains(secret), "{secret:?} is in the logs");
+    }
+}
