@@ -90,6 +90,31 @@ impl<'a> Options<'a> {
         Ok(self.str(key)?.unwrap_or(default))
     }
 
+    /// An `Authorization` keyword (`Token`, `Bearer`): one word of visible ASCII.
+    pub fn keyword_or(&self, key: &'static str, default: &'a str) -> Result<&'a str, SchemeError> {
+        let keyword = self.str_or(key, default)?;
+        if keyword.is_empty() || !keyword.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(SchemeError::option(
+                key,
+                "must be one word of visible ASCII, like \"Token\" or \"Bearer\"",
+            ));
+        }
+        Ok(keyword)
+    }
+
+    /// A value for a quoted challenge parameter (`realm="api"`): no quotes, backslashes or
+    /// control characters.
+    pub fn quotable_or(&self, key: &'static str, default: &'a str) -> Result<&'a str, SchemeError> {
+        let text = self.str_or(key, default)?;
+        if text.contains(['"', '\\']) || text.chars().any(char::is_control) {
+            return Err(SchemeError::option(
+                key,
+                "must not contain quotes, backslashes or control characters",
+            ));
+        }
+        Ok(text)
+    }
+
     /// A boolean option, or `default`.
     pub fn bool_or(&self, key: &'static str, default: bool) -> Result<bool, SchemeError> {
         match self.get(key) {

@@ -25,13 +25,7 @@ pub struct Basic {
 
 impl Scheme for Basic {
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
-        let realm = options.str_or("realm", "api")?;
-        if realm.contains(['"', '\\']) || realm.chars().any(char::is_control) {
-            return Err(SchemeError::option(
-                "realm",
-                "must not contain quotes, backslashes or control characters",
-            ));
-        }
+        let realm = options.quotable_or("realm", "api")?;
         Ok(Basic {
             challenge: format!("Basic realm=\"{realm}\""),
             cache_ttl: options.duration("cache_ttl")?.unwrap_or(Duration::ZERO),

@@ -181,20 +181,8 @@ impl Scheme for Jwt {
                 ))
             }
         };
-        let keyword = options.str_or("keyword", "Bearer")?.to_owned();
-        if keyword.is_empty() || !keyword.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(SchemeError::option(
-                "keyword",
-                "must be one word of visible ASCII, like \"Bearer\" or \"JWT\"",
-            ));
-        }
-        let realm = options.str_or("realm", "api")?;
-        if realm.contains(['"', '\\']) || realm.chars().any(char::is_control) {
-            return Err(SchemeError::option(
-                "realm",
-                "must not contain quotes, backslashes or control characters",
-            ));
-        }
+        let keyword = options.keyword_or("keyword", "Bearer")?.to_owned();
+        let realm = options.quotable_or("realm", "api")?;
         let expiration = secs(options.duration("expiration")?.unwrap_or(Duration::from_secs(7 * 86_400)));
         if expiration == 0 {
             return Err(SchemeError::option("expiration", "must be more than zero"));

@@ -27,13 +27,7 @@ pub struct Token {
 
 impl Scheme for Token {
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
-        let keyword = options.str_or("keyword", "Token")?;
-        if keyword.is_empty() || !keyword.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(SchemeError::option(
-                "keyword",
-                "must be one word of visible ASCII, like \"Token\" or \"Bearer\"",
-            ));
-        }
+        let keyword = options.keyword_or("keyword", "Token")?;
         let secs = |key: &'static str| -> Result<u64, SchemeError> {
             Ok(options.duration(key)?.map_or(0, |d| d.as_secs()))
         };
