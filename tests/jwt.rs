@@ -235,9 +235,10 @@ async fn a_new_password_or_a_deactivation_invalidates_earlier_jwts() {
         .await;
     let fresh = resp.json()["token"].as_str().unwrap().to_owned();
     assert_eq!(me(&host, &format!("Bearer {fresh}")).await.0, 200);
+    // Counted before the change, so that a poll that sees it at once is not missed.
+    let logs_before = host.logs().matches("dropped cached entries").count();
     let out = site.authhost(&["user", "deactivate", "alice"], "");
     assert!(out.status.success());
-    let logs_before = host.logs().matches("dropped cached entries").count();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while host.logs().matches("dropped cached entries").count() == logs_before {
         assert!(std::time::Instant::now() < deadline, "the change was not seen");
