@@ -358,9 +358,7 @@ fn host_error(err: &Error) -> Response<Body> {
     if err.is_busy() {
         return Refusal::Busy.into_response();
     }
-    let cause =
-        std::error::Error::source(err).map(|s| format!("{err}: {s}")).unwrap_or_else(|| err.to_string());
-    error!(cause, "handler failed");
+    error!(cause = err.with_cause(), "handler failed");
     Refusal::Internal.into_response()
 }
 

@@ -166,10 +166,7 @@ async fn run_scheme(
             Ok(answer) => host.answer(need, answer),
             Err(err) if err.is_busy() => return Err(Verdict::Busy),
             Err(err) => {
-                let cause = std::error::Error::source(&err)
-                    .map(|s| format!("{err}: {s}"))
-                    .unwrap_or_else(|| err.to_string());
-                log_fault(scheme, position, &format!("host service failed: {cause}"));
+                log_fault(scheme, position, &format!("host service failed: {}", err.with_cause()));
                 return Err(Verdict::Fault);
             }
         }

@@ -54,6 +54,14 @@ impl Error {
         self
     }
 
+    /// This error and its cause on one line (`store error: database is locked`), for logs.
+    pub fn with_cause(&self) -> String {
+        match &self.source {
+            Some(source) => format!("{}: {source}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
     pub fn is_config(&self) -> bool {
         self.kind == Kind::Config
     }
@@ -119,6 +127,7 @@ mod tests {
         let err = Error::store("cannot open store").with_source(Error::io("disk full"));
         assert_eq!(err.to_string(), "cannot open store");
         assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "disk full");
+        assert_eq!(err.with_cause(), "cannot open store: disk full");
         assert!(err.is_store() && !err.is_config());
     }
 }

@@ -2,7 +2,6 @@
 //! authenticated (with Basic, say), `logout_token` deletes the token in use, `logout_all`
 //! every token of the user's.
 
-use authhost_plugin_api::form::form_fields;
 use authhost_plugin_api::{RequestView, TokenPolicy, User};
 use hyper::{Response, StatusCode};
 use serde_json::json;
@@ -22,13 +21,12 @@ fn client_label(req: &RequestView<'_>) -> String {
 }
 
 fn label(req: &RequestView<'_>) -> Option<String> {
+    // request_data reads JSON, form and multipart bodies alike.
     let from_body = match super::request_data(req) {
         Ok(serde_json::Value::Object(fields)) => {
             fields.get("client").and_then(|c| c.as_str()).map(str::to_owned)
         }
-        _ => form_fields(req)
-            .and_then(Result::ok)
-            .and_then(|f| f.into_iter().find(|(k, _)| k == "client").map(|(_, v)| v)),
+        _ => None,
     };
     let label = from_body.or_else(|| req.header("user-agent").map(|ua| ua.into_owned()))?;
     let label: String = label.chars().filter(|c| !c.is_control()).take(100).collect();

@@ -22,9 +22,10 @@ use authhost_plugin_api::{
 };
 use serde_json::{json, Value};
 
+use authhost_plugin_api::csrf::constant_time_eq;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use hs256::{b64url_decode, b64url_encode, constant_time_eq, hmac_sha256};
+use hs256::{b64url_decode, b64url_encode, hmac_sha256};
 
 const NO_CREDENTIALS: &str = "Invalid Authorization header. No credentials provided.";
 const HAS_SPACES: &str = "Invalid Authorization header. Credentials string should not contain spaces.";
