@@ -26,3 +26,5 @@ mod http;
 mod services;
 // The command line: users.
 mod cli;
+// Revocation is final: logout, logout_token, a new password, a deactivation under load.
+mod revocation;

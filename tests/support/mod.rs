@@ -345,3 +345,104 @@ impl Resp {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
+
+/// One request a [`Hammer`] client sent: when it started and what came back (0: the
+/// connection failed).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub started: Instant,
+    pub status: u16,
+}
+
+/// Clients sending `GET /me` back to back on their own keep-alive connections, each with
+/// its own headers, until stopped.
+#[derive(Debug)]
+pub struct Hammer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    successes: Arc<std::sync::atomic::AtomicUsize>,
+    clients: Vec<tokio::task::JoinHandle<Vec<Sample>>>,
+}
+
+impl Hammer {
+    /// Starts `clients` clients; `headers(i)` gives client `i`'s headers.
+    pub fn start(
+        host: &TestHost,
+        clients: usize,
+        headers: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Hammer {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let successes = Arc::new(AtomicUsize::new(0));
+        let clients = (0..clients)
+            .map(|i| {
+                let (addr, headers) = (host.addr, headers(i));
+                let (stop, successes) = (Arc::clone(&stop), Arc::clone(&successes));
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    let mut sender = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        if sender.is_none() {
+                            sender = connect(addr).await;
+                        }
+                        let mut req = Request::builder().uri("/me").header("host", "authhost.test");
+                        for (name, value) in &headers {
+                            req = req.header(name, value);
+                        }
+                        let req = req.body(Full::new(Bytes::new())).expect("request");
+                        let started = Instant::now();
+                        let status = match sender.as_mut() {
+                            Some(s) => match s.send_request(req).await {
+                                Ok(resp) => {
+                                    let status = resp.status().as_u16();
+                                    let _ = resp.into_body().collect().await;
+                                    status
+                                }
+                                Err(_) => 0,
+                            },
+                            None => 0,
+                        };
+                        if status == 0 {
+                            sender = None;
+                        } else if status == 200 {
+                            successes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        samples.push(Sample { started, status });
+                    }
+                    samples
+                })
+            })
+            .collect();
+        Hammer { stop, successes, clients }
+    }
+
+    /// Waits (at most 20 s) until `n` requests have been authenticated.
+    pub async fn wait_for_successes(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.successes.load(std::sync::atomic::Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "the clients were not authenticated {n} times");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Lets the clients go on until `until`: the window in which results are judged.
+    pub async fn wait_until(&self, until: Instant) {
+        tokio::time::sleep_until(until.into()).await;
+    }
+
+    /// Stops the clients; every request they sent, in no particular order.
+    pub async fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut samples = Vec::new();
+        for client in self.clients {
+            samples.extend(client.await.expect("client task"));
+        }
+        samples
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
