@@ -38,7 +38,9 @@ impl Bench {
         let exe = std::env::current_exe().expect("bench path");
         let plugins = exe.parent().and_then(|p| p.parent()).expect("target/<profile>").to_owned();
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = store::open(&format!("sqlite://{}/bench.db", dir.path().display())).expect("store");
+        let store =
+            store::open(&format!("sqlite://{}/bench.db", dir.path().display()), store::CHANGE_LOG_KEEP)
+                .expect("store");
         let mut conn = store.connect().expect("connection");
         let alice = NewUser { username: "alice", password_hash: None, is_active: true, is_staff: false };
         conn.create_user(&alice).expect("create alice");

@@ -18,7 +18,7 @@ fn setup(dir: &Path) -> (App, tokio::runtime::Runtime) {
     let plugins: PathBuf = exe.parent().and_then(|p| p.parent()).expect("target/<profile>").to_owned();
     let db = format!("sqlite://{}/bench.db", dir.display());
     {
-        let store = store::open(&db).expect("store");
+        let store = store::open(&db, authhost::store::CHANGE_LOG_KEEP).expect("store");
         let mut conn = store.connect().expect("connection");
         let hash = hash_password("right password");
         let alice =

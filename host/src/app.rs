@@ -83,12 +83,12 @@ impl App {
 
     /// Builds the app around schemes already loaded (or linked statically, in benches).
     pub fn with_schemes(config: &Config, schemes: &Schemes) -> Result<App, Error> {
-        let store = store::open(&config.store_url)?;
+        let store = store::open(&config.store_url, config.change_log_keep)?;
         let store_pool = StorePool::start(store.as_ref(), config.store_workers, 1024)?;
         let passwords = PasswordPool::start(config.password_workers, 64)?;
-        let since = store.connect()?.last_change()?;
         let policy = CachePolicy {
             ttl: config.user_cache_ttl,
+            capacity: config.cache_capacity,
             poll: config.change_poll,
             refresh_every: config.token_refresh_every,
         };
@@ -101,7 +101,7 @@ impl App {
         let new_user_tokens = token_secret.clone().filter(|_| config.token_for_new_users);
         let services =
             Arc::new(Services::new(store_pool, passwords, policy, &config.session, new_user_tokens));
-        Services::spawn_change_poller(&services, since);
+        Services::spawn_change_poller(&services, store.connect()?)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
             let not_an_issuer = |index: usize, what: &str| {

@@ -48,7 +48,9 @@ struct RawServer {
 struct RawStore {
     url: Option<String>,
     user_cache_ttl: Option<toml::Value>,
+    cache_capacity: Option<i64>,
     change_poll: Option<toml::Value>,
+    change_log_keep: Option<toml::Value>,
     token_secret_file: Option<String>,
     token_for_new_users: Option<bool>,
     token_refresh_every: Option<toml::Value>,
@@ -222,8 +224,14 @@ pub struct Config {
     pub store_workers: usize,
     pub password_workers: usize,
     pub store_url: String,
+    /// How long users, tokens, sessions and verified passwords are served from memory;
+    /// zero turns every cache off.
     pub user_cache_ttl: Duration,
+    /// How many entries each cache holds at most (0: caching off).
+    pub cache_capacity: usize,
     pub change_poll: Duration,
+    /// How long the store's change log keeps a change.
+    pub change_log_keep: Duration,
     /// Where the token secret lives (`$AUTHHOST_TOKEN_SECRET` wins), relative to the
     /// working directory.
     pub token_secret_file: PathBuf,
@@ -361,8 +369,32 @@ impl Resolver<'_> {
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
             password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
             store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
-            user_cache_ttl: self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,
+            user_cache_ttl: self.at_most(
+                "store.user_cache_ttl",
+                self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,
+                Duration::from_secs(24 * 60 * 60),
+            )?,
+            cache_capacity: match raw.store.cache_capacity {
+                None => 100_000,
+                Some(n @ 0..=10_000_000) => usize::try_from(n).unwrap_or(0),
+                Some(n) => {
+                    return Err(self.err(
+                        "store.cache_capacity",
+                        format!("{n} is out of range: use 0 (no caching) to 10000000 entries"),
+                    ))
+                }
+            },
             change_poll: self.millis("store.change_poll", raw.store.change_poll, 250)?,
+            change_log_keep: match self.at_most(
+                "store.change_log_keep",
+                self.duration("store.change_log_keep", raw.store.change_log_keep, 24 * 60 * 60)?,
+                Duration::from_secs(365 * 24 * 60 * 60),
+            )? {
+                keep if keep.is_zero() => {
+                    return Err(self.err("store.change_log_keep", "must be at least 1s"));
+                }
+                keep => keep,
+            },
             token_for_new_users: raw.store.token_for_new_users.unwrap_or(false),
             token_refresh_every: self.duration(
                 "store.token_refresh_every",
@@ -532,6 +564,16 @@ impl Resolver<'_> {
                 d => Ok(d),
             },
         }
+    }
+
+    /// `value`, unless it is more than `max`.
+    fn at_most(&self, key: &str, value: Duration, max: Duration) -> Result<Duration, Error> {
+        if value > max {
+            return Err(
+                self.err(key, format!("{}s is too long: use at most {}s", value.as_secs(), max.as_secs()))
+            );
+        }
+        Ok(value)
     }
 
     fn count(&self, key: &str, value: Option<usize>, default: usize) -> Result<usize, Error> {

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod cache;
 pub mod chain;
 pub mod config;
 pub mod endpoints;

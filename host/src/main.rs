@@ -267,7 +267,7 @@ fn check(config: &Config) -> Result<()> {
 }
 
 fn user(config: &Config, command: UserCommand) -> Result<()> {
-    let store = store::open(&config.store_url)?;
+    let store = store::open(&config.store_url, config.change_log_keep)?;
     let mut conn = store.connect()?;
     match command {
         UserCommand::Add { name, staff, inactive, password_stdin } => {
@@ -312,7 +312,7 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
 
 #[allow(clippy::print_stdout)] // keys go to stdout, for the caller to capture, never to the log
 fn token(config: &Config, command: TokenCommand) -> Result<()> {
-    let store = store::open(&config.store_url)?;
+    let store = store::open(&config.store_url, config.change_log_keep)?;
     let mut conn = store.connect()?;
     let secret = || TokenSecret::load(&config.token_secret_file);
     match command {

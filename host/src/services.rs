@@ -1,12 +1,15 @@
 //! The host services a scheme calls, in two halves: [`RequestHost`], which answers a
 //! scheme synchronously from memory and records what it lacks, and [`Services`], which
 //! fetches what was lacking off the async workers and keeps the caches.
+//!
+//! Every cache fill is stamped before its store read and every revocation is made in the
+//! store first and in memory second (`cache.rs`), so that no answer read before a
+//! revocation is served after it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{Arc, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use authhost_plugin_api::abi_stable::std_types::{ROption, RResult, RStr};
 use authhost_plugin_api::{
@@ -15,13 +18,14 @@ use authhost_plugin_api::{
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2sMac256;
 use sha2::{Digest, Sha256};
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::cache::{Cache, Hit, Revocations};
 use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
 use crate::sessions;
-use crate::store::{ClientToken, NewUser};
+use crate::store::{ClientToken, NewUser, StoreConn};
 use crate::tokens::{self, TokenSecret};
 
 /// Something a scheme asked for that was not in memory.
@@ -51,54 +55,9 @@ impl std::fmt::Debug for Need {
 #[derive(Debug, Clone)]
 pub(crate) enum Answer {
     User(Option<User>),
-    Token(Option<CachedToken>),
+    /// The token, and the stamp taken before it was read.
+    Token(Option<(CachedToken, crate::cache::Stamp)>),
     Session(Option<SessionMatch>),
-}
-
-/// A map whose entries expire, bounded in size. Only positive answers go in.
-#[derive(Debug)]
-struct TtlCache<K, V> {
-    capacity: usize,
-    entries: RwLock<HashMap<K, (V, Instant)>>,
-}
-
-impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
-    fn new(capacity: usize) -> Self {
-        TtlCache { capacity, entries: RwLock::default() }
-    }
-
-    fn get<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let (value, expires) = entries.get(key)?;
-        (Instant::now() < *expires).then(|| value.clone())
-    }
-
-    fn put(&self, key: K, value: V, ttl: Duration) {
-        if ttl.is_zero() {
-            return;
-        }
-        let now = Instant::now();
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity {
-            entries.retain(|_, (_, expires)| *expires > now);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (value, now + ttl));
-    }
-
-    fn remove(&self, key: &K) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(key);
-    }
-
-    fn retain(&self, keep: impl Fn(&V) -> bool) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, (v, _)| keep(v));
-    }
 }
 
 /// A token as the host caches it: what the scheme gets, and what expiry needs.
@@ -124,12 +83,54 @@ fn cache_ttl(cache: Duration, expires: Option<i64>, now: i64) -> Duration {
 /// processes (the command line, other hosts).
 #[derive(Debug, Clone, Copy)]
 pub struct CachePolicy {
-    /// Active users and tokens read from the store.
+    /// Active users, tokens, sessions and verified passwords read from the store; zero
+    /// turns every cache off.
     pub ttl: Duration,
+    /// Entries each cache holds at most.
+    pub capacity: usize,
     /// How often the store's change log is read; changed users leave every cache.
     pub poll: Duration,
     /// Refresh on use writes a token's new expiry at most this often.
     pub refresh_every: Duration,
+}
+
+/// What the host keeps in memory, and the revocations that void it.
+#[derive(Debug)]
+struct Caches {
+    revocations: Revocations,
+    users: Cache<String, User>,
+    tokens: Cache<[u8; 32], CachedToken>,
+    /// Keyed hash of (username, password) → user, for verified pairs only.
+    credentials: Cache<[u8; 32], User>,
+    sessions: Cache<[u8; 32], SessionMatch>,
+}
+
+impl Caches {
+    fn new(capacity: usize) -> Self {
+        Caches {
+            revocations: Revocations::default(),
+            users: Cache::new(capacity),
+            tokens: Cache::new(capacity),
+            credentials: Cache::new(capacity),
+            sessions: Cache::new(capacity),
+        }
+    }
+
+    /// Voids everything cached about these users. Call after the store changed.
+    fn forget(&self, usernames: &[String]) {
+        for name in usernames {
+            self.revocations.revoke_user(name);
+        }
+    }
+
+    /// Voids everything, and frees it.
+    fn forget_everything(&self) {
+        self.revocations.revoke_all();
+        self.users.clear();
+        self.tokens.clear();
+        self.credentials.clear();
+        self.sessions.clear();
+    }
 }
 
 /// Shared by every request: the pools and the caches.
@@ -138,12 +139,8 @@ pub struct Services {
     store: StorePool,
     passwords: PasswordPool,
     policy: CachePolicy,
-    users: TtlCache<String, User>,
-    tokens: TtlCache<[u8; 32], CachedToken>,
-    /// Keyed hash of (username, password) → user, for verified pairs only.
-    credentials: TtlCache<[u8; 32], User>,
+    caches: Arc<Caches>,
     credential_key: [u8; 32],
-    sessions: TtlCache<[u8; 32], SessionMatch>,
     session_settings: SessionSettings,
     /// Set when every new user gets a token (`[store] token_for_new_users`).
     new_user_tokens: Option<TokenSecret>,
@@ -162,15 +159,13 @@ impl Services {
             &mut argon2::password_hash::rand_core::OsRng,
             &mut credential_key,
         );
+        let capacity = if policy.ttl.is_zero() { 0 } else { policy.capacity };
         Services {
             store,
             passwords,
             policy,
-            users: TtlCache::new(100_000),
-            tokens: TtlCache::new(100_000),
-            credentials: TtlCache::new(100_000),
+            caches: Arc::new(Caches::new(capacity)),
             credential_key,
-            sessions: TtlCache::new(100_000),
             session_settings: SessionSettings {
                 cookie_name: session.cookie_name.as_str().into(),
                 csrf_cookie_name: session.csrf_cookie_name.as_str().into(),
@@ -191,63 +186,89 @@ impl Services {
         mac.finalize().into_bytes().into()
     }
 
-    /// Drops everything cached about these users.
-    fn forget(&self, usernames: &[String]) {
-        let changed = |u: &User| usernames.iter().any(|n| n.as_str() == u.username.as_str());
-        self.users.retain(|u| !changed(u));
-        self.credentials.retain(|u| !changed(u));
-        self.tokens.retain(|t| !changed(&t.token.user));
-        self.sessions.retain(|s| !changed(&s.user));
-    }
-
-    /// Follows the store's change log while `services` lives (a reload replaces it).
-    pub fn spawn_change_poller(services: &Arc<Services>, mut seq: i64) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
+    /// Follows the store's change log on a thread of its own with its own connection (never
+    /// queued behind requests), while `services` lives (a reload replaces it). A change
+    /// voids what is cached of its user; a gap in the log (pruned past this host's
+    /// position, or another store) or a failed read voids everything.
+    pub fn spawn_change_poller(services: &Arc<Services>, mut conn: Box<dyn StoreConn>) -> Result<(), Error> {
+        let mut seq = conn.last_change()?;
         let weak: Weak<Services> = Arc::downgrade(services);
         let period = services.policy.poll;
-        runtime.spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        let mut failing = false;
+        std::thread::Builder::new()
+            .name("authhost-changes".into())
+            .spawn(move || loop {
+                // A thread of its own: it waits out the period, then reads.
+                std::thread::sleep(period);
                 let Some(services) = weak.upgrade() else {
                     return;
                 };
-                match services.store.run(move |conn| conn.changes_since(seq)).await {
-                    Ok((last, names)) => {
-                        if !names.is_empty() {
-                            services.forget(&names);
-                            debug!(users = names.len(), "store changes: dropped cached entries");
+                let caches = &services.caches;
+                match conn.changes_since(seq) {
+                    Ok(changes) => {
+                        if failing {
+                            info!("the store's change log is readable again");
+                            failing = false;
                         }
-                        seq = last;
+                        if changes.missed {
+                            warn!(
+                                position = seq,
+                                "changes were pruned from the store's change log before this host read \
+                                 them (or the store was replaced): dropping every cache"
+                            );
+                            caches.forget_everything();
+                        }
+                        if !changes.users.is_empty() {
+                            caches.forget(&changes.users);
+                            debug!(users = changes.users.len(), "store changes: dropped cached entries");
+                        }
+                        seq = changes.last;
                     }
-                    Err(err) => warn!(error = %err, "cannot read the store's change log"),
+                    Err(err) => {
+                        // Nothing cached can be vouched for: drop it all, on every failed read.
+                        caches.forget_everything();
+                        if !failing {
+                            warn!(error = %err.with_cause(), "cannot read the store's change log: dropping every cache until it can be read");
+                            failing = true;
+                        }
+                    }
                 }
-            }
-        });
+            })
+            .map_err(|e| Error::io("cannot start the change-log thread").with_source(e))?;
+        Ok(())
     }
 
     /// Fetches what a scheme needed: a store look-up on the store pool, argon2 on the
-    /// password pool. Awaits; never blocks the worker.
+    /// password pool. Awaits; never blocks the worker. What it caches is stamped before the
+    /// store read, so a revocation meanwhile keeps it out of the cache.
     pub(crate) async fn fulfil(&self, need: &Need) -> Result<Answer, Error> {
-        let user = match need.clone() {
-            Need::FindUser(name) => self.store.run(move |conn| conn.find_user(&name)).await?,
+        let caches = &self.caches;
+        let revocations = &caches.revocations;
+        let stamp = revocations.stamp();
+        let now = sessions::now();
+        Ok(match need.clone() {
+            Need::FindUser(name) => {
+                let user = self.store.run(move |conn| conn.find_user(&name)).await?;
+                self.cache_user(user.as_ref(), stamp);
+                Answer::User(user)
+            }
+            Need::CreateUser(name) => {
+                let tokens = self.new_user_tokens.clone();
+                let user = self.store.run(move |conn| create_or_find(conn, &name, tokens.as_ref())).await?;
+                self.cache_user(Some(&user), stamp);
+                Answer::User(Some(user))
+            }
             Need::VerifyPassword { username, password, cache } => {
                 let key = (!cache.is_zero()).then(|| self.credential_hash(&username, &password));
                 let user = self.verify_password(username, password).await?;
                 if let (Some(key), Some(user)) = (key, user.as_ref().filter(|u| u.is_active)) {
-                    self.credentials.put(key, user.clone(), cache);
+                    // Never longer than the host's own cache time.
+                    let ttl = cache.min(self.policy.ttl);
+                    caches.credentials.put(key, user.clone(), &user.username, stamp, ttl, revocations);
                 }
-                user
-            }
-            Need::CreateUser(name) => {
-                let tokens = self.new_user_tokens.clone();
-                Some(self.store.run(move |conn| create_or_find(conn, &name, tokens.as_ref())).await?)
+                Answer::User(user)
             }
             Need::FindToken(digest) => {
-                let now = sessions::now();
                 let found = self.store.run(move |conn| conn.find_token(&digest, now)).await?;
                 let token = found.map(|t| CachedToken {
                     id: t.id,
@@ -257,33 +278,44 @@ impl Services {
                     token: TokenMatch { user: t.user, token_id: t.id.to_string().into() },
                 });
                 if let Some(token) = token.as_ref().filter(|t| t.token.user.is_active) {
-                    self.tokens.put(digest, token.clone(), cache_ttl(self.policy.ttl, token.expires, now));
+                    let ttl = cache_ttl(self.policy.ttl, token.expires, now);
+                    let name = token.token.user.username.to_string();
+                    caches.tokens.put(digest, token.clone(), &name, stamp, ttl, revocations);
                 }
-                return Ok(Answer::Token(token));
+                Answer::Token(token.map(|token| (token, stamp)))
             }
             Need::FindSession(digest) => {
-                let now = sessions::now();
                 let found = self.store.run(move |conn| conn.find_session(&digest, now)).await?;
                 let session = found.map(|s| {
-                    let ttl =
-                        Duration::from_secs(u64::try_from(s.expires - now).unwrap_or(0)).min(self.policy.ttl);
                     let found = SessionMatch {
                         user: s.user,
                         session_id: s.id.to_string().into(),
                         csrf_secret: s.csrf_secret.into(),
                     };
                     if found.user.is_active {
-                        self.sessions.put(digest, found.clone(), ttl);
+                        let ttl = cache_ttl(self.policy.ttl, Some(s.expires), now);
+                        let name = found.user.username.to_string();
+                        caches.sessions.put(digest, found.clone(), &name, stamp, ttl, revocations);
                     }
                     found
                 });
-                return Ok(Answer::Session(session));
+                Answer::Session(session)
             }
-        };
-        if let Some(user) = user.as_ref().filter(|u| u.is_active) {
-            self.users.put(user.username.to_string(), user.clone(), self.policy.ttl);
+        })
+    }
+
+    fn cache_user(&self, user: Option<&User>, stamp: crate::cache::Stamp) {
+        if let Some(user) = user.filter(|u| u.is_active) {
+            let caches = &self.caches;
+            caches.users.put(
+                user.username.to_string(),
+                user.clone(),
+                &user.username,
+                stamp,
+                self.policy.ttl,
+                &caches.revocations,
+            );
         }
-        Ok(Answer::User(user))
     }
 }
 
@@ -301,11 +333,18 @@ impl Services {
         Ok(user.filter(|_| ok))
     }
 
-    /// Refresh on use: moves a token's expiry to now + ttl (never past its cap), in the
-    /// cache at once and in the store in the background, at most once a minute per token.
-    fn refresh_on_use(&self, digest: [u8; 32], token: &CachedToken, policy: &TokenPolicy) {
+    /// Refresh on use: moves a token's expiry to now + ttl (never past its cap), at most
+    /// once a minute per token, never for an inactive user. The store write is the truth:
+    /// the cache takes the new expiry only once it is written, stamped from before the
+    /// write, so a token deleted meanwhile is not put back.
+    fn refresh_on_use(&self, digest: [u8; 32], token: &Hit<CachedToken>, policy: &TokenPolicy) {
+        let Hit { value: token, stamp } = token;
         // Tokens that never expire (obtain_token's) stay so.
-        if !policy.refresh_on_use || policy.ttl_secs == 0 || token.expires.is_none() {
+        if !policy.refresh_on_use
+            || policy.ttl_secs == 0
+            || token.expires.is_none()
+            || !token.token.user.is_active
+        {
             return;
         }
         let now = sessions::now();
@@ -321,18 +360,35 @@ impl Services {
         if token.expires.is_some_and(|e| e >= expires) {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let caches = Arc::clone(&self.caches);
+        let username = token.token.user.username.to_string();
+        // The use is noted at once (with the entry's own stamp: no newer than it was), so
+        // that requests meanwhile do not write again.
+        let used = CachedToken { used: now, ..token.clone() };
+        let old_ttl = cache_ttl(self.policy.ttl, token.expires, now);
+        caches.tokens.put(digest, used, &username, *stamp, old_ttl, &caches.revocations);
+        let before_write = caches.revocations.stamp();
         let refreshed = CachedToken { expires: Some(expires), used: now, ..token.clone() };
-        self.tokens.put(digest, refreshed, cache_ttl(self.policy.ttl, Some(expires), now));
-        let id = token.id;
-        let store = self.store.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                match store.run(move |conn| conn.refresh_token(id, expires, now)).await {
-                    Ok(()) => debug!(token_id = id, expires, "token expiry refreshed"),
-                    Err(err) => warn!(error = %err, "cannot record a token's refreshed expiry"),
+        let new_ttl = cache_ttl(self.policy.ttl, Some(expires), now);
+        let (id, store) = (token.id, self.store.clone());
+        runtime.spawn(async move {
+            match store.run(move |conn| conn.refresh_token(id, expires, now)).await {
+                Ok(true) => {
+                    debug!(token_id = id, expires, "token expiry refreshed");
+                    caches.tokens.put(
+                        digest,
+                        refreshed,
+                        &username,
+                        before_write,
+                        new_ttl,
+                        &caches.revocations,
+                    );
                 }
-            });
-        }
+                Ok(false) => debug!(token_id = id, "token not refreshed: deleted, or its user is inactive"),
+                Err(err) => warn!(error = %err.with_cause(), "cannot record a token's refreshed expiry"),
+            }
+        });
     }
 
     /// Issues a per-client token by `policy` (knox's login): `Ok(None)` when the user holds
@@ -366,7 +422,8 @@ impl Services {
     pub async fn delete_token(&self, user: &User, id: i64) -> Result<bool, Error> {
         let user_id = user.id;
         let deleted = self.store.run(move |conn| conn.delete_token(user_id, id)).await?;
-        self.forget(&[user.username.to_string()]);
+        // The store first, then memory: a fill that read the token before is void now.
+        self.caches.forget(&[user.username.to_string()]);
         Ok(deleted)
     }
 
@@ -377,7 +434,7 @@ impl Services {
             let name = name.clone();
             self.store.run(move |conn| conn.delete_tokens(&name)).await?
         };
-        self.forget(&[name]);
+        self.caches.forget(&[name]);
         Ok(deleted)
     }
 
@@ -397,22 +454,26 @@ impl Services {
         Ok(key)
     }
 
-    /// Ends the session with this key (logout), here and in the cache.
+    /// Ends the session with this key (logout): in the store (which logs it for other
+    /// hosts), then in memory. Whether there was one.
     pub async fn delete_session(&self, key: &str) -> Result<bool, Error> {
         let digest = token_digest(key);
-        self.sessions.remove(&digest);
-        self.store.run(move |conn| conn.delete_session(&digest)).await
+        let owner = self.store.run(move |conn| conn.delete_session(&digest)).await?;
+        if let Some(owner) = &owner {
+            self.caches.forget(std::slice::from_ref(owner));
+        }
+        Ok(owner.is_some())
     }
 
     /// The live session with this key, from the cache or the store.
     pub async fn find_session(&self, key: &str) -> Result<Option<SessionMatch>, Error> {
         let digest = token_digest(key);
-        if let Some(found) = self.sessions.get(&digest) {
-            return Ok(Some(found));
+        if let Some(found) = self.caches.sessions.get(&digest, &self.caches.revocations) {
+            return Ok(Some(found.value));
         }
         match self.fulfil(&Need::FindSession(digest)).await? {
             Answer::Session(found) => Ok(found),
-            _ => Ok(None),
+            other => Err(Error::store(format!("a session look-up was answered with {other:?}"))),
         }
     }
 
@@ -422,12 +483,12 @@ impl Services {
 
     /// The user with this name, from the cache or the store.
     pub async fn find_user(&self, username: &str) -> Result<Option<User>, Error> {
-        if let Some(user) = self.users.get(username) {
-            return Ok(Some(user));
+        if let Some(user) = self.caches.users.get(username, &self.caches.revocations) {
+            return Ok(Some(user.value));
         }
         match self.fulfil(&Need::FindUser(username.to_owned())).await? {
             Answer::User(user) => Ok(user),
-            _ => Ok(None),
+            other => Err(Error::store(format!("a user look-up was answered with {other:?}"))),
         }
     }
 
@@ -510,20 +571,51 @@ impl<'s> RequestHost<'s> {
         need: Need,
         cached: impl FnOnce() -> Option<User>,
     ) -> RResult<ROption<User>, HostError> {
-        if let Some(Answer::User(user)) = self.answered(&need) {
-            return RResult::ROk(user.into());
+        match self.answered(&need) {
+            Some(Answer::User(user)) => RResult::ROk(user.into()),
+            Some(other) => mismatch(&need, &other),
+            None => match cached() {
+                Some(user) => RResult::ROk(ROption::RSome(user)),
+                None => self.pending(need),
+            },
         }
-        match cached() {
-            Some(user) => RResult::ROk(ROption::RSome(user)),
-            None => self.pending(need),
+    }
+
+    /// Runs a service under the same guard as a plugin call: a panic in the host's own
+    /// code is caught here (it must never unwind through the plugin's frames), logged, and
+    /// answered as an error, which the scheme passes on and the host reports as a fault.
+    fn guarded<T>(&self, service: &str, f: impl FnOnce() -> RResult<T, HostError>) -> RResult<T, HostError> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(payload) => {
+                let cause = authhost_plugin_api::export::payload_message(payload.as_ref());
+                error!(scheme = %self.scheme, service, cause, "host service {service} panicked: {cause}");
+                RResult::RErr(HostError::internal(format!("host service {service} panicked: {cause}")))
+            }
         }
     }
 }
 
+/// An answer of the wrong kind for a need: a host bug, reported as a fault, never read as
+/// "not found".
+fn mismatch<T>(need: &Need, answer: &Answer) -> RResult<T, HostError> {
+    let variant = match answer {
+        Answer::User(_) => "a user",
+        Answer::Token(_) => "a token",
+        Answer::Session(_) => "a session",
+    };
+    RResult::RErr(HostError::internal(format!("the host answered {need:?} with {variant}")))
+}
+
 impl HostServices for RequestHost<'_> {
     fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError> {
-        let name = username.as_str();
-        self.user_lookup(Need::FindUser(name.to_owned()), || self.services.users.get(name))
+        self.guarded("find_user", || {
+            let name = username.as_str();
+            let caches = &self.services.caches;
+            self.user_lookup(Need::FindUser(name.to_owned()), || {
+                caches.users.get(name, &caches.revocations).map(|hit| hit.value)
+            })
+        })
     }
 
     fn verify_password(
@@ -532,58 +624,77 @@ impl HostServices for RequestHost<'_> {
         password: RStr<'_>,
         cache_ms: u64,
     ) -> RResult<ROption<User>, HostError> {
-        let cache = Duration::from_millis(cache_ms);
-        let need =
-            Need::VerifyPassword { username: username.to_string(), password: password.to_string(), cache };
-        self.user_lookup(need, || {
-            if cache.is_zero() {
-                return None;
-            }
-            self.services
-                .credentials
-                .get(&self.services.credential_hash(username.as_str(), password.as_str()))
+        self.guarded("verify_password", || {
+            let cache = Duration::from_millis(cache_ms);
+            let need = Need::VerifyPassword {
+                username: username.to_string(),
+                password: password.to_string(),
+                cache,
+            };
+            self.user_lookup(need, || {
+                if cache.is_zero() {
+                    return None;
+                }
+                let caches = &self.services.caches;
+                let key = self.services.credential_hash(username.as_str(), password.as_str());
+                caches.credentials.get(&key, &caches.revocations).map(|hit| hit.value)
+            })
         })
     }
 
     fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError> {
-        let name = username.as_str();
-        if name.is_empty() {
-            return RResult::RErr(HostError::internal("cannot create a user with an empty name"));
-        }
-        match self.user_lookup(Need::CreateUser(name.to_owned()), || self.services.users.get(name)) {
-            RResult::ROk(ROption::RSome(user)) => RResult::ROk(user),
-            RResult::ROk(ROption::RNone) => RResult::RErr(HostError::internal("user creation gave no user")),
-            RResult::RErr(e) => RResult::RErr(e),
-        }
+        self.guarded("create_user", || {
+            let name = username.as_str();
+            if name.is_empty() {
+                return RResult::RErr(HostError::internal("cannot create a user with an empty name"));
+            }
+            let caches = &self.services.caches;
+            let cached = || caches.users.get(name, &caches.revocations).map(|hit| hit.value);
+            match self.user_lookup(Need::CreateUser(name.to_owned()), cached) {
+                RResult::ROk(ROption::RSome(user)) => RResult::ROk(user),
+                RResult::ROk(ROption::RNone) => {
+                    RResult::RErr(HostError::internal("user creation gave no user"))
+                }
+                RResult::RErr(e) => RResult::RErr(e),
+            }
+        })
     }
 
     fn find_token(&self, key: RStr<'_>) -> RResult<ROption<TokenMatch>, HostError> {
-        let digest = token_digest(key.as_str());
-        let need = Need::FindToken(digest);
-        let found = match self.answered(&need) {
-            Some(Answer::Token(token)) => token,
-            _ => match self.services.tokens.get(&digest) {
+        self.guarded("find_token", || {
+            let digest = token_digest(key.as_str());
+            let need = Need::FindToken(digest);
+            let caches = &self.services.caches;
+            let found = match self.answered(&need) {
+                Some(Answer::Token(token)) => token.map(|(value, stamp)| Hit { value, stamp }),
+                Some(other) => return mismatch(&need, &other),
                 // The cache never outlives a token's expiry, so a hit is live.
-                Some(token) => Some(token),
-                None => return self.pending(need),
-            },
-        };
-        if let (Some(token), Some(policy)) = (&found, self.token_policy) {
-            self.services.refresh_on_use(digest, token, policy);
-        }
-        RResult::ROk(found.map(|t| t.token).into())
+                None => match caches.tokens.get(&digest, &caches.revocations) {
+                    Some(hit) => Some(hit),
+                    None => return self.pending(need),
+                },
+            };
+            if let (Some(token), Some(policy)) = (&found, self.token_policy) {
+                self.services.refresh_on_use(digest, token, policy);
+            }
+            RResult::ROk(found.map(|hit| hit.value.token).into())
+        })
     }
 
     fn find_session(&self, key: RStr<'_>) -> RResult<ROption<SessionMatch>, HostError> {
-        let digest = token_digest(key.as_str());
-        let need = Need::FindSession(digest);
-        if let Some(Answer::Session(found)) = self.answered(&need) {
-            return RResult::ROk(found.into());
-        }
-        match self.services.sessions.get(&digest) {
-            Some(found) => RResult::ROk(ROption::RSome(found)),
-            None => self.pending(need),
-        }
+        self.guarded("find_session", || {
+            let digest = token_digest(key.as_str());
+            let need = Need::FindSession(digest);
+            let caches = &self.services.caches;
+            match self.answered(&need) {
+                Some(Answer::Session(found)) => RResult::ROk(found.into()),
+                Some(other) => mismatch(&need, &other),
+                None => match caches.sessions.get(&digest, &caches.revocations) {
+                    Some(hit) => RResult::ROk(ROption::RSome(hit.value)),
+                    None => self.pending(need),
+                },
+            }
+        })
     }
 
     fn session_settings(&self) -> SessionSettings {

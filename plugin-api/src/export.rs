@@ -142,7 +142,8 @@ fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-fn payload_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic's payload (what `panic!` was given), for a log line.
+pub fn payload_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

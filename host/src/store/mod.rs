@@ -5,14 +5,17 @@
 
 mod sqlite;
 
+use std::time::Duration;
+
 use authhost_plugin_api::User;
 
 use crate::error::Error;
 
 pub use sqlite::SqliteStore;
 
-/// Logs of changes older than this many entries are pruned.
-pub const CHANGE_LOG_KEEP: i64 = 10_000;
+/// How long the change log keeps a change by default: a host paused for less than this
+/// catches up; one paused longer finds the gap and drops every cache.
+pub const CHANGE_LOG_KEEP: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A store: something that hands out connections.
 pub trait Store: Send + Sync + 'static {
@@ -58,8 +61,9 @@ pub trait StoreConn: Send {
         limit: u32,
     ) -> Result<Option<i64>, Error>;
 
-    /// Moves a token's expiry (refresh on use) and records its use.
-    fn refresh_token(&mut self, id: i64, expires: i64, now: i64) -> Result<(), Error>;
+    /// Moves a token's expiry (refresh on use) and records its use; `false` when there is
+    /// no such token or its user is inactive (nothing is written then).
+    fn refresh_token(&mut self, id: i64, expires: i64, now: i64) -> Result<bool, Error>;
 
     /// Deletes one token of the user's; whether there was one.
     fn delete_token(&mut self, user_id: i64, id: i64) -> Result<bool, Error>;
@@ -99,15 +103,28 @@ pub trait StoreConn: Send {
     /// The live session with this digest at time `now`: its user, id, CSRF secret and expiry.
     fn find_session(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error>;
 
-    /// Deletes the session with this digest; whether there was one.
-    fn delete_session(&mut self, digest: &[u8]) -> Result<bool, Error>;
+    /// Deletes the session with this digest, and logs the change for other hosts; the
+    /// name of its user, when there was one.
+    fn delete_session(&mut self, digest: &[u8]) -> Result<Option<String>, Error>;
 
     /// The newest change number (see `changes_since`).
     fn last_change(&mut self) -> Result<i64, Error>;
 
-    /// Users whose password, status or tokens changed after change `seq`, and the newest
-    /// change number: running hosts drop what they cached of them.
-    fn changes_since(&mut self, seq: i64) -> Result<(i64, Vec<String>), Error>;
+    /// The changes after change `seq`: users whose password, status, tokens or sessions
+    /// changed, so that running hosts drop what they cached of them.
+    fn changes_since(&mut self, seq: i64) -> Result<Changes, Error>;
+}
+
+/// What the change log holds after a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The newest change number: the next read starts after it.
+    pub last: i64,
+    /// The users changed, oldest first (a name may repeat).
+    pub users: Vec<String>,
+    /// Changes after the position were pruned, or the log is not the one the position
+    /// was read from (a replaced store): whoever follows it must drop everything.
+    pub missed: bool,
 }
 
 /// A token to store: the SHA-256 digest of its key and, for a key the host derives from its
@@ -175,10 +192,11 @@ pub enum TokenSet {
     NoSuchUser,
 }
 
-/// Opens the store a `[store] url` names. `sqlite://PATH` is the one backend so far.
-pub fn open(url: &str) -> Result<Box<dyn Store>, Error> {
+/// Opens the store a `[store] url` names, whose change log keeps changes for
+/// `change_log_keep`. `sqlite://PATH` is the one backend so far.
+pub fn open(url: &str, change_log_keep: Duration) -> Result<Box<dyn Store>, Error> {
     match url.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() => Ok(Box::new(SqliteStore::open(path)?)),
+        Some(path) if !path.is_empty() => Ok(Box::new(SqliteStore::open(path, change_log_keep)?)),
         _ => Err(Error::config(format!(
             "store url {url:?} is not supported: use \"sqlite://PATH\" (PostgreSQL is planned)"
         ))),

@@ -7,8 +7,8 @@ use authhost_plugin_api::User;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    ClientToken, NewToken, NewUser, Store, StoreConn, StoredSession, StoredToken, TokenGot, TokenRow,
-    TokenSet, CHANGE_LOG_KEEP,
+    Changes, ClientToken, NewToken, NewUser, Store, StoreConn, StoredSession, StoredToken, TokenGot,
+    TokenRow, TokenSet,
 };
 use crate::error::Error;
 
@@ -55,18 +55,28 @@ const MIGRATIONS: &[&str] = &[
     // Bumped by a new password or a deactivation: credentials minted before (JWTs) that
     // carry an older generation are refused.
     "ALTER TABLE users ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;",
+    // The change log is pruned by age (`at`, Unix seconds), and remembers the newest change
+    // it pruned, so that a host that was behind knows it missed some.
+    "ALTER TABLE user_changes ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX user_changes_at ON user_changes (at);
+    CREATE TABLE change_log (pruned_through INTEGER NOT NULL);
+    INSERT INTO change_log (pruned_through) VALUES (0);",
 ];
 // Append new migrations only: a database records how many it has applied.
 
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
+    /// Seconds the change log keeps a change.
+    keep_changes: i64,
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating if need be) the database at `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let store = SqliteStore { path: path.as_ref().to_owned() };
+    /// Opens (creating and migrating if need be) the database at `path`; its change log
+    /// keeps changes for `change_log_keep`.
+    pub fn open(path: impl AsRef<Path>, change_log_keep: Duration) -> Result<Self, Error> {
+        let keep_changes = i64::try_from(change_log_keep.as_secs()).unwrap_or(i64::MAX);
+        let store = SqliteStore { path: path.as_ref().to_owned(), keep_changes };
         let mut conn = store.open_connection()?;
         migrate(&mut conn).map_err(|e| {
             Error::store(format!("{}: cannot migrate the store", store.path.display())).with_source(e)
@@ -106,12 +116,32 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 impl Store for SqliteStore {
     fn connect(&self) -> Result<Box<dyn StoreConn>, Error> {
-        Ok(Box::new(SqliteConn { conn: self.open_connection()? }))
+        Ok(Box::new(SqliteConn { conn: self.open_connection()?, keep_changes: self.keep_changes }))
     }
 }
 
 struct SqliteConn {
     conn: Connection,
+    keep_changes: i64,
+}
+
+/// Records that `username` changed, for running hosts to drop what they cached of them,
+/// and prunes changes older than `keep` seconds, remembering the newest one pruned.
+fn log_change(tx: &rusqlite::Transaction<'_>, username: &str, keep: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO user_changes (username, at) VALUES (?1, CAST(strftime('%s', 'now') AS INTEGER))",
+        [username],
+    )?;
+    let cutoff = "CAST(strftime('%s', 'now') AS INTEGER) - ?1";
+    tx.execute(
+        &format!(
+            "UPDATE change_log SET pruned_through = max(pruned_through,
+                 coalesce((SELECT max(seq) FROM user_changes WHERE at < {cutoff}), 0))"
+        ),
+        [keep],
+    )?;
+    tx.execute(&format!("DELETE FROM user_changes WHERE at < {cutoff}"), [keep])?;
+    Ok(())
 }
 
 impl SqliteConn {
@@ -132,11 +162,7 @@ impl SqliteConn {
         for sql in rest {
             tx.execute(sql, params)?;
         }
-        tx.execute("INSERT INTO user_changes (username) VALUES (?1)", [username])?;
-        tx.execute(
-            "DELETE FROM user_changes WHERE seq <= (SELECT max(seq) FROM user_changes) - ?1",
-            [CHANGE_LOG_KEEP],
-        )?;
+        log_change(&tx, username, self.keep_changes)?;
         tx.commit()?;
         Ok(true)
     }
@@ -258,11 +284,15 @@ impl StoreConn for SqliteConn {
         Ok(Some(id))
     }
 
-    fn refresh_token(&mut self, id: i64, expires: i64, now: i64) -> Result<(), Error> {
-        self.conn
-            .prepare_cached("UPDATE tokens SET expires = ?2, last_used = ?3 WHERE id = ?1")?
+    fn refresh_token(&mut self, id: i64, expires: i64, now: i64) -> Result<bool, Error> {
+        let updated = self
+            .conn
+            .prepare_cached(
+                "UPDATE tokens SET expires = ?2, last_used = ?3
+                 WHERE id = ?1 AND user_id IN (SELECT id FROM users WHERE is_active)",
+            )?
             .execute(params![id, expires, now])?;
-        Ok(())
+        Ok(updated == 1)
     }
 
     fn delete_token(&mut self, user_id: i64, id: i64) -> Result<bool, Error> {
@@ -270,10 +300,11 @@ impl StoreConn for SqliteConn {
         let deleted =
             tx.execute("DELETE FROM tokens WHERE id = ?1 AND user_id = ?2", params![id, user_id])?;
         // Other hosts drop what they cached of the user's tokens.
-        tx.execute(
-            "INSERT INTO user_changes (username) SELECT username FROM users WHERE id = ?1",
-            [user_id],
-        )?;
+        let username: Option<String> =
+            tx.query_row("SELECT username FROM users WHERE id = ?1", [user_id], |r| r.get(0)).optional()?;
+        if let Some(username) = username {
+            log_change(&tx, &username, self.keep_changes)?;
+        }
         tx.commit()?;
         Ok(deleted == 1)
     }
@@ -312,7 +343,7 @@ impl StoreConn for SqliteConn {
         };
         if replace {
             tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id])?;
-            tx.execute("INSERT INTO user_changes (username) VALUES (?1)", [username])?;
+            log_change(&tx, username, self.keep_changes)?;
         } else {
             let has: bool =
                 tx.query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE user_id = ?1)", [user_id], |r| {
@@ -355,7 +386,7 @@ impl StoreConn for SqliteConn {
             "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
             [username],
         )?;
-        tx.execute("INSERT INTO user_changes (username) VALUES (?1)", [username])?;
+        log_change(&tx, username, self.keep_changes)?;
         tx.commit()?;
         Ok(deleted)
     }
@@ -405,25 +436,58 @@ impl StoreConn for SqliteConn {
         Ok(row)
     }
 
-    fn delete_session(&mut self, digest: &[u8]) -> Result<bool, Error> {
-        Ok(self.conn.prepare_cached("DELETE FROM sessions WHERE digest = ?1")?.execute([digest])? == 1)
+    fn delete_session(&mut self, digest: &[u8]) -> Result<Option<String>, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let username: Option<String> = tx
+            .query_row(
+                "DELETE FROM sessions WHERE digest = ?1
+                 RETURNING (SELECT username FROM users WHERE users.id = sessions.user_id)",
+                [digest],
+                |r| r.get(0),
+            )
+            .optional()?;
+        // Other hosts drop what they cached of the user's sessions.
+        if let Some(username) = &username {
+            log_change(&tx, username, self.keep_changes)?;
+        }
+        tx.commit()?;
+        Ok(username)
     }
 
     fn last_change(&mut self) -> Result<i64, Error> {
-        Ok(self.conn.query_row("SELECT coalesce(max(seq), 0) FROM user_changes", [], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM user_changes), 0), pruned_through) FROM change_log",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
-    fn changes_since(&mut self, seq: i64) -> Result<(i64, Vec<String>), Error> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT seq, username FROM user_changes WHERE seq > ?1 ORDER BY seq")?;
-        let mut last = seq;
-        let mut names = Vec::new();
-        for row in stmt.query_map([seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
-            let (n, name) = row?;
-            last = last.max(n);
-            names.push(name);
+    fn changes_since(&mut self, seq: i64) -> Result<Changes, Error> {
+        // One read transaction: the rows and the prune mark from the same snapshot.
+        let tx = self.conn.transaction()?;
+        let (newest, pruned): (i64, i64) = tx.query_row(
+            "SELECT coalesce((SELECT max(seq) FROM user_changes), 0), pruned_through FROM change_log",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut changes = Changes { last: seq, users: Vec::new(), missed: pruned > seq };
+        if newest.max(pruned) < seq {
+            // The log is behind the position: not the log the position came from.
+            changes.missed = true;
+            changes.last = newest.max(pruned);
         }
-        Ok((last, names))
+        {
+            let mut stmt =
+                tx.prepare_cached("SELECT seq, username FROM user_changes WHERE seq > ?1 ORDER BY seq")?;
+            for row in stmt.query_map([seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+                let (n, name) = row?;
+                changes.last = changes.last.max(n);
+                changes.users.push(name);
+            }
+        }
+        changes.last = changes.last.max(pruned);
+        tx.commit()?;
+        Ok(changes)
     }
 }
 
@@ -435,7 +499,7 @@ mod tests {
     fn users_are_unique_and_updates_report_missing_users() {
         let dir = std::env::temp_dir().join(format!("authhost-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(dir.join("t.db")).unwrap();
+        let store = SqliteStore::open(dir.join("t.db"), crate::store::CHANGE_LOG_KEEP).unwrap();
         let mut conn = store.connect().unwrap();
         let new = NewUser {
             username: "alice",
@@ -451,7 +515,7 @@ mod tests {
         assert!(!conn.set_password("bob", "x").unwrap());
         // Reopening does not re-run migrations.
         drop(conn);
-        SqliteStore::open(dir.join("t.db")).unwrap();
+        SqliteStore::open(dir.join("t.db"), crate::store::CHANGE_LOG_KEEP).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
