@@ -221,7 +221,7 @@ schemes = [\"proxy\"]
 permission = \"is_authenticated\"
 "
     );
-    let site = Site::with_cache(&config, "user_cache_ttl = 0\ntoken_for_new_users = true");
+    let site = Site::with_cache(&config, "token_for_new_users = true");
     let out = site.authhost(&["user", "add", "carol", "--password-stdin"], "carol-pw\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();

@@ -26,5 +26,7 @@ mod http;
 mod services;
 // The command line: users.
 mod cli;
+// Caches: bounded per entry; a host behind a pruned change log drops them.
+mod caches;
 // Revocation is final: logout, logout_token, a new password, a deactivation under load.
 mod revocation;

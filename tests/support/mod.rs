@@ -45,18 +45,19 @@ pub fn plugin_path(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Site {
     pub dir: tempfile::TempDir,
-    /// `[store]` keys for the cache: off unless a test asks for it.
+    /// `[store]` keys for the cache: the shipped settings unless a test asks otherwise.
     cache: &'static str,
 }
 
 impl Site {
     /// `config` is the TOML for schemes, defaults and routes; the site adds `[plugins]`
-    /// and `[store]` pointing at the build folder and its own store.
+    /// and `[store]` pointing at the build folder and its own store, with the shipped
+    /// cache settings (users, tokens and sessions kept 60 s, changes read every 250 ms).
     pub fn new(config: &str) -> Site {
-        Site::with_cache(config, "user_cache_ttl = 0")
+        Site::with_cache(config, "")
     }
 
-    /// As `new`, with these `[store]` cache keys instead of no cache.
+    /// As `new`, with these `[store]` cache keys instead of the shipped ones.
     pub fn with_cache(config: &str, cache: &'static str) -> Site {
         let site = Site { dir: tempfile::tempdir().expect("temp dir"), cache };
         site.write_config(config);
