@@ -101,3 +101,42 @@ async fn a_fault_is_never_read_as_not_attempted_even_on_allow_any() {
     let resp = host.get("/me").header("X-Panic", "1").send().await;
     assert_eq!(resp.status, 500);
 }
+
+const BASIC: &str = r#"
+[[scheme]]
+name = "basic"
+plugin = "basic"
+
+[[route]]
+path = "/me"
+handler = "whoami"
+schemes = ["basic"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/api-token-auth/"
+handler = "obtain_token"
+schemes = []
+permission = "allow_any"
+"#;
+
+#[tokio::test]
+async fn a_broken_stored_password_hash_is_a_fault_not_a_wrong_password() {
+    let site = Site::new(BASIC);
+    site.add_user("alice", "alice-pw", &[]);
+    site.add_user("bob", "bob-pw", &[]);
+    let db = rusqlite::Connection::open(site.db_path()).unwrap();
+    db.execute("UPDATE users SET password = 'md5$not-a-phc-string' WHERE username = 'alice'", []).unwrap();
+    let host = site.serve();
+    let resp = host.get("/me").header("authorization", "Basic YWxpY2U6YWxpY2UtcHc=").send().await;
+    assert_eq!(resp.status, 500, "{}", resp.body);
+    assert_eq!(resp.json(), json!({"detail": "Internal authentication error."}));
+    let line = host.wait_for_log(|l| l.contains("scheme \"basic\" faulted"));
+    assert!(line.contains("a stored password hash does not parse"), "{line}");
+    assert!(!line.contains("alice-pw"), "no secret in the log: {line}");
+    let resp = host.request("POST", "/api-token-auth/").form("username=alice&password=alice-pw").send().await;
+    assert_eq!(resp.status, 500, "{}", resp.body);
+    // Other users are served as before.
+    let resp = host.get("/me").header("authorization", "Basic Ym9iOmJvYi1wdw==").send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}

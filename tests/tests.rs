@@ -26,6 +26,8 @@ mod http;
 mod services;
 // The command line: users.
 mod cli;
+// Pools survive their jobs: a panicking store job fails alone; health stays ok.
+mod pools;
 // Caches: bounded per entry; a host behind a pruned change log drops them.
 mod caches;
 // Revocation is final: logout, logout_token, a new password, a deactivation under load.

@@ -260,9 +260,16 @@ impl App {
                     Whoami { user: username, auth: auth.as_deref(), scheme, is_staff: subject.is_staff };
                 Ok(json_response(StatusCode::OK, &body))
             }
-            Handler::Health if matches!(method, "GET" | "HEAD") => {
-                Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
-            }
+            Handler::Health if matches!(method, "GET" | "HEAD") => Ok(match self.services.health() {
+                Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+                Err(reason) => {
+                    error!(reason, "health: unavailable");
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({ "status": "unavailable", "detail": reason }),
+                    )
+                }
+            }),
             Handler::ObtainToken if method == "POST" => Ok(self.obtain_token(req).await),
             Handler::Whoami => Err(method_not_allowed(method, "GET, HEAD, POST")),
             Handler::ObtainToken => Err(method_not_allowed(method, "POST")),

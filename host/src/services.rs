@@ -177,6 +177,18 @@ impl Services {
         }
     }
 
+    /// `Err` with the reason when the host cannot serve authentication right now: a pool
+    /// with no live worker, or one stuck on its jobs.
+    pub fn health(&self) -> Result<(), String> {
+        self.store.health()?;
+        self.passwords.health()
+    }
+
+    /// The store pool, for the host's handlers and for tests that exercise it in-process.
+    pub fn store_pool(&self) -> &StorePool {
+        &self.store
+    }
+
     fn credential_hash(&self, username: &str, password: &str) -> [u8; 32] {
         let mut mac = <Blake2sMac256 as KeyInit>::new_from_slice(&self.credential_key)
             .unwrap_or_else(|_| unreachable!("a 32-byte key fits Blake2s"));

@@ -225,11 +225,7 @@ impl TestHost {
     }
 
     pub fn request(&self, method: &str, path: &str) -> Req {
-        Req {
-            addr: self.addr,
-            builder: Request::builder().method(method).uri(path).header("host", "authhost.test"),
-            body: Vec::new(),
-        }
+        Req::to(self.addr, method, path)
     }
 
     /// Writes raw bytes on a new connection and returns what the host answers, up to EOF.
@@ -273,6 +269,15 @@ pub struct Req {
 }
 
 impl Req {
+    /// A request to a server at `addr` (one served in-process, say).
+    pub fn to(addr: SocketAddr, method: &str, path: &str) -> Req {
+        Req {
+            addr,
+            builder: Request::builder().method(method).uri(path).header("host", "authhost.test"),
+            body: Vec::new(),
+        }
+    }
+
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         self.builder = self.builder.header(name, value.as_ref());
         self
