@@ -106,6 +106,14 @@ fn constructor_errors_and_panics_are_reported_not_fatal_crashes() {
     );
     let err = refused(&site);
     assert!(err.contains("scheme[0] (\"p\"): panicked while starting: ctor boom"), "{err}");
+
+    // A token policy that panics is a fault at load, never "no policy".
+    site.write_config(
+        "[[scheme]]\nname = \"p\"\nplugin = \"probe\"\nmode = \"policy_panic\"\nmessage = \"policy boom\"\n",
+    );
+    let err = refused(&site);
+    assert!(err.contains("scheme[0] (\"p\"): "), "{err}");
+    assert!(err.contains("panicked in token_policy: policy boom"), "{err}");
 }
 
 #[test]

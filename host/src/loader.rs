@@ -131,8 +131,20 @@ fn instantiate(
     let new_scheme = module.new_scheme();
     match new_scheme(RSlice::from_slice(&scheme.options)).into_result() {
         Ok(object) => {
-            let token_policy = object.token_policy().into_option();
-            Ok(Scheme { name: scheme.name.clone(), file: scheme.library.clone(), object, token_policy })
+            let token_policy = object.token_policy().into_result().map_err(|message| {
+                Error::plugin(format!(
+                    "{}: scheme[{index}] ({:?}): {} panicked in token_policy: {message}; fix or rebuild the plugin",
+                    config_file.display(),
+                    scheme.name,
+                    scheme.library.display()
+                ))
+            })?;
+            Ok(Scheme {
+                name: scheme.name.clone(),
+                file: scheme.library.clone(),
+                object,
+                token_policy: token_policy.into_option(),
+            })
         }
         Err(err) => {
             let key = match err.key.as_ref().into_option() {

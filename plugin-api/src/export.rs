@@ -123,10 +123,13 @@ impl<S: Scheme> SchemeObject for Guarded<S> {
         }
     }
 
-    fn token_policy(&self) -> ROption<TokenPolicy> {
-        // Asked once at load; a panic here is a scheme with no token policy, which the
-        // host then refuses for any route that issues its tokens.
-        guard(|| self.0.token_policy()).ok().flatten().into()
+    fn token_policy(&self) -> RResult<ROption<TokenPolicy>, RString> {
+        // Asked once at load; a panic here is a fault that stops the load, never "no policy"
+        // (which would turn a token scheme's tokens into ones that never refresh or log out).
+        match guard(|| self.0.token_policy()) {
+            Ok(policy) => RResult::ROk(policy.into()),
+            Err(message) => RResult::RErr(message.into()),
+        }
     }
 }
 

@@ -31,8 +31,8 @@ mod object_trait {
         fn authenticate_header(&self, request: &RequestView<'_>) -> RResult<ROption<RString>, RString>;
 
         /// The policy of the tokens this scheme accepts, if it is a token scheme; asked once
-        /// at load.
-        fn token_policy(&self) -> ROption<TokenPolicy>;
+        /// at load. `Err` carries a panic's message (the scheme cannot be loaded).
+        fn token_policy(&self) -> RResult<ROption<TokenPolicy>, RString>;
 
         /// A new credential for `user` (a JWT); `orig_iat` > 0 when refreshing.
         fn mint(&self, user: &User, orig_iat: i64) -> Minted;
