@@ -83,6 +83,28 @@ mod tests {
     }
 
     #[test]
+    fn the_same_answers_when_the_host_must_fetch_first() {
+        // The host answers "pending" when a user is not in its memory, fetches, and calls
+        // the scheme again: the outcome must be the same, after exactly two calls.
+        let scheme = XUsername::new(&Options::new(&[])).unwrap();
+        for (name, want) in [
+            ("alice", None),
+            ("mallory", Some(Outcome::failed("No such user"))),
+            ("gone", Some(Outcome::failed("User inactive or deleted."))),
+        ] {
+            let host = host().answering_later();
+            let headers = [Header::new("x-username", name.as_bytes())];
+            let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
+            let outcome = authenticate(&scheme, &request, &host).unwrap();
+            match want {
+                Some(want) => assert_eq!(outcome, want),
+                None => assert!(matches!(outcome, Outcome::Authenticated { .. }), "{outcome:?}"),
+            }
+            assert_eq!(host.calls(), 2, "{name}: one pending call, then the answer");
+        }
+    }
+
+    #[test]
     fn the_header_is_configurable() {
         let entries = [OptionEntry::new("header", OptionValue::Str("X-Remote".into()))];
         let scheme = XUsername::new(&Options::new(&entries)).unwrap();
