@@ -123,3 +123,44 @@ fn pruned_through(site: &Site) -> i64 {
     let db = rusqlite::Connection::open(site.db_path()).unwrap();
     db.query_row("SELECT pruned_through FROM change_log", [], |r| r.get(0)).unwrap()
 }
+
+const BASIC: &str = r#"
+[[scheme]]
+name = "basic"
+plugin = "basic"
+cache_ttl = "30s"
+
+[[route]]
+path = "/me"
+handler = "whoami"
+schemes = ["basic"]
+permission = "is_authenticated"
+"#;
+
+/// Replaces alice's password hash behind the host's back (no change is logged): only a
+/// cached verification can still let the old password in.
+fn change_password_in_store(site: &Site) {
+    let out = site.authhost(&["user", "add", "hash-donor", "--password-stdin"], "other-pw\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let db = rusqlite::Connection::open(site.db_path()).unwrap();
+    db.execute(
+        "UPDATE users SET password = (SELECT password FROM users WHERE username = 'hash-donor')
+         WHERE username = 'alice'",
+        [],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn user_cache_ttl_zero_turns_off_the_verified_password_cache_too() {
+    const ALICE: &str = "Basic YWxpY2U6YWxpY2UtcHc="; // alice:alice-pw
+    for (cache, old_password_still_passes) in [("", true), ("user_cache_ttl = 0", false)] {
+        let site = Site::with_cache(BASIC, cache);
+        site.add_user("alice", "alice-pw", &[]);
+        let host = site.serve();
+        assert_eq!(me(&host, "authorization", ALICE).await.0, 200);
+        change_password_in_store(&site);
+        let status = me(&host, "authorization", ALICE).await.0;
+        assert_eq!(status == 200, old_password_still_passes, "[store] {cache:?}: {status}");
+    }
+}
