@@ -1,17 +1,111 @@
 //! The store and password pools survive their jobs: a store job that panics fails alone,
 //! the next requests are served and `health` stays ok. The host runs in-process here (the
-//! real config, loader, plugins, store and server on a real socket), so that the test can
-//! hand the store pool a job that panics: no request can make the host's own store code
-//! panic. Dead and stuck pools turning `health` into 503 are shown in `host/src/pool.rs`.
+//! real config, loader, plugins, server on a real socket, and the real SQLite store), so
+//! that the store can be wrapped to panic on purpose: no request can make the host's own
+//! store code panic. Dead and stuck pools turning `health` into 503 are shown in
+//! `host/src/pool.rs`, where a job can escape the guard.
 //! See: issue 11.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use authhost::{App, AppSlot, Config};
+use authhost::store::{
+    Changes, ClientToken, NewToken, NewUser, SqliteStore, Store, StoreConn, StoredSession, StoredToken,
+    TokenGot, TokenRow, TokenSet,
+};
+use authhost::{App, AppSlot, Config, Error, Schemes};
+use authhost_plugin_api::User;
 use serde_json::json;
 
 use crate::support::{Req, Site};
+
+/// The real SQLite store, whose `find_user` panics for one name.
+struct PanicsOn(SqliteStore, &'static str);
+
+struct PanicsOnConn(Box<dyn StoreConn>, &'static str);
+
+impl Store for PanicsOn {
+    fn connect(&self) -> Result<Box<dyn StoreConn>, Error> {
+        Ok(Box::new(PanicsOnConn(self.0.connect()?, self.1)))
+    }
+}
+
+impl StoreConn for PanicsOnConn {
+    fn find_user(&mut self, username: &str) -> Result<Option<User>, Error> {
+        assert_ne!(username, self.1, "the store was told to panic on this user");
+        self.0.find_user(username)
+    }
+    fn find_credentials(&mut self, username: &str) -> Result<Option<(User, Option<String>)>, Error> {
+        self.0.find_credentials(username)
+    }
+    fn create_user(&mut self, user: &NewUser<'_>) -> Result<Option<User>, Error> {
+        self.0.create_user(user)
+    }
+    fn set_password(&mut self, username: &str, hash: &str) -> Result<bool, Error> {
+        self.0.set_password(username, hash)
+    }
+    fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
+        self.0.set_active(username, active)
+    }
+    fn find_token(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error> {
+        self.0.find_token(digest, now)
+    }
+    fn create_client_token(
+        &mut self,
+        user_id: i64,
+        token: &ClientToken<'_>,
+        limit: u32,
+    ) -> Result<Option<i64>, Error> {
+        self.0.create_client_token(user_id, token, limit)
+    }
+    fn refresh_token(&mut self, id: i64, expires: i64, now: i64) -> Result<bool, Error> {
+        self.0.refresh_token(id, expires, now)
+    }
+    fn delete_token(&mut self, user_id: i64, id: i64) -> Result<bool, Error> {
+        self.0.delete_token(user_id, id)
+    }
+    fn list_tokens(&mut self, username: &str) -> Result<Vec<TokenRow>, Error> {
+        self.0.list_tokens(username)
+    }
+    fn create_token(
+        &mut self,
+        username: &str,
+        token: &NewToken<'_>,
+        replace: bool,
+    ) -> Result<TokenSet, Error> {
+        self.0.create_token(username, token, replace)
+    }
+    fn get_or_create_token(&mut self, username: &str, token: &NewToken<'_>) -> Result<TokenGot, Error> {
+        self.0.get_or_create_token(username, token)
+    }
+    fn delete_tokens(&mut self, username: &str) -> Result<usize, Error> {
+        self.0.delete_tokens(username)
+    }
+    fn users_without_token(&mut self) -> Result<Vec<String>, Error> {
+        self.0.users_without_token()
+    }
+    fn create_session(
+        &mut self,
+        user_id: i64,
+        digest: &[u8],
+        csrf: &str,
+        expires: i64,
+    ) -> Result<i64, Error> {
+        self.0.create_session(user_id, digest, csrf, expires)
+    }
+    fn find_session(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error> {
+        self.0.find_session(digest, now)
+    }
+    fn delete_session(&mut self, digest: &[u8]) -> Result<Option<String>, Error> {
+        self.0.delete_session(digest)
+    }
+    fn last_change(&mut self) -> Result<i64, Error> {
+        self.0.last_change()
+    }
+    fn changes_since(&mut self, seq: i64) -> Result<Changes, Error> {
+        self.0.changes_since(seq)
+    }
+}
 
 const CONFIG: &str = r#"
 [[scheme]]
@@ -37,7 +131,10 @@ async fn a_panicking_store_job_fails_alone_and_health_stays_ok() {
     let site = Site::with_cache(CONFIG, "user_cache_ttl = 0");
     site.add_user("alice", "alice-pw", &[]);
     let config = Config::load(&site.config_path()).expect("config");
-    let slot = Arc::new(AppSlot::new(App::build(&config).expect("app")));
+    let store =
+        PanicsOn(SqliteStore::open(site.db_path(), Duration::from_secs(3600)).expect("store"), "crash");
+    let schemes = Schemes::load(&config).expect("plugins");
+    let slot = Arc::new(AppSlot::new(App::with_store(&config, &schemes, &store).expect("app")));
     let app = slot.get();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -51,6 +148,11 @@ async fn a_panicking_store_job_fails_alone_and_health_stays_ok() {
         Duration::from_secs(5),
     ));
 
+    // A request whose store job panics: 500 for that request alone.
+    let resp = Req::to(addr, "GET", "/me").header("x-username", "crash").send().await;
+    assert_eq!((resp.status, resp.json()), (500, json!({"detail": "Internal authentication error."})));
+
+    // The same from a job handed to the pool directly: its caller gets the panic.
     let err = app
         .services()
         .store_pool()

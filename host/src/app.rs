@@ -84,7 +84,13 @@ impl App {
     /// Builds the app around schemes already loaded (or linked statically, in benches).
     pub fn with_schemes(config: &Config, schemes: &Schemes) -> Result<App, Error> {
         let store = store::open(&config.store_url, config.change_log_keep)?;
-        let store_pool = StorePool::start(store.as_ref(), config.store_workers, 1024)?;
+        App::with_store(config, schemes, store.as_ref())
+    }
+
+    /// Builds the app on a store opened by the caller (embedding, and tests that wrap the
+    /// real store to make it fail on purpose); `[store] url` is not read.
+    pub fn with_store(config: &Config, schemes: &Schemes, store: &dyn store::Store) -> Result<App, Error> {
+        let store_pool = StorePool::start(store, config.store_workers, 1024)?;
         let passwords = PasswordPool::start(config.password_workers, 64)?;
         let policy = CachePolicy {
             ttl: config.user_cache_ttl,
