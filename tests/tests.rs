@@ -18,6 +18,8 @@ mod jwt;
 mod session;
 // Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.
 mod faults;
+// Plugin files swapped under a running host: private copies, trial loads, refusals.
+mod swap;
 // Loading: bad configs and bad plugins fail at start-up naming the file and the key.
 mod loading;
 // HTTP: malformed requests, methods, graceful shutdown.

@@ -60,6 +60,7 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawPlugins {
     dir: Option<String>,
+    allow_writable: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +245,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub schemes: Vec<SchemeConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Load plugin files that other users can write (`[plugins] allow_writable`).
+    pub allow_writable_plugins: bool,
 }
 
 impl Config {
@@ -413,6 +416,7 @@ impl Resolver<'_> {
             session: self.session(raw.session)?,
             schemes,
             routes,
+            allow_writable_plugins: raw.plugins.allow_writable.unwrap_or(false),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod library;
 pub mod loader;
 pub mod permission;
 pub mod pool;
@@ -19,6 +20,7 @@ pub mod services;
 pub mod sessions;
 pub mod store;
 pub mod tokens;
+pub mod trial;
 
 pub use app::App;
 pub use chain::{Chain, Verdict, Watch};

@@ -1,6 +1,8 @@
-//! Loads plugin libraries and builds scheme instances and chains. Each library is loaded
-//! with `lib_header_from_path` + `init_root_module`, never `RootModule::load_from_*`, which
-//! caches the first library per type and hands it back for every later path.
+//! Loads plugin libraries and builds scheme instances and chains. Each library is checked
+//! and copied privately under its content hash (`library.rs`), tried in a child process
+//! when new (`trial.rs`), then mapped from the copy with `lib_header_from_path` +
+//! `init_root_module`, never `RootModule::load_from_*`, which caches the first library per
+//! type and hands it back for every later path.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -14,6 +16,7 @@ use authhost_plugin_api::{SchemeBox, SchemeModRef, TokenPolicy};
 use crate::chain::Chain;
 use crate::config::{Config, SchemeConfig};
 use crate::error::Error;
+use crate::{library, trial};
 
 /// One configured scheme, ready to call.
 pub struct Scheme {
@@ -62,28 +65,44 @@ pub struct Schemes {
 }
 
 impl Schemes {
-    /// Loads every library the config names (each once) and builds every scheme.
+    /// Loads every library the config names (each once, from a private copy of what the
+    /// file holds now, tried in a child process first when new) and builds every scheme.
     pub fn load(config: &Config) -> Result<Schemes, Error> {
+        let dir = library::private_dir().map_err(Error::plugin)?;
         let mut libraries: HashMap<PathBuf, SchemeModRef> = HashMap::new();
         let mut all = Vec::with_capacity(config.schemes.len());
         for (index, scheme) in config.schemes.iter().enumerate() {
             let module = match libraries.get(&scheme.library) {
                 Some(module) => *module,
                 None => {
-                    let module = load_library(&scheme.library).map_err(|problem| {
-                        Error::plugin(format!(
-                            "{}: scheme[{index}] ({:?}): plugin {}: {problem}",
-                            config.file.display(),
-                            scheme.name,
-                            scheme.library.display()
-                        ))
-                    })?;
+                    let module =
+                        library::copy_privately(&scheme.library, &dir, config.allow_writable_plugins)
+                            .and_then(|copy| {
+                                trial::run(&config.file, &scheme.library, &copy)?;
+                                load_library(&copy.path)
+                            })
+                            .map_err(|problem| plugin_error(config, index, &problem))?;
                     *libraries.entry(scheme.library.clone()).or_insert(module)
                 }
             };
             all.push(Arc::new(instantiate(module, scheme, index, &config.file)?));
         }
         Ok(Schemes { all })
+    }
+
+    /// The trial load's own work, in the child: maps `copy` (of the library the config
+    /// names as `original`) and builds every scheme made from it.
+    pub fn trial(config: &Config, original: &Path, copy: &Path) -> Result<(), Error> {
+        let mut module = None;
+        for (index, scheme) in config.schemes.iter().enumerate().filter(|(_, s)| s.library == original) {
+            let module = match module {
+                Some(module) => module,
+                None => *module
+                    .insert(load_library(copy).map_err(|problem| plugin_error(config, index, &problem))?),
+            };
+            instantiate(module, scheme, index, &config.file)?;
+        }
+        Ok(())
     }
 
     /// Builds schemes from modules linked into this program (benches, tests): the same
@@ -161,14 +180,19 @@ fn instantiate(
     }
 }
 
-/// Opens one library and checks its ABI. The error is short and says what to do.
+fn plugin_error(config: &Config, index: usize, problem: &str) -> Error {
+    let scheme = &config.schemes[index];
+    Error::plugin(format!(
+        "{}: scheme[{index}] ({:?}): plugin {}: {problem}",
+        config.file.display(),
+        scheme.name,
+        scheme.library.display()
+    ))
+}
+
+/// Opens one library (a private copy) and checks its ABI. The error is short and says
+/// what to do.
 fn load_library(path: &Path) -> Result<SchemeModRef, String> {
-    if !path.exists() {
-        return Err(
-            "no such file; build the plugins (`cargo build --workspace`) or fix plugins.dir / plugin / path"
-                .into(),
-        );
-    }
     let header = lib_header_from_path(path).map_err(|e| describe(&e))?;
     header.init_root_module::<SchemeModRef>().map_err(|e| describe(&e))
 }

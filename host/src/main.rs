@@ -63,6 +63,17 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Load one plugin library in this process and build the config's schemes from it:
+    /// the trial a serving host runs in a child before it maps a new library.
+    #[command(hide = true)]
+    TrialLoad {
+        /// The library as the config names it.
+        #[arg(long)]
+        library: PathBuf,
+        /// The private copy to map.
+        #[arg(long)]
+        copy: PathBuf,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -179,6 +190,14 @@ fn run(cli: Cli) -> Result<()> {
             };
             let time = Duration::try_from_secs_f64(seconds).context("--seconds must be a positive number")?;
             bench(&config, &request, Limits { requests, time, warmup: 100 })
+        }
+        Command::TrialLoad { library, copy } => {
+            // Errors are reported by the host's own load; a crash is what the trial is for.
+            if let Err(err) = Schemes::trial(&config, &library, &copy) {
+                eprintln!("{err}");
+                std::process::exit(authhost::trial::REPORTED);
+            }
+            Ok(())
         }
         Command::User { command } => user(&config, command),
         Command::Token { command } => token(&config, command),

@@ -1,0 +1,215 @@
+//! What a plugin file must pass before the serving process maps it: a regular file (a FIFO,
+//! a directory or a device is refused without being opened for reading), not writable by
+//! other users, read once and copied under its content hash into a directory only this
+//! user can write, so that the file at the configured path can change (`cp` over it, a
+//! rebuild) without touching the code that runs, and a file changed after it was read
+//! cannot be what runs. The loader then maps the copy; the trial load of new copies in a
+//! child process (`trial.rs`) comes first.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// A plugin larger than this is refused (a real one is a few MiB).
+const MAX_LIBRARY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A library's private copy: where it is and what its content hashes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    pub path: PathBuf,
+    pub digest: [u8; 32],
+}
+
+/// The directory private copies go in: `$TMPDIR/authhost-<uid>/plugins`, created mode 0700
+/// and refused when it is not this user's own, private directory.
+pub fn private_dir() -> Result<PathBuf, String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let base = std::env::temp_dir().join(format!("authhost-{uid}"));
+    let dir = base.join("plugins");
+    for d in [&base, &dir] {
+        match fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", d.display())),
+        }
+        let meta = fs::symlink_metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "{} is not a private directory of this user (it must be a directory owned by uid {uid} \
+                 with mode 0700); remove it and retry",
+                d.display()
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+/// Checks the file at `path` and copies it into `dir` under its content hash (reusing a
+/// copy already there). `allow_writable` skips the check that no other user can write the
+/// file or its directory.
+pub fn copy_privately(path: &Path, dir: &Path, allow_writable: bool) -> Result<Copy, String> {
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "no such file; build the plugins (`cargo build`) or fix plugins.dir / plugin / path".to_owned()
+        }
+        _ => format!("cannot read it: {e}"),
+    })?;
+    if !meta.is_file() {
+        return Err(format!("not a regular file (it is {}); name the plugin's library file", kind(&meta)));
+    }
+    if !allow_writable {
+        refuse_writable(path, &meta)?;
+    }
+    // Opened without blocking, then checked again: a FIFO swapped in meanwhile is never read.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot open it: {e}"))?;
+    let opened = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
+    if !opened.is_file() {
+        return Err(format!("not a regular file (it is {})", kind(&opened)));
+    }
+    if opened.len() > MAX_LIBRARY_BYTES {
+        return Err(format!("{} bytes: larger than any plugin library", opened.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(opened.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let copy = dir.join(format!("{hex}{}", std::env::consts::DLL_SUFFIX));
+    if !copy.is_file() {
+        write_new(&copy, &bytes).map_err(|e| format!("cannot copy it to {}: {e}", copy.display()))?;
+    }
+    Ok(Copy { path: copy, digest })
+}
+
+/// Writes `bytes` to a new file beside `to` and renames it into place, read-only.
+fn write_new(to: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = to.with_extension(format!("partial-{}", std::process::id()));
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o500).open(&partial)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written.and_then(|()| fs::rename(&partial, to)) {
+        let _ = fs::remove_file(&partial);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Refuses a file, or its directory, that a user other than this one (or root) owns or
+/// that group or others can write: whoever can change the file can run code as authhost.
+fn refuse_writable(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let trusted = |owner: u32| owner == uid || owner == 0;
+    let fix = "fix its owner or mode, or set plugins.allow_writable = true";
+    if !trusted(meta.uid()) || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by other users (owner uid {}, mode {:o}); {fix}",
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        ));
+    }
+    let dir = fs::canonicalize(path).ok().and_then(|p| p.parent().map(Path::to_owned));
+    if let Some(dir) = dir {
+        let dir_meta = fs::metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let sticky = dir_meta.mode() & 0o1000 != 0;
+        if !trusted(dir_meta.uid()) || (dir_meta.mode() & 0o022 != 0 && !sticky) {
+            return Err(format!(
+                "its directory {} is writable by other users (owner uid {}, mode {:o}); {fix}",
+                dir.display(),
+                dir_meta.uid(),
+                dir_meta.permissions().mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// For tests: a file to read.
+#[cfg(test)]
+fn read_all(path: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).unwrap();
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs() -> (tempfile::TempDir, PathBuf) {
+        let temp = tempfile::tempdir().unwrap();
+        let copies = temp.path().join("copies");
+        fs::DirBuilder::new().mode(0o700).create(&copies).unwrap();
+        (temp, copies)
+    }
+
+    #[test]
+    fn a_copy_is_named_by_content_and_survives_the_original_changing() {
+        let (temp, copies) = dirs();
+        let lib = temp.path().join("libmine.so");
+        fs::write(&lib, b"first build").unwrap();
+        let first = copy_privately(&lib, &copies, false).unwrap();
+        assert_eq!(copy_privately(&lib, &copies, false).unwrap(), first, "same content, same copy");
+        fs::write(&lib, b"second build").unwrap();
+        let second = copy_privately(&lib, &copies, false).unwrap();
+        assert_ne!(second.path, first.path);
+        assert_eq!(read_all(&first.path), b"first build");
+        assert_eq!(read_all(&second.path), b"second build");
+        assert_eq!(fs::metadata(&second.path).unwrap().mode() & 0o777, 0o500);
+    }
+
+    #[test]
+    fn fifos_directories_and_missing_files_are_refused_without_reading() {
+        let (temp, copies) = dirs();
+        let fifo = temp.path().join("libfifo.so");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = copy_privately(&fifo, &copies, false).unwrap_err();
+        assert!(err.contains("not a regular file (it is a FIFO)"), "{err}");
+        let err = copy_privately(temp.path(), &copies, false).unwrap_err();
+        assert!(err.contains("it is a directory"), "{err}");
+        let err = copy_privately(&temp.path().join("nope.so"), &copies, false).unwrap_err();
+        assert!(err.contains("no such file"), "{err}");
+    }
+
+    #[test]
+    fn a_file_or_directory_others_can_write_is_refused_unless_allowed() {
+        let (temp, copies) = dirs();
+        let lib = temp.path().join("libmine.so");
+        fs::write(&lib, b"code").unwrap();
+        fs::set_permissions(&lib, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = copy_privately(&lib, &copies, false).unwrap_err();
+        assert!(err.contains("writable by other users") && err.contains("plugins.allow_writable"), "{err}");
+        assert!(copy_privately(&lib, &copies, true).is_ok());
+        fs::set_permissions(&lib, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = copy_privately(&lib, &copies, false).unwrap_err();
+        assert!(err.contains("its directory") && err.contains("writable by other users"), "{err}");
+        fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(copy_privately(&lib, &copies, false).is_ok());
+    }
+}
