@@ -17,28 +17,41 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-/// Where cargo put the binary and the plugin libraries (`target/debug`).
+/// The shipped plugins, built into `target/<profile>` beside the binary.
+pub const SHIPPED: [&str; 6] = ["x_username", "basic", "token", "session", "remote_user", "jwt"];
+
+/// The fixture plugins, which scripts/test builds into `target/fixtures/<profile>` so that
+/// they never land in a shipped plugin directory.
+pub const FIXTURES: [&str; 3] = ["probe", "wrong_abi", "not_a_plugin"];
+
+/// Where cargo put the binary and the shipped plugin libraries (`target/debug`).
 pub fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_owned();
-    for lib in ["x_username", "probe", "wrong_abi", "not_a_plugin"] {
-        let file = dir.join(library(lib));
-        assert!(
-            file.exists(),
-            "{} is missing: run the tests with scripts/test (it builds the plugins first)",
-            file.display()
-        );
-    }
-    dir
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_owned()
 }
 
-/// `libauthhost_<name>.so` (per platform) in the build folder.
+/// Where scripts/test built the fixture plugins (`target/fixtures/debug`).
+pub fn fixtures_dir() -> PathBuf {
+    let build = build_dir();
+    let profile = build.file_name().expect("profile folder").to_owned();
+    build.parent().expect("target").join("fixtures").join(profile)
+}
+
+/// `libauthhost_<name>.so` (per platform).
 pub fn library(name: &str) -> String {
     format!("{}authhost_{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
 }
 
+/// A shipped plugin's or a fixture's library, asserting that it was built.
 pub fn plugin_path(name: &str) -> PathBuf {
-    build_dir().join(library(name))
+    let dir = if FIXTURES.contains(&name) { fixtures_dir() } else { build_dir() };
+    let file = dir.join(library(name));
+    assert!(
+        file.exists(),
+        "{} is missing: run the tests with scripts/test (it builds the plugins and fixtures first)",
+        file.display()
+    );
+    file
 }
 
 /// A fresh folder holding a config (`authhost.toml`) and a store (`authhost.db`).
@@ -60,8 +73,18 @@ impl Site {
     /// As `new`, with these `[store]` cache keys instead of the shipped ones.
     pub fn with_cache(config: &str, cache: &'static str) -> Site {
         let site = Site { dir: tempfile::tempdir().expect("temp dir"), cache };
+        // The site's plugin directory: links to the shipped plugins and the fixtures.
+        std::fs::create_dir(site.plugins_dir()).expect("plugins dir");
+        for name in SHIPPED.iter().chain(&FIXTURES) {
+            std::os::unix::fs::symlink(plugin_path(name), site.plugins_dir().join(library(name)))
+                .expect("link a plugin");
+        }
         site.write_config(config);
         site
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.path().join("plugins")
     }
 
     pub fn path(&self) -> &Path {
@@ -93,7 +116,7 @@ impl Site {
     pub fn write_config(&self, config: &str) {
         let text = format!(
             "[plugins]\ndir = {:?}\n\n[store]\nurl = \"sqlite://{}\"\n{}\n\n{config}",
-            build_dir().display(),
+            self.plugins_dir().display(),
             self.db_path().display(),
             self.cache
         );
