@@ -42,7 +42,8 @@ impl Bench {
             store::open(&format!("sqlite://{}/bench.db", dir.path().display()), store::CHANGE_LOG_KEEP)
                 .expect("store");
         let mut conn = store.connect().expect("connection");
-        let alice = NewUser { username: "alice", password_hash: None, is_active: true, is_staff: false };
+        let alice =
+            NewUser { username: "alice", password_hash: None, is_active: true, is_staff: false, email: "" };
         conn.create_user(&alice).expect("create alice");
         conn.create_token("alice", &NewToken { digest: &token_digest(KEY), nonce: None }, false)
             .expect("token");

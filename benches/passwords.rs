@@ -21,8 +21,13 @@ fn setup(dir: &Path) -> (App, tokio::runtime::Runtime) {
         let store = store::open(&db, authhost::store::CHANGE_LOG_KEEP).expect("store");
         let mut conn = store.connect().expect("connection");
         let hash = hash_password("right password");
-        let alice =
-            NewUser { username: "alice", password_hash: Some(&hash), is_active: true, is_staff: false };
+        let alice = NewUser {
+            username: "alice",
+            password_hash: Some(&hash),
+            is_active: true,
+            is_staff: false,
+            email: "",
+        };
         conn.create_user(&alice).expect("create alice");
     }
     let text = format!(

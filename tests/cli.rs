@@ -137,3 +137,62 @@ permission = "is_authenticated"
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no route"));
 }
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn users_carry_an_email_and_can_be_set_listed_activated_and_deleted() {
+    let site = Site::new(CONFIG);
+    site.add_user("alice", "pw", &["--email", "alice@example.com"]);
+    site.add_user("bob", "pw", &["--inactive"]);
+    assert_eq!(
+        ok(&site.authhost(&["user", "list"], "")),
+        "1\talice\talice@example.com\tactive\t-\n2\tbob\t-\tinactive\t-\n"
+    );
+    ok(&site.authhost(&["user", "set", "bob", "--email", " bob@example.com ", "--staff"], ""));
+    ok(&site.authhost(&["user", "activate", "bob"], ""));
+    ok(&site.authhost(&["user", "set", "alice", "--email", ""], ""));
+    assert_eq!(
+        ok(&site.authhost(&["user", "list"], "")),
+        "1\talice\t-\tactive\t-\n2\tbob\tbob@example.com\tactive\tstaff\n"
+    );
+    ok(&site.authhost(&["user", "delete", "alice"], ""));
+    assert_eq!(ok(&site.authhost(&["user", "list"], "")), "2\tbob\tbob@example.com\tactive\tstaff\n");
+    // Mistakes are named.
+    let out = site.authhost(&["user", "set", "bob", "--email", "bob.example.com"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an e-mail address"), "{out:?}");
+    let out = site.authhost(&["user", "delete", "alice"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"alice\""), "{out:?}");
+    let out = site.authhost(&["user", "set", "bob"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to set"), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_deleted_or_demoted_user_is_refused_by_the_running_host_despite_its_cache() {
+    let config = format!(
+        "{CONFIG}\n[[route]]\npath = \"/staff\"\nhandler = \"whoami\"\nschemes = [\"x-username\"]\npermission = \"is_admin\"\n"
+    );
+    let site = Site::with_cache(&config, "user_cache_ttl = \"1h\"\nchange_poll = \"50ms\"");
+    site.add_user("alice", "pw", &["--staff"]);
+    site.add_user("bob", "pw", &[]);
+    let host = site.serve();
+    for _ in 0..2 {
+        assert_eq!(host.get("/staff").header("X-USERNAME", "alice").send().await.status, 200);
+        assert_eq!(host.get("/me").header("X-USERNAME", "bob").send().await.status, 200);
+    }
+    ok(&site.authhost(&["user", "set", "alice", "--no-staff"], ""));
+    ok(&site.authhost(&["user", "delete", "bob"], ""));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let staff = host.get("/staff").header("X-USERNAME", "alice").send().await.status;
+        let bob = host.get("/me").header("X-USERNAME", "bob").send().await;
+        if staff == 403 && bob.status == 403 {
+            assert_eq!(bob.json(), json!({"detail": "No such user"}));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still served from the cache: {staff} {}", bob.status);
+    }
+}

@@ -47,6 +47,18 @@ impl StoreConn for PanicsOnConn {
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
         self.0.set_active(username, active)
     }
+    fn set_staff(&mut self, username: &str, staff: bool) -> Result<bool, Error> {
+        self.0.set_staff(username, staff)
+    }
+    fn set_email(&mut self, username: &str, email: &str) -> Result<bool, Error> {
+        self.0.set_email(username, email)
+    }
+    fn delete_user(&mut self, username: &str) -> Result<bool, Error> {
+        self.0.delete_user(username)
+    }
+    fn list_users(&mut self) -> Result<Vec<User>, Error> {
+        self.0.list_users()
+    }
     fn find_token(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error> {
         self.0.find_token(digest, now)
     }

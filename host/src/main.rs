@@ -1,6 +1,6 @@
 //! The `authhost` command: serve, check, and user management (SPEC section 5).
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -121,6 +121,9 @@ enum UserCommand {
         staff: bool,
         #[arg(long)]
         inactive: bool,
+        /// The user's e-mail address.
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -133,6 +136,42 @@ enum UserCommand {
     },
     /// Deactivate a user: every scheme refuses them from then on.
     Deactivate { name: String },
+    /// Activate a user again.
+    Activate { name: String },
+    /// Change a user's e-mail address or staff status.
+    Set {
+        name: String,
+        /// The new e-mail address ("" for none).
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
+        /// Make the user staff (is_admin routes let them in).
+        #[arg(long, conflicts_with = "no_staff")]
+        staff: bool,
+        /// Make the user no longer staff.
+        #[arg(long)]
+        no_staff: bool,
+    },
+    /// List users: id, name, e-mail, active, staff.
+    List,
+    /// Delete a user with their tokens and sessions.
+    Delete { name: String },
+}
+
+/// An e-mail address as the store keeps it: trimmed, "" for none, refused when it is not
+/// `local@domain` (Django's EmailField is stricter; this catches typos like a missing @).
+fn email_arg(email: Option<&str>) -> Result<String> {
+    let email = email.unwrap_or_default().trim();
+    if !email.is_empty() {
+        let (local, domain) = email.split_once('@').unwrap_or_default();
+        if local.is_empty()
+            || domain.is_empty()
+            || domain.contains('@')
+            || email.chars().any(char::is_whitespace)
+        {
+            bail!("{email:?} is not an e-mail address (local@domain)");
+        }
+    }
+    Ok(email.to_owned())
 }
 
 fn main() -> ExitCode {
@@ -289,15 +328,21 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
     let store = store::open(&config.store_url, config.change_log_keep)?;
     let mut conn = store.connect()?;
     match command {
-        UserCommand::Add { name, staff, inactive, password_stdin } => {
+        UserCommand::Add { name, staff, inactive, email, password_stdin } => {
             let name = name.trim();
             if name.is_empty() {
                 bail!("a username cannot be blank");
             }
+            let email = email_arg(email.as_deref())?;
             let password = read_password(password_stdin, true)?;
             let hash = authhost::pool::hash_password(&password);
-            let new =
-                NewUser { username: name, password_hash: Some(&hash), is_active: !inactive, is_staff: staff };
+            let new = NewUser {
+                username: name,
+                password_hash: Some(&hash),
+                is_active: !inactive,
+                is_staff: staff,
+                email: &email,
+            };
             if conn.create_user(&new)?.is_none() {
                 bail!(
                     "user {name:?} already exists; use `authhost user passwd {name}` to change the password"
@@ -324,6 +369,42 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
                 bail!("no user {name:?}");
             }
             info!(user = %name, "user deactivated");
+        }
+        UserCommand::Activate { name } => {
+            if !conn.set_active(&name, true)? {
+                bail!("no user {name:?}");
+            }
+            info!(user = %name, "user activated");
+        }
+        UserCommand::Set { name, email, staff, no_staff } => {
+            if email.is_none() && !staff && !no_staff {
+                bail!("nothing to set: give --email ADDR, --staff or --no-staff");
+            }
+            if conn.find_user(&name)?.is_none() {
+                bail!("no user {name:?}");
+            }
+            if let Some(email) = email {
+                conn.set_email(&name, &email_arg(Some(&email))?)?;
+            }
+            if staff || no_staff {
+                conn.set_staff(&name, staff)?;
+            }
+            info!(user = %name, "user changed");
+        }
+        UserCommand::List => {
+            let mut out = std::io::stdout().lock();
+            for u in conn.list_users()? {
+                let email = if u.email.is_empty() { "-" } else { u.email.as_str() };
+                let status = if u.is_active { "active" } else { "inactive" };
+                let staff = if u.is_staff { "staff" } else { "-" };
+                writeln!(out, "{}\t{}\t{email}\t{status}\t{staff}", u.id, u.username)?;
+            }
+        }
+        UserCommand::Delete { name } => {
+            if !conn.delete_user(&name)? {
+                bail!("no user {name:?}");
+            }
+            info!(user = %name, "user deleted");
         }
     }
     Ok(())

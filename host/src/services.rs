@@ -521,7 +521,7 @@ fn create_or_find(
     name: &str,
     tokens: Option<&TokenSecret>,
 ) -> Result<User, Error> {
-    let new = NewUser { username: name, password_hash: None, is_active: true, is_staff: false };
+    let new = NewUser { username: name, password_hash: None, is_active: true, is_staff: false, email: "" };
     match conn.create_user(&new)? {
         Some(user) => {
             if let Some(secret) = tokens {

@@ -1,9 +1,13 @@
 //! What one scheme says about one request.
 
-use abi_stable::std_types::{ROption, RString};
+use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
 use abi_stable::StableAbi;
 
 /// A user as the host's store knows it.
+///
+/// The layout is fixed; what later versions learn about users (groups, claims, profile
+/// fields) travels in `attributes`, by name, so that a plugin built before a new fact
+/// existed still loads, and passes it on untouched when it returns the user.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -14,6 +18,35 @@ pub struct User {
     /// Bumped by every password change and deactivation: a credential minted for an older
     /// generation (a JWT) is no longer good.
     pub generation: u64,
+    /// The e-mail address; empty when none is known.
+    pub email: RString,
+    /// Further facts, by name; a name may repeat (one `group` entry per group).
+    pub attributes: RVec<Tuple2<RString, RString>>,
+}
+
+impl User {
+    /// An active, non-staff user with no e-mail address and no attributes.
+    pub fn new(id: i64, username: impl Into<RString>) -> Self {
+        User {
+            id,
+            username: username.into(),
+            is_active: true,
+            is_staff: false,
+            generation: 0,
+            email: RString::new(),
+            attributes: RVec::new(),
+        }
+    }
+
+    /// The first value of the attribute `name`.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.iter().find(|a| a.0.as_str() == name).map(|a| a.1.as_str())
+    }
+
+    /// Every value of the attribute `name`, in order.
+    pub fn attribute_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.attributes.iter().filter(move |a| a.0.as_str() == name).map(|a| a.1.as_str())
+    }
 }
 
 // abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;
@@ -30,7 +63,7 @@ mod outcome_enum {
     /// a variant it does not know treats it as a fault, never as "not attempted".
     #[repr(u8)]
     #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
-    #[sabi(kind(WithNonExhaustive(size = [usize; 16], traits(Debug, Clone, PartialEq))))]
+    #[sabi(kind(WithNonExhaustive(size = [usize; 24], traits(Debug, Clone, PartialEq))))]
     #[non_exhaustive]
     pub enum Outcome {
         /// No credentials of this kind: try the next scheme.

@@ -47,7 +47,7 @@ impl MemoryHost {
         is_staff: bool,
     ) -> Self {
         let id = i64::try_from(self.users.len()).unwrap_or(i64::MAX) + 1;
-        let user = User { id, username: username.into(), is_active, is_staff, generation: 0 };
+        let user = User { is_active, is_staff, ..User::new(id, username) };
         self.users.insert(username.to_owned(), (user, password.map(str::to_owned)));
         self
     }

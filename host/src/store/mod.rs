@@ -30,6 +30,8 @@ pub struct NewUser<'a> {
     pub password_hash: Option<&'a str>,
     pub is_active: bool,
     pub is_staff: bool,
+    /// The e-mail address, or "".
+    pub email: &'a str,
 }
 
 /// One connection. Blocking.
@@ -47,6 +49,18 @@ pub trait StoreConn: Send {
 
     /// Sets `is_active`; `false` when there is no such user.
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error>;
+
+    /// Sets `is_staff`; `false` when there is no such user.
+    fn set_staff(&mut self, username: &str, staff: bool) -> Result<bool, Error>;
+
+    /// Sets the e-mail address ("" for none); `false` when there is no such user.
+    fn set_email(&mut self, username: &str, email: &str) -> Result<bool, Error>;
+
+    /// Deletes the user with their tokens and sessions; `false` when there is no such user.
+    fn delete_user(&mut self, username: &str) -> Result<bool, Error>;
+
+    /// Every user, by id.
+    fn list_users(&mut self) -> Result<Vec<User>, Error>;
 
     /// The live token whose key has this digest at time `now`, with its user. An expired
     /// one is deleted and not found.

@@ -61,6 +61,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX user_changes_at ON user_changes (at);
     CREATE TABLE change_log (pruned_through INTEGER NOT NULL);
     INSERT INTO change_log (pruned_through) VALUES (0);",
+    // Users' e-mail addresses ('' when none), found case-insensitively for logins by e-mail.
+    "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
+    CREATE INDEX users_email ON users (lower(email));",
 ];
 // Append new migrations only: a database records how many it has applied.
 
@@ -168,16 +171,16 @@ impl SqliteConn {
     }
 }
 
-const USER_COLUMNS: &str = "id, username, is_active, is_staff, password, generation";
+const USER_COLUMNS: &str = "id, username, is_active, is_staff, password, generation, email";
 
-/// A user from the first six columns of a row, in `USER_COLUMNS` order.
+/// A user from the first seven columns of a row, in `USER_COLUMNS` order.
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
     let user = User {
-        id: row.get(0)?,
-        username: row.get::<_, String>(1)?.into(),
         is_active: row.get(2)?,
         is_staff: row.get(3)?,
         generation: row.get::<_, i64>(5).map(|g| u64::try_from(g).unwrap_or(0))?,
+        email: row.get::<_, String>(6)?.into(),
+        ..User::new(row.get(0)?, row.get::<_, String>(1)?)
     };
     Ok((user, row.get(4)?))
 }
@@ -195,12 +198,12 @@ impl StoreConn for SqliteConn {
 
     fn create_user(&mut self, user: &NewUser<'_>) -> Result<Option<User>, Error> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "INSERT INTO users (username, password, is_active, is_staff) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO users (username, password, is_active, is_staff, email) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (username) DO NOTHING RETURNING {USER_COLUMNS}"
         ))?;
         let row = stmt
             .query_row(
-                params![user.username, user.password_hash, user.is_active, user.is_staff],
+                params![user.username, user.password_hash, user.is_active, user.is_staff, user.email],
                 user_from_row,
             )
             .optional()?;
@@ -231,9 +234,34 @@ impl StoreConn for SqliteConn {
         )
     }
 
+    fn set_staff(&mut self, username: &str, staff: bool) -> Result<bool, Error> {
+        self.change(
+            username,
+            &["UPDATE users SET is_staff = ?2 WHERE username = ?1"],
+            params![username, staff],
+        )
+    }
+
+    fn set_email(&mut self, username: &str, email: &str) -> Result<bool, Error> {
+        self.change(username, &["UPDATE users SET email = ?2 WHERE username = ?1"], params![username, email])
+    }
+
+    fn delete_user(&mut self, username: &str) -> Result<bool, Error> {
+        // Tokens and sessions go with the user (ON DELETE CASCADE); the change is logged
+        // in the same transaction, so running hosts drop what they cached.
+        self.change(username, &["DELETE FROM users WHERE username = ?1"], [username])
+    }
+
+    fn list_users(&mut self) -> Result<Vec<User>, Error> {
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))?;
+        let users =
+            stmt.query_map([], |r| user_from_row(r).map(|(u, _)| u))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(users)
+    }
+
     fn find_token(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, u.generation,
+            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, u.generation, u.email,
                     t.id, t.expires, t.max_expires, t.last_used
              FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ?1",
         )?;
@@ -241,10 +269,10 @@ impl StoreConn for SqliteConn {
             .query_row([digest], |row| {
                 Ok(StoredToken {
                     user: user_from_row(row)?.0,
-                    id: row.get(6)?,
-                    expires: row.get(7)?,
-                    max_expires: row.get(8)?,
-                    last_used: row.get(9)?,
+                    id: row.get(7)?,
+                    expires: row.get(8)?,
+                    max_expires: row.get(9)?,
+                    last_used: row.get(10)?,
                 })
             })
             .optional()?;
@@ -419,7 +447,7 @@ impl StoreConn for SqliteConn {
 
     fn find_session(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, u.generation,
+            "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, u.generation, u.email,
                     s.id, s.csrf_secret, s.expires
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = ?1 AND s.expires > ?2",
         )?;
@@ -427,9 +455,9 @@ impl StoreConn for SqliteConn {
             .query_row(params![digest, now], |row| {
                 Ok(StoredSession {
                     user: user_from_row(row)?.0,
-                    id: row.get(6)?,
-                    csrf_secret: row.get(7)?,
-                    expires: row.get(8)?,
+                    id: row.get(7)?,
+                    csrf_secret: row.get(8)?,
+                    expires: row.get(9)?,
                 })
             })
             .optional()?;
@@ -506,6 +534,7 @@ mod tests {
             password_hash: Some("$argon2id$x"),
             is_active: true,
             is_staff: false,
+            email: "alice@example.com",
         };
         let alice = conn.create_user(&new).unwrap().expect("created");
         assert_eq!(alice.username.as_str(), "alice");

@@ -323,7 +323,7 @@ mod tests {
     }
 
     fn alice() -> User {
-        User { id: 1, username: "alice".into(), is_active: true, is_staff: false, generation: 0 }
+        User::new(1, "alice")
     }
 
     fn outcome(s: &Jwt, authorization: &str) -> Outcome {
