@@ -10,7 +10,7 @@ use std::time::Duration;
 use authhost::pool::hash_password;
 use authhost::store::{self, NewUser};
 use authhost::{App, Config, Schemes, Verdict};
-use authhost_plugin_api::{Header, RequestView};
+use authhost_plugin_api::{Header, LoginField, RequestView};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn setup(dir: &Path) -> (App, tokio::runtime::Runtime) {
@@ -53,10 +53,22 @@ fn bench_passwords(c: &mut Criterion) {
     let mut group = c.benchmark_group("basic_verify");
     group.sample_size(30).measurement_time(Duration::from_secs(8));
     group.bench_function("unknown_user", |b| {
-        b.iter(|| runtime.block_on(services.verify_password("nobody".into(), "right password".into())))
+        b.iter(|| {
+            runtime.block_on(services.verify_login(
+                LoginField::Username,
+                "nobody".into(),
+                "right password".into(),
+            ))
+        })
     });
     group.bench_function("wrong_password", |b| {
-        b.iter(|| runtime.block_on(services.verify_password("alice".into(), "wrong password".into())))
+        b.iter(|| {
+            runtime.block_on(services.verify_login(
+                LoginField::Username,
+                "alice".into(),
+                "wrong password".into(),
+            ))
+        })
     });
     group.finish();
 

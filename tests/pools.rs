@@ -38,6 +38,9 @@ impl StoreConn for PanicsOnConn {
     fn find_credentials(&mut self, username: &str) -> Result<Option<(User, Option<String>)>, Error> {
         self.0.find_credentials(username)
     }
+    fn find_credentials_by_email(&mut self, email: &str) -> Result<Option<(User, Option<String>)>, Error> {
+        self.0.find_credentials_by_email(email)
+    }
     fn create_user(&mut self, user: &NewUser<'_>) -> Result<Option<User>, Error> {
         self.0.create_user(user)
     }

@@ -10,6 +10,8 @@ mod chain;
 mod conformance;
 // DRF's obtain_auth_token, and what the store keeps of keys.
 mod obtain_token;
+// Users' e-mail addresses: obtain_token's extra fields, logging in by e-mail.
+mod login_by_email;
 // Per-client tokens: login_token, expiry, refresh on use, limit, logout, logout-all.
 mod client_tokens;
 // JWTs: obtain, refresh, verify, expiry, revocation, an independent signature check.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use authhost_plugin_api::{Header, Inspected, RequestView, TokenPolicy};
+use authhost_plugin_api::{Header, Inspected, LoginField, RequestView, TokenPolicy};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use hyper::{Request, Response, StatusCode};
@@ -13,9 +13,9 @@ use serde_json::json;
 use tracing::{debug, error};
 
 use crate::chain::{Chain, Faulted, Verdict};
-use crate::config::{Config, Handler, SessionConfig};
+use crate::config::{Config, Handler, SessionConfig, TokenField};
 use crate::endpoints::obtain_token;
-use crate::endpoints::{jwt, parse_error, request_data, session, tokens};
+use crate::endpoints::{self, jwt, session, tokens};
 use crate::error::Error;
 use crate::loader::Scheme;
 use crate::loader::Schemes;
@@ -50,6 +50,10 @@ struct Route {
     token_policy: Option<TokenPolicy>,
     /// For the JWT views: the scheme that mints and reads the tokens.
     minter: Option<Arc<Scheme>>,
+    /// Which name logins give (`obtain_token`, `login`, `obtain_jwt`).
+    login_field: LoginField,
+    /// What `obtain_token` answers with.
+    token_fields: Vec<TokenField>,
 }
 
 impl Route {
@@ -145,6 +149,8 @@ impl App {
                 permission: r.permission,
                 token_policy,
                 minter,
+                login_field: r.login_field,
+                token_fields: r.token_fields.clone(),
             });
         }
         // Exact routes first, then the longest prefix.
@@ -276,13 +282,15 @@ impl App {
                     )
                 }
             }),
-            Handler::ObtainToken if method == "POST" => Ok(self.obtain_token(req).await),
+            Handler::ObtainToken if method == "POST" => Ok(self.obtain_token(route, req).await),
             Handler::Whoami => Err(method_not_allowed(method, "GET, HEAD, POST")),
             Handler::ObtainToken => Err(method_not_allowed(method, "POST")),
             Handler::Login if matches!(method, "GET" | "HEAD") => Ok(session::csrf_token(&self.session, req)),
-            Handler::Login if method == "POST" => Ok(session::login(&self.services, &self.session, req)
-                .await
-                .unwrap_or_else(|e| host_error(&e))),
+            Handler::Login if method == "POST" => {
+                Ok(session::login(&self.services, &self.session, req, route.login_field)
+                    .await
+                    .unwrap_or_else(|e| host_error(&e)))
+            }
             Handler::Logout if method == "POST" => Ok(session::logout(&self.services, &self.session, req)
                 .await
                 .unwrap_or_else(|e| host_error(&e))),
@@ -318,7 +326,7 @@ impl App {
                     return Err(host_error(&Error::config("a JWT route without its scheme")));
                 };
                 let answer = match route.handler {
-                    Handler::ObtainJwt => jwt::obtain(&self.services, minter, req).await,
+                    Handler::ObtainJwt => jwt::obtain(&self.services, minter, req, route.login_field).await,
                     Handler::RefreshJwt => jwt::refresh(&self.services, minter, req).await,
                     _ => jwt::verify(&self.services, minter, req).await,
                 };
@@ -330,29 +338,20 @@ impl App {
         }
     }
 
-    /// DRF's `obtain_auth_token`.
-    async fn obtain_token(&self, req: &RequestView<'_>) -> Response<Body> {
-        let data = match request_data(req) {
-            Ok(data) => data,
-            Err(err) => return parse_error(err),
-        };
-        let credentials = match obtain_token::validate(&data) {
-            Ok(credentials) => credentials,
-            Err(errors) => return json_response(StatusCode::BAD_REQUEST, &errors),
-        };
-        let user = match self.services.verify_password(credentials.username, credentials.password).await {
-            Ok(user) => user,
+    /// DRF's `obtain_auth_token`, or a custom `ObtainAuthToken` answering `route.token_fields`.
+    async fn obtain_token(&self, route: &Route, req: &RequestView<'_>) -> Response<Body> {
+        let user = match endpoints::active_user(&self.services, req, route.login_field).await {
+            Ok(Ok(user)) => user,
+            Ok(Err(answer)) => return answer,
             Err(err) => return host_error(&err),
-        };
-        // Inactive users cannot log in (Django's ModelBackend).
-        let Some(user) = user.filter(|u| u.is_active) else {
-            return json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials());
         };
         let Some(secret) = self.token_secret.clone() else {
             return host_error(&Error::config("no token secret loaded"));
         };
         match self.services.get_or_create_token(secret, user.username.to_string()).await {
-            Ok(Some(key)) => json_response(StatusCode::OK, &json!({ "token": key })),
+            Ok(Some(key)) => {
+                json_response(StatusCode::OK, &obtain_token::answer(&route.token_fields, &key, &user))
+            }
             Ok(None) => json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials()),
             Err(err) => host_error(&err),
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authhost_plugin_api::options::{edit_distance, parse_duration};
-use authhost_plugin_api::{OptionEntry, OptionValue};
+use authhost_plugin_api::{LoginField, OptionEntry, OptionValue};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -100,6 +100,45 @@ struct RawRoute {
     permission: Option<String>,
     /// For `login_token`: the token scheme whose policy new tokens follow.
     token_scheme: Option<String>,
+    /// For `obtain_token`, `login` and `obtain_jwt`: `username` (default) or `email`.
+    login_field: Option<String>,
+    /// For `obtain_token`: what the answer carries (DRF's custom `ObtainAuthToken`).
+    fields: Option<Vec<String>>,
+}
+
+/// What an `obtain_token` answer can carry besides the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenField {
+    Token,
+    UserId,
+    Username,
+    Email,
+    IsStaff,
+}
+
+impl TokenField {
+    const NAMES: [&'static str; 5] = ["token", "user_id", "username", "email", "is_staff"];
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "token" => TokenField::Token,
+            "user_id" => TokenField::UserId,
+            "username" => TokenField::Username,
+            "email" => TokenField::Email,
+            "is_staff" => TokenField::IsStaff,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenField::Token => "token",
+            TokenField::UserId => "user_id",
+            TokenField::Username => "username",
+            TokenField::Email => "email",
+            TokenField::IsStaff => "is_staff",
+        }
+    }
 }
 
 /// A built-in handler.
@@ -214,6 +253,10 @@ pub struct RouteConfig {
     pub permission: Permission,
     /// For `login_token`: the index of the token scheme whose policy new tokens follow.
     pub token_scheme: Option<usize>,
+    /// Which name logins give to `obtain_token`, `login` and `obtain_jwt`.
+    pub login_field: LoginField,
+    /// What `obtain_token` answers with, in order (DRF's `{"token"}` by default).
+    pub token_fields: Vec<TokenField>,
 }
 
 /// A validated config.
@@ -356,6 +399,44 @@ impl Resolver<'_> {
                 }
                 (None, false) => None,
             };
+            let login_field = match (&route.login_field, handler) {
+                (None, _) => LoginField::Username,
+                (Some(name), Handler::ObtainToken | Handler::Login | Handler::ObtainJwt) => {
+                    LoginField::parse(name).ok_or_else(|| {
+                        self.err(
+                            &format!("{key}.login_field"),
+                            unknown("login field", name, &["username", "email"]),
+                        )
+                    })?
+                }
+                (Some(_), _) => {
+                    return Err(self.err(
+                        &format!("{key}.login_field"),
+                        "only obtain_token, login and obtain_jwt routes take a login_field \
+                         (for Basic, set the basic scheme's own login_field)",
+                    ))
+                }
+            };
+            let token_fields = match (&route.fields, handler) {
+                (None, _) => vec![TokenField::Token],
+                (Some(names), Handler::ObtainToken) => {
+                    let key = format!("{key}.fields");
+                    let fields = names
+                        .iter()
+                        .map(|n| {
+                            TokenField::parse(n)
+                                .ok_or_else(|| self.err(&key, unknown("field", n, &TokenField::NAMES)))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if !fields.contains(&TokenField::Token) {
+                        return Err(self.err(&key, "must include \"token\""));
+                    }
+                    fields
+                }
+                (Some(_), _) => {
+                    return Err(self.err(&format!("{key}.fields"), "only obtain_token routes take fields"));
+                }
+            };
             routes.push(RouteConfig {
                 path: route.path,
                 prefix: route.prefix,
@@ -363,6 +444,8 @@ impl Resolver<'_> {
                 schemes,
                 permission,
                 token_scheme,
+                login_field,
+                token_fields,
             });
         }
         Ok(Config {

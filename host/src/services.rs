@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use authhost_plugin_api::abi_stable::std_types::{ROption, RResult, RStr};
 use authhost_plugin_api::{
-    HostError, HostServices, SessionMatch, SessionSettings, TokenMatch, TokenPolicy, User,
+    HostError, HostServices, LoginField, SessionMatch, SessionSettings, TokenMatch, TokenPolicy, User,
 };
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2sMac256;
@@ -32,7 +32,7 @@ use crate::tokens::{self, TokenSecret};
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Need {
     FindUser(String),
-    VerifyPassword { username: String, password: String, cache: Duration },
+    VerifyPassword { field: LoginField, login: String, password: String, cache: Duration },
     CreateUser(String),
     FindToken([u8; 32]),
     FindSession([u8; 32]),
@@ -43,7 +43,9 @@ impl std::fmt::Debug for Need {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Need::FindUser(name) => write!(f, "FindUser({name:?})"),
-            Need::VerifyPassword { username, .. } => write!(f, "VerifyPassword({username:?})"),
+            Need::VerifyPassword { field, login, .. } => {
+                write!(f, "VerifyPassword({}: {login:?})", field.as_str())
+            }
             Need::CreateUser(name) => write!(f, "CreateUser({name:?})"),
             Need::FindToken(_) => f.write_str("FindToken"),
             Need::FindSession(_) => f.write_str("FindSession"),
@@ -189,11 +191,12 @@ impl Services {
         &self.store
     }
 
-    fn credential_hash(&self, username: &str, password: &str) -> [u8; 32] {
+    fn credential_hash(&self, field: LoginField, login: &str, password: &str) -> [u8; 32] {
         let mut mac = <Blake2sMac256 as KeyInit>::new_from_slice(&self.credential_key)
             .unwrap_or_else(|_| unreachable!("a 32-byte key fits Blake2s"));
-        mac.update(&(username.len() as u64).to_le_bytes());
-        mac.update(username.as_bytes());
+        mac.update(field.as_str().as_bytes());
+        mac.update(&(login.len() as u64).to_le_bytes());
+        mac.update(login.as_bytes());
         mac.update(password.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -270,9 +273,9 @@ impl Services {
                 self.cache_user(Some(&user), stamp);
                 Answer::User(Some(user))
             }
-            Need::VerifyPassword { username, password, cache } => {
-                let key = (!cache.is_zero()).then(|| self.credential_hash(&username, &password));
-                let user = self.verify_password(username, password).await?;
+            Need::VerifyPassword { field, login, password, cache } => {
+                let key = (!cache.is_zero()).then(|| self.credential_hash(field, &login, &password));
+                let user = self.verify_login(field, login, password).await?;
                 if let (Some(key), Some(user)) = (key, user.as_ref().filter(|u| u.is_active)) {
                     // Never longer than the host's own cache time.
                     let ttl = cache.min(self.policy.ttl);
@@ -332,11 +335,23 @@ impl Services {
 }
 
 impl Services {
-    /// The user when the password is theirs (active or not): a store read on the store
-    /// pool, then argon2 on the password pool. An unknown user is verified against a dummy
-    /// hash, so it costs the same.
-    pub async fn verify_password(&self, username: String, password: String) -> Result<Option<User>, Error> {
-        let found = self.store.run(move |conn| conn.find_credentials(&username)).await?;
+    /// The user whose `field` is `login`, when the password is theirs (active or not): a
+    /// store read on the store pool, then argon2 on the password pool. An unknown user (or
+    /// an e-mail address several users share) is verified against a dummy hash, so it
+    /// costs the same.
+    pub async fn verify_login(
+        &self,
+        field: LoginField,
+        login: String,
+        password: String,
+    ) -> Result<Option<User>, Error> {
+        let found = self
+            .store
+            .run(move |conn| match field {
+                LoginField::Username => conn.find_credentials(&login),
+                LoginField::Email => conn.find_credentials_by_email(&login),
+            })
+            .await?;
         let (user, hash) = match found {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
@@ -636,10 +651,24 @@ impl HostServices for RequestHost<'_> {
         password: RStr<'_>,
         cache_ms: u64,
     ) -> RResult<ROption<User>, HostError> {
-        self.guarded("verify_password", || {
+        self.verify_login("username".into(), username, password, cache_ms)
+    }
+
+    fn verify_login(
+        &self,
+        field: RStr<'_>,
+        login: RStr<'_>,
+        password: RStr<'_>,
+        cache_ms: u64,
+    ) -> RResult<ROption<User>, HostError> {
+        self.guarded("verify_login", || {
+            let Some(field) = LoginField::parse(field.as_str()) else {
+                return RResult::RErr(HostError::internal(format!("no login field {:?}", field.as_str())));
+            };
             let cache = Duration::from_millis(cache_ms);
             let need = Need::VerifyPassword {
-                username: username.to_string(),
+                field,
+                login: login.to_string(),
                 password: password.to_string(),
                 cache,
             };
@@ -648,7 +677,7 @@ impl HostServices for RequestHost<'_> {
                     return None;
                 }
                 let caches = &self.services.caches;
-                let key = self.services.credential_hash(username.as_str(), password.as_str());
+                let key = self.services.credential_hash(field, login.as_str(), password.as_str());
                 caches.credentials.get(&key, &caches.revocations).map(|hit| hit.value)
             })
         })

@@ -46,6 +46,33 @@ impl HostError {
 
 // abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;
 // an `allow` on the item does not reach them, on the module it does.
+/// Which of a user's names a login gives: the username, or the e-mail address (matched
+/// without regard to case; an address no user or several users have matches nobody).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginField {
+    #[default]
+    Username,
+    Email,
+}
+
+impl LoginField {
+    /// The name configs and request bodies use: `username` or `email`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginField::Username => "username",
+            LoginField::Email => "email",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "username" => Some(LoginField::Username),
+            "email" => Some(LoginField::Email),
+            _ => None,
+        }
+    }
+}
+
 /// A token found by its key.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
@@ -121,6 +148,17 @@ mod services_trait {
             cache_ms: u64,
         ) -> RResult<ROption<User>, HostError>;
 
+        /// As `verify_password`, with the user found by `field` (`username` or `email`); an
+        /// e-mail address that matches no user, or several, costs the same as a wrong
+        /// password.
+        fn verify_login(
+            &self,
+            field: RStr<'_>,
+            login: RStr<'_>,
+            password: RStr<'_>,
+            cache_ms: u64,
+        ) -> RResult<ROption<User>, HostError>;
+
         /// Creates an active user with no usable password (RemoteUser's
         /// `create_unknown_user`), or returns the existing one.
         fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError>;
@@ -184,6 +222,24 @@ impl<'a> Host<'a> {
         let cache_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         into_result(self.services.verify_password(username.into(), password.into(), cache_ms))
             .map(ROption::into_option)
+    }
+
+    /// As `verify_password_cached`, with the user found by `field` (username or e-mail).
+    pub fn verify_login_cached(
+        &self,
+        field: LoginField,
+        login: &str,
+        password: &str,
+        ttl: Duration,
+    ) -> Result<Option<User>, SchemeError> {
+        let cache_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        into_result(self.services.verify_login(
+            field.as_str().into(),
+            login.into(),
+            password.into(),
+            cache_ms,
+        ))
+        .map(ROption::into_option)
     }
 
     /// Creates an active user with no usable password, or returns the existing one.

@@ -26,8 +26,8 @@ pub mod testing;
 
 pub use abi_stable;
 pub use host::{
-    Host, HostError, HostErrorKind, HostServices, HostServicesRef, SessionMatch, SessionSettings, TokenMatch,
-    TokenPolicy,
+    Host, HostError, HostErrorKind, HostServices, HostServicesRef, LoginField, SessionMatch, SessionSettings,
+    TokenMatch, TokenPolicy,
 };
 pub use mint::{Claims, Inspected, Minted};
 pub use options::{OptionEntry, OptionError, OptionValue, Options};

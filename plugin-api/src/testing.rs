@@ -52,6 +52,14 @@ impl MemoryHost {
         self
     }
 
+    /// Gives `username` this e-mail address.
+    pub fn with_email(mut self, username: &str, email: &str) -> Self {
+        if let Some((user, _)) = self.users.get_mut(username) {
+            user.email = email.into();
+        }
+        self
+    }
+
     /// Gives `username` a token with this key.
     pub fn with_token(mut self, key: &str, username: &str) -> Self {
         self.tokens.insert(key.to_owned(), username.to_owned());
@@ -110,6 +118,36 @@ impl HostServices for MemoryHost {
         let found =
             self.users.get(username.as_str()).filter(|(_, p)| p.as_deref() == Some(password.as_str()));
         RResult::ROk(found.map(|(u, _)| u.clone()).into())
+    }
+
+    fn verify_login(
+        &self,
+        field: RStr<'_>,
+        login: RStr<'_>,
+        password: RStr<'_>,
+        cache_ms: u64,
+    ) -> RResult<ROption<User>, HostError> {
+        match field.as_str() {
+            "username" => self.verify_password(login, password, cache_ms),
+            "email" => {
+                if let Some(pending) = self.not_yet("verify_login", login.as_str()) {
+                    return pending;
+                }
+                let login = login.as_str().to_lowercase();
+                let mut matches = self
+                    .users
+                    .values()
+                    .filter(|(u, _)| !u.email.is_empty() && u.email.to_lowercase() == login);
+                let found = match (matches.next(), matches.next()) {
+                    (Some((user, hash)), None) if hash.as_deref() == Some(password.as_str()) => {
+                        Some(user.clone())
+                    }
+                    _ => None,
+                };
+                RResult::ROk(found.into())
+            }
+            other => RResult::RErr(HostError::internal(format!("no login field {other:?}"))),
+        }
     }
 
     fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError> {

@@ -3,11 +3,11 @@
 //! new one with the same `orig_iat`, refused past the refresh window) and `verify_jwt`
 //! (`{"token"}` back, or 400 `{"non_field_errors": [reason]}`).
 
-use authhost_plugin_api::{Claims, Inspected, Minted, RequestView, User};
+use authhost_plugin_api::{Claims, Inspected, LoginField, Minted, RequestView, User};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::obtain_token::{self, char_fields};
+use super::obtain_token::char_fields;
 use super::{parse_error, request_data};
 use crate::error::Error;
 use crate::loader::Scheme;
@@ -36,20 +36,16 @@ fn mint(issuer: &Scheme, user: &User, orig_iat: i64) -> Answer {
     }
 }
 
-/// POST username, password.
-pub(crate) async fn obtain(services: &Services, issuer: &Scheme, req: &RequestView<'_>) -> Answer {
-    let data = match request_data(req) {
-        Ok(data) => data,
-        Err(err) => return Ok(parse_error(err)),
-    };
-    let credentials = match obtain_token::validate(&data) {
-        Ok(credentials) => credentials,
-        Err(errors) => return Ok(json_response(StatusCode::BAD_REQUEST, &errors)),
-    };
-    let user = services.verify_password(credentials.username, credentials.password).await?;
-    match user.filter(|u| u.is_active) {
-        Some(user) => mint(issuer, &user, 0),
-        None => Ok(json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials())),
+/// POST username (or the route's `login_field`), password.
+pub(crate) async fn obtain(
+    services: &Services,
+    issuer: &Scheme,
+    req: &RequestView<'_>,
+    field: LoginField,
+) -> Answer {
+    match super::active_user(services, req, field).await? {
+        Ok(user) => mint(issuer, &user, 0),
+        Err(answer) => Ok(answer),
     }
 }
 

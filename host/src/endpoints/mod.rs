@@ -8,7 +8,34 @@ pub mod tokens;
 use serde_json::{Map, Value};
 
 use authhost_plugin_api::form::form_fields;
-use authhost_plugin_api::RequestView;
+use authhost_plugin_api::{LoginField, RequestView, User};
+use hyper::{Response, StatusCode};
+
+use crate::error::Error;
+use crate::respond::{json_response, Body};
+use crate::services::Services;
+
+/// DRF's credentials serializer on the request body (login in the field `field`, and
+/// `password`): the active user they are of, or DRF's 400 (or 415) answer. Inactive users
+/// cannot log in (Django's ModelBackend), and read as bad credentials.
+pub(crate) async fn active_user(
+    services: &Services,
+    req: &RequestView<'_>,
+    field: LoginField,
+) -> Result<Result<User, Response<Body>>, Error> {
+    let data = match request_data(req) {
+        Ok(data) => data,
+        Err(err) => return Ok(Err(parse_error(err))),
+    };
+    let credentials = match obtain_token::validate(&data, field) {
+        Ok(credentials) => credentials,
+        Err(errors) => return Ok(Err(json_response(StatusCode::BAD_REQUEST, &errors))),
+    };
+    let user = services.verify_login(credentials.field, credentials.login, credentials.password).await?;
+    Ok(user
+        .filter(|u| u.is_active)
+        .ok_or_else(|| json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials())))
+}
 
 /// Why a body could not be read as data: DRF's parse errors.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,22 +1,30 @@
 //! DRF's `obtain_auth_token`: POST `username` and `password` (form or JSON), get
 //! `{"token": "<key>"}`, the user's existing key or a new one; DRF's 400 shapes otherwise.
 
+use authhost_plugin_api::{LoginField, User};
+
+use crate::config::TokenField;
 use serde_json::{json, Map, Value};
 
 /// What a valid request carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
-    pub username: String,
+    pub field: LoginField,
+    /// The username, or the e-mail address when `field` says so.
+    pub login: String,
     pub password: String,
 }
 
-/// DRF's `AuthTokenSerializer` field checks. `Err` is the 400 body.
-pub fn validate(data: &Value) -> Result<Credentials, Value> {
-    // The username is trimmed; the password never is.
-    let mut values = char_fields(data, &[("username", true), ("password", false)])?.into_iter();
+/// DRF's `AuthTokenSerializer` field checks, with the login in the field named `field`
+/// (`username`, or `email` for a login by e-mail). `Err` is the 400 body.
+pub fn validate(data: &Value, field: LoginField) -> Result<Credentials, Value> {
+    // The login is trimmed; the password never is.
+    let mut values = char_fields(data, &[(field.as_str(), true), ("password", false)])?.into_iter();
     match (values.next(), values.next()) {
-        (Some(username), Some(password)) => Ok(Credentials { username, password }),
-        _ => Err(json!({ "non_field_errors": ["Must include \"username\" and \"password\"."] })),
+        (Some(login), Some(password)) => Ok(Credentials { field, login, password }),
+        _ => Err(json!({
+            "non_field_errors": [format!("Must include \"{}\" and \"password\".", field.as_str())]
+        })),
     }
 }
 
@@ -41,6 +49,41 @@ pub fn char_fields(data: &Value, names: &[(&str, bool)]) -> Result<Vec<String>, 
         Ok(values.into_iter().flatten().collect())
     } else {
         Err(Value::Object(errors))
+    }
+}
+
+/// The 200 body: `{"token": key}` (DRF), or the fields a custom `ObtainAuthToken` adds,
+/// in the order configured (`{"token", "user_id", "email"}`, say), as DRF's dict keeps it.
+pub fn answer(fields: &[TokenField], key: &str, user: &User) -> InOrder {
+    InOrder(
+        fields
+            .iter()
+            .map(|field| {
+                let value = match field {
+                    TokenField::Token => json!(key),
+                    TokenField::UserId => json!(user.id),
+                    TokenField::Username => json!(user.username.as_str()),
+                    TokenField::Email => json!(user.email.as_str()),
+                    TokenField::IsStaff => json!(user.is_staff),
+                };
+                (field.name(), value)
+            })
+            .collect(),
+    )
+}
+
+/// A JSON object whose keys keep their order (`serde_json::Map` sorts them).
+#[derive(Debug)]
+pub struct InOrder(Vec<(&'static str, Value)>);
+
+impl serde::Serialize for InOrder {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }
 
@@ -94,29 +137,42 @@ mod tests {
     #[test]
     fn drf_field_errors() {
         assert_eq!(
-            validate(&json!({})).unwrap_err(),
+            validate(&json!({}), LoginField::Username).unwrap_err(),
             json!({"username": ["This field is required."], "password": ["This field is required."]})
         );
         assert_eq!(
-            validate(&json!({"username": "  ", "password": null})).unwrap_err(),
+            validate(&json!({"username": "  ", "password": null}), LoginField::Username).unwrap_err(),
             json!({"username": ["This field may not be blank."], "password": ["This field may not be null."]})
         );
         assert_eq!(
-            validate(&json!({"username": ["a"], "password": true})).unwrap_err(),
+            validate(&json!({"username": ["a"], "password": true}), LoginField::Username).unwrap_err(),
             json!({"username": ["Not a valid string."], "password": ["Not a valid string."]})
         );
         assert_eq!(
-            validate(&json!([1])).unwrap_err(),
+            validate(&json!([1]), LoginField::Username).unwrap_err(),
             json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
         );
-        assert_eq!(validate(&Value::Null).unwrap_err(), json!({"non_field_errors": ["No data provided"]}));
+        assert_eq!(
+            validate(&Value::Null, LoginField::Username).unwrap_err(),
+            json!({"non_field_errors": ["No data provided"]})
+        );
+        assert_eq!(
+            validate(&json!({"username": "alice"}), LoginField::Email).unwrap_err(),
+            json!({"email": ["This field is required."], "password": ["This field is required."]})
+        );
     }
 
     #[test]
     fn username_is_trimmed_and_password_is_not() {
-        let ok = validate(&json!({"username": " alice ", "password": " pw "})).unwrap();
-        assert_eq!(ok, Credentials { username: "alice".into(), password: " pw ".into() });
-        let numeric = validate(&json!({"username": 42, "password": 7})).unwrap();
-        assert_eq!(numeric, Credentials { username: "42".into(), password: "7".into() });
+        let ok = validate(&json!({"username": " alice ", "password": " pw "}), LoginField::Username).unwrap();
+        assert_eq!(
+            ok,
+            Credentials { field: LoginField::Username, login: "alice".into(), password: " pw ".into() }
+        );
+        let numeric = validate(&json!({"username": 42, "password": 7}), LoginField::Username).unwrap();
+        assert_eq!(
+            numeric,
+            Credentials { field: LoginField::Username, login: "42".into(), password: "7".into() }
+        );
     }
 }

@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use authhost_plugin_api::csrf::{self, CsrfSettings};
 use authhost_plugin_api::form::form_field;
-use authhost_plugin_api::RequestView;
+use authhost_plugin_api::{LoginField, RequestView};
 use hyper::header::{HeaderValue, SET_COOKIE};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::obtain_token;
-use super::request_data;
 use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::respond::{detail_response, json_response, Body};
@@ -66,23 +64,16 @@ pub(crate) async fn login(
     services: &Services,
     config: &SessionConfig,
     req: &RequestView<'_>,
+    field: LoginField,
 ) -> Result<Response<Body>, Error> {
     let origins: Vec<&str> = config.trusted_origins.iter().map(String::as_str).collect();
     let form_token = form_field(req, "csrfmiddlewaretoken");
     if let Err(reason) = csrf::check(req, &csrf_settings(config, &origins), None, form_token.as_deref()) {
         return Ok(csrf_failed(&reason));
     }
-    let data = match request_data(req) {
-        Ok(data) => data,
-        Err(err) => return Ok(super::parse_error(err)),
-    };
-    let credentials = match obtain_token::validate(&data) {
-        Ok(credentials) => credentials,
-        Err(errors) => return Ok(json_response(StatusCode::BAD_REQUEST, &errors)),
-    };
-    let user = services.verify_password(credentials.username, credentials.password).await?;
-    let Some(user) = user.filter(|u| u.is_active) else {
-        return Ok(json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials()));
+    let user = match super::active_user(services, req, field).await? {
+        Ok(user) => user,
+        Err(answer) => return Ok(answer),
     };
     // The old session, if any, ends: the id is rotated at login.
     if let Some(old) = req.cookie(&config.cookie_name) {

@@ -41,6 +41,10 @@ pub trait StoreConn: Send {
     /// The user and their password hash (`None` when the password is unusable).
     fn find_credentials(&mut self, username: &str) -> Result<Option<(User, Option<String>)>, Error>;
 
+    /// The one user with this e-mail address (without regard to case) and their password
+    /// hash; `None` when no user or several users have it.
+    fn find_credentials_by_email(&mut self, email: &str) -> Result<Option<(User, Option<String>)>, Error>;
+
     /// Creates a user; `Ok(None)` when the username is taken.
     fn create_user(&mut self, user: &NewUser<'_>) -> Result<Option<User>, Error>;
 

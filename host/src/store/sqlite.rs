@@ -196,6 +196,14 @@ impl StoreConn for SqliteConn {
         Ok(stmt.query_row([username], user_from_row).optional()?)
     }
 
+    fn find_credentials_by_email(&mut self, email: &str) -> Result<Option<(User, Option<String>)>, Error> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email <> '' AND lower(email) = lower(?1) LIMIT 2"
+        ))?;
+        let mut found = stmt.query_map([email], user_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(if found.len() == 1 { found.pop() } else { None })
+    }
+
     fn create_user(&mut self, user: &NewUser<'_>) -> Result<Option<User>, Error> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "INSERT INTO users (username, password, is_active, is_staff, email) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -2,7 +2,9 @@
 //! base64(username:password)`, checked against argon2id hashes by the host.
 //!
 //! Options: `realm` (`"api"`) for the challenge; `cache_ttl` (off by default), how long the
-//! host may answer a pair it verified from memory instead of paying argon2 again.
+//! host may answer a pair it verified from memory instead of paying argon2 again;
+//! `login_field` (`"username"`, or `"email"` to log in with the e-mail address: one no user
+//! or several users have fails like a wrong password, at the same cost).
 
 mod base64;
 
@@ -10,7 +12,9 @@ use std::time::Duration;
 
 use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
 use authhost_plugin_api::request::latin1_or_utf8;
-use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+use authhost_plugin_api::{
+    export_scheme, Host, LoginField, Options, Outcome, RequestView, Scheme, SchemeError,
+};
 
 const NO_CREDENTIALS: &str = "Invalid basic header. No credentials provided.";
 const HAS_SPACES: &str = "Invalid basic header. Credentials string should not contain spaces.";
@@ -21,14 +25,20 @@ const INVALID: &str = "Invalid username/password.";
 pub struct Basic {
     challenge: String,
     cache_ttl: Duration,
+    login_field: LoginField,
 }
 
 impl Scheme for Basic {
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
         let realm = options.quotable_or("realm", "api")?;
+        let field = options.str_or("login_field", "username")?;
+        let login_field = LoginField::parse(field).ok_or_else(|| {
+            SchemeError::option("login_field", format!("{field:?} is not \"username\" or \"email\""))
+        })?;
         Ok(Basic {
             challenge: format!("Basic realm=\"{realm}\""),
             cache_ttl: options.duration("cache_ttl")?.unwrap_or(Duration::ZERO),
+            login_field,
         })
     }
 
@@ -47,11 +57,11 @@ impl Scheme for Basic {
         };
         // Not UTF-8: tried as Latin-1, as DRF does, so it fails as a bad password.
         let text = latin1_or_utf8(&decoded);
-        let Some((username, password)) = text.split_once(':') else {
+        let Some((login, password)) = text.split_once(':') else {
             return Ok(Outcome::failed(NOT_BASE64));
         };
         // Inactive users fail like wrong passwords (Django's ModelBackend refuses them).
-        Ok(match host.verify_password_cached(username, password, self.cache_ttl)? {
+        Ok(match host.verify_login_cached(self.login_field, login, password, self.cache_ttl)? {
             Some(user) if user.is_active => Outcome::authenticated(user),
             _ => Outcome::failed(INVALID),
         })
@@ -100,6 +110,42 @@ mod tests {
     fn latin1_credentials_are_tried_as_latin1() {
         // "j\xf6rg:pw" in Latin-1 is not UTF-8; DRF decodes it as Latin-1.
         assert!(matches!(outcome(b"Basic avZyZzpwdw=="), Outcome::Authenticated { .. }));
+    }
+
+    #[test]
+    fn login_by_email_matches_one_user_regardless_of_case() {
+        use authhost_plugin_api::{OptionEntry, OptionValue};
+        let entries = [OptionEntry::new("login_field", OptionValue::Str("email".into()))];
+        let scheme = Basic::new(&Options::new(&entries)).unwrap();
+        let host = || {
+            MemoryHost::new()
+                .with_user("alice", Some("pw"), true, false)
+                .with_email("alice", "Alice@Example.com")
+                .with_user("bob", Some("pw"), true, false)
+                .with_user("carol", Some("pw"), true, false)
+                .with_email("bob", "shared@example.com")
+                .with_email("carol", "shared@example.com")
+                .answering_later()
+        };
+        let basic = |encoded: &str| {
+            let value = format!("Basic {encoded}");
+            let headers = [Header::new("authorization", value.as_bytes())];
+            let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
+            authenticate(&scheme, &request, &host()).unwrap()
+        };
+        match basic("YWxpY2VAZXhhbXBsZS5jb206cHc=") {
+            // alice@example.com:pw
+            Outcome::Authenticated { user, .. } => assert_eq!(user.username.as_str(), "alice"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(basic("YWxpY2U6cHc="), Outcome::failed(INVALID), "alice:pw: the username is no login now");
+        assert_eq!(
+            basic("c2hhcmVkQGV4YW1wbGUuY29tOnB3"),
+            Outcome::failed(INVALID),
+            "an address two users share"
+        );
+        let bad = [OptionEntry::new("login_field", OptionValue::Str("phone".into()))];
+        assert_eq!(Basic::new(&Options::new(&bad)).unwrap_err().option_key(), Some("login_field"));
     }
 
     #[test]
