@@ -192,10 +192,39 @@ fn plugin_error(config: &Config, index: usize, problem: &str) -> Error {
 
 /// Opens one library (a private copy) and checks its ABI. The error is short and says
 /// what to do.
+///
+/// abi_stable's own check accepts a library whose prefix types (the root module, the
+/// scheme's methods, the host's services) have as many fields as the host's or more: a
+/// newer plugin in an older host. Within plugin-api 1.x the other direction must load too
+/// (an older plugin in a newer host, which then reaches the methods the plugin lacks
+/// through accessors that fall back to their default bodies). So the layouts are checked
+/// both ways here, and either passing is enough; everything that is not a prefix type
+/// (requests, outcomes, users) must match exactly either way, and a library newer in one
+/// part and older in another fails both.
 fn load_library(path: &Path) -> Result<SchemeModRef, String> {
+    use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
     let header = lib_header_from_path(path).map_err(|e| describe(&e))?;
-    header.init_root_module::<SchemeModRef>().map_err(|e| describe(&e))
+    let Some(theirs) = header.layout() else {
+        return Err("it carries no ABI layout to check; build it with plugin-api's export_scheme!".into());
+    };
+    let ours = <SchemeModRef as abi_stable::StableAbi>::LAYOUT;
+    if let Err(as_newer) = check_layout_compatibility(ours, theirs) {
+        check_layout_compatibility(theirs, ours).map_err(|_| {
+            format!(
+                "built against a different plugin ABI; rebuild it against plugin-api {}.x (this host has {}).\n{}",
+                ABI_MAJOR,
+                authhost_plugin_api::VERSION,
+                abi_errors(&as_newer.to_string())
+            )
+        })?;
+    }
+    // SAFETY: the layouts were found compatible just above, in one direction or the other,
+    // which is what abi_stable's own check establishes before the same call.
+    unsafe { header.init_root_module_with_unchecked_layout::<SchemeModRef>() }.map_err(|e| describe(&e))
 }
+
+/// The plugin ABI's major version: plugin-api's.
+const ABI_MAJOR: &str = "1";
 
 fn describe(err: &LibraryError) -> String {
     match err {
@@ -204,12 +233,13 @@ fn describe(err: &LibraryError) -> String {
             "not an authhost plugin: it exports no root module (a plugin invokes export_scheme!)".into()
         }
         LibraryError::AbiInstability(_) => format!(
-            "built against a different plugin ABI; rebuild it against this plugin-api ({}).\n{}",
-            env!("CARGO_PKG_VERSION"),
+            "built against a different plugin ABI; rebuild it against plugin-api {ABI_MAJOR}.x.\n{}",
             abi_errors(&err.to_string())
         ),
-        LibraryError::IncompatibleVersionNumber { library_name, expected_version, actual_version } => format!(
-            "{library_name} is version {actual_version}, this host needs {expected_version}; rebuild it against this plugin-api"
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => format!(
+            "built against plugin-api {actual_version}, whose ABI this host (plugin-api {}) cannot load; \
+             rebuild it against plugin-api {ABI_MAJOR}.x",
+            authhost_plugin_api::VERSION
         ),
         other => first_line(&other.to_string()).to_owned(),
     }

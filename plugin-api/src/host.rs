@@ -24,6 +24,10 @@ pub enum HostErrorKind {
     Pending,
     /// The host could not answer (bad argument, store error); the scheme faults.
     Internal,
+    /// The host is older than the plugin-api this plugin was built against and does not
+    /// have the service (`message` says which plugin-api minor it needs); the scheme
+    /// faults, and the host logs what it needs.
+    Unsupported,
 }
 
 /// A host service's refusal, carried back to the scheme and on to the host.
@@ -41,6 +45,16 @@ impl HostError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         HostError { kind: HostErrorKind::Internal, message: RString::from(message.into()) }
+    }
+
+    /// What a service added in plugin-api `1.minor` answers by default: the default body
+    /// runs in the plugin when the host's services predate it.
+    pub fn unsupported(service: &str, minor: u32) -> Self {
+        HostError {
+            kind: HostErrorKind::Unsupported,
+            message: format!("this host has no {service} service: the plugin needs plugin-api 1.{minor}")
+                .into(),
+        }
     }
 }
 
@@ -130,8 +144,10 @@ mod services_trait {
 
     /// The services behind [`Host`](super::Host), as they cross the ABI.
     ///
-    /// New services go after the last prefix field, so that a plugin built against an older
-    /// list still loads; the host is rebuilt with every plugin-api change in any case.
+    /// Frozen at plugin-api 1.0 up to `warn`, the last prefix field. A later minor appends
+    /// services after it, each with a default body that returns
+    /// `HostError::unsupported("name", minor)`: a plugin built against that minor calls the
+    /// default when the host predates it, and faults cleanly (see docs/plugin-abi.md).
     #[sabi_trait]
     pub trait HostServices {
         /// The user with this username, active or not.

@@ -25,6 +25,9 @@ pub mod scheme;
 pub mod testing;
 
 pub use abi_stable;
+
+/// This plugin-api's version; its major version is the plugin ABI's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use host::{
     Host, HostError, HostErrorKind, HostServices, HostServicesRef, LoginField, SessionMatch, SessionSettings,
     TokenMatch, TokenPolicy,

@@ -38,7 +38,8 @@ mod object_trait {
         fn mint(&self, user: &User, orig_iat: i64) -> Minted;
 
         /// Reads back a credential this scheme minted, without a request.
-        /// New methods go after this one, with default bodies.
+        /// Frozen at plugin-api 1.0 up to here: a later minor appends methods after this
+        /// one, each with a default body, which a host calls on a plugin built before it.
         #[sabi(last_prefix_field)]
         fn inspect(&self, credential: RStr<'_>) -> Inspected;
     }

@@ -114,7 +114,9 @@ impl From<HostError> for SchemeError {
     fn from(err: HostError) -> Self {
         match err.kind {
             HostErrorKind::Pending => SchemeError { kind: Kind::Pending },
-            HostErrorKind::Internal => SchemeError::internal(format!("host service: {}", err.message)),
+            HostErrorKind::Internal | HostErrorKind::Unsupported => {
+                SchemeError::internal(format!("host service: {}", err.message))
+            }
         }
     }
 }
