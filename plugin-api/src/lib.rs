@@ -10,6 +10,16 @@
 //! comes back as a pending [`SchemeError`], which the scheme passes on with `?`. The host then
 //! fetches the data off the worker (store pool, password pool) and calls the scheme again,
 //! so plugin code never blocks and never awaits.
+//!
+//! # Compatibility
+//!
+//! This crate's major version is the plugin ABI. Within 1.x, a plugin built against 1.x
+//! loads and works in a host built against 1.y whether y ≥ x or y < x: a host older than
+//! the plugin answers a service it lacks with a clean error (logged as "needs plugin-api
+//! 1.N"), and a host newer than the plugin reaches the scheme methods the plugin lacks
+//! through their default bodies. Types that cross the ABI keep their layout within 1.x;
+//! new facts about users arrive as named [`User::attributes`]. The rules a minor release
+//! follows are in the repository's `docs/plugin-abi.md`.
 
 pub mod authorization;
 pub mod csrf;
