@@ -29,14 +29,20 @@ const KEY: &str = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b";
 
 struct Bench {
     dir: tempfile::TempDir,
+    /// The probe fixture's folder.
     plugins: PathBuf,
+    /// The shipped plugins' folder (`target/<profile>`).
+    shipped: PathBuf,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Bench {
     fn new() -> Bench {
+        // The probe fixture, which scripts/bench builds into target/fixtures/<profile>.
         let exe = std::env::current_exe().expect("bench path");
-        let plugins = exe.parent().and_then(|p| p.parent()).expect("target/<profile>").to_owned();
+        let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target/<profile>");
+        let profile = profile_dir.file_name().expect("profile");
+        let plugins = profile_dir.parent().expect("target").join("fixtures").join(profile);
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
             store::open(&format!("sqlite://{}/bench.db", dir.path().display()), store::CHANGE_LOG_KEEP)
@@ -48,7 +54,7 @@ impl Bench {
         conn.create_token("alice", &NewToken { digest: &token_digest(KEY), nonce: None }, false)
             .expect("token");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Bench { dir, plugins, runtime }
+        Bench { dir, plugins, shipped: profile_dir.to_owned(), runtime }
     }
 
     /// An app whose route `/b` has these schemes (TOML tables without the `[[scheme]]`
@@ -172,7 +178,12 @@ fn chains(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("token");
-    let app = b.app(&["plugin = \"token\"".to_owned()], true);
+    let token = b.shipped.join(format!(
+        "{}authhost_token{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let app = b.app(&[format!("path = {:?}", token.display().to_string())], true);
     let hit = format!("Token {KEY}");
     let headers = [Header::new("authorization", hit.as_bytes())];
     bench_route(&mut group, BenchmarkId::from_parameter("hit"), &b, &app, &request(&headers), authenticated);

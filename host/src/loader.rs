@@ -204,6 +204,16 @@ fn plugin_error(config: &Config, index: usize, problem: &str) -> Error {
 fn load_library(path: &Path) -> Result<SchemeModRef, String> {
     use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
     let header = lib_header_from_path(path).map_err(|e| describe(&e))?;
+    // Another major is another ABI: say so in one line, before any layout detail.
+    let version = abi_stable::sabi_types::VersionNumber::new(header.version_strings())
+        .map_err(|e| format!("its plugin-api version does not parse: {e}"))?;
+    if version.major.to_string() != ABI_MAJOR {
+        return Err(format!(
+            "built against plugin-api {version}, whose ABI this host (plugin-api {}) cannot load; \
+             rebuild it against plugin-api {ABI_MAJOR}.x",
+            authhost_plugin_api::VERSION
+        ));
+    }
     let Some(theirs) = header.layout() else {
         return Err("it carries no ABI layout to check; build it with plugin-api's export_scheme!".into());
     };
