@@ -20,6 +20,8 @@ mod jwt;
 mod session;
 // Faults: panicking and erroring schemes give 500 and a log line; the host keeps serving.
 mod faults;
+// The author's path: authhost new-scheme, built and loaded outside the repository.
+mod new_scheme;
 // The plugin ABI across minor versions of plugin-api.
 mod abi;
 // Plugin files swapped under a running host: private copies, trial loads, refusals.

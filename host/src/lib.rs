@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod error;
 pub mod library;
 pub mod loader;
+pub mod new_scheme;
 pub mod permission;
 pub mod pool;
 pub mod respond;

@@ -74,6 +74,15 @@ enum Command {
         #[arg(long)]
         copy: PathBuf,
     },
+    /// Write a new scheme's plugin crate (Cargo.toml, a skeleton, a test, a README) that
+    /// builds as generated, outside this repository.
+    NewScheme {
+        /// The scheme's name: lowercase letters, digits and dashes.
+        name: String,
+        /// The folder to create it in.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -203,7 +212,16 @@ fn config_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
 }
 
+#[allow(clippy::print_stdout)] // what new-scheme made, and the next steps, for the terminal
 fn run(cli: Cli) -> Result<()> {
+    if let Command::NewScheme { name, dir } = &cli.command {
+        let root = authhost::new_scheme::generate(name, dir)?;
+        let file = authhost::config::library_file_name(name);
+        println!("created {}", root.display());
+        println!("  cd {} && cargo test && cargo build --release", root.display());
+        println!("  then [[scheme]] path = \"{}/target/release/{file}\" (see its README.md)", root.display());
+        return Ok(());
+    }
     let path = config_path(&cli);
     let config = Config::load(&path)?;
     match cli.command {
@@ -230,6 +248,7 @@ fn run(cli: Cli) -> Result<()> {
             let time = Duration::try_from_secs_f64(seconds).context("--seconds must be a positive number")?;
             bench(&config, &request, Limits { requests, time, warmup: 100 })
         }
+        Command::NewScheme { .. } => Ok(()),
         Command::TrialLoad { library, copy } => {
             // Errors are reported by the host's own load; a crash is what the trial is for.
             if let Err(err) = Schemes::trial(&config, &library, &copy) {
