@@ -35,6 +35,8 @@ pub mod scheme;
 pub mod testing;
 
 pub use abi_stable;
+/// Compares two secrets in time that depends only on their lengths.
+pub use csrf::constant_time_eq;
 
 /// This plugin-api's version; its major version is the plugin ABI's.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -85,6 +85,51 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// A string option that must be set: a scheme without it is refused at start-up,
+    /// naming the key.
+    pub fn required_str(&self, key: &'static str) -> Result<&'a str, SchemeError> {
+        self.str(key)?.ok_or_else(|| SchemeError::option(key, "missing: this scheme needs it"))
+    }
+
+    /// A secret, given in the environment variable that `env_key` names (better: configs
+    /// get copied and committed) or inline as `key`; exactly one of the two, of at least
+    /// `min_bytes` bytes. Errors name the key and never show the secret.
+    pub fn secret(
+        &self,
+        key: &'static str,
+        env_key: &'static str,
+        min_bytes: usize,
+    ) -> Result<Vec<u8>, SchemeError> {
+        let (secret, from) = match (self.str(key)?, self.str(env_key)?) {
+            (Some(_), Some(_)) => {
+                return Err(SchemeError::option(key, format!("give {key} or {env_key}, not both")));
+            }
+            (Some(secret), None) => (secret.as_bytes().to_vec(), key),
+            (None, Some(var)) => {
+                let value = std::env::var(var).map_err(|_| {
+                    SchemeError::option(
+                        env_key,
+                        format!("${var} is not set; export a random secret of at least {min_bytes} bytes"),
+                    )
+                })?;
+                (value.into_bytes(), env_key)
+            }
+            (None, None) => {
+                return Err(SchemeError::option(
+                    env_key,
+                    format!("missing: give {env_key} = \"NAME\" (an environment variable) or {key}, of at least {min_bytes} bytes"),
+                ));
+            }
+        };
+        if secret.len() < min_bytes {
+            return Err(SchemeError::option(
+                from,
+                format!("the secret is {} bytes; use at least {min_bytes} random bytes", secret.len()),
+            ));
+        }
+        Ok(secret)
+    }
+
     /// A string option, or `default`.
     pub fn str_or(&self, key: &'static str, default: &'a str) -> Result<&'a str, SchemeError> {
         Ok(self.str(key)?.unwrap_or(default))
@@ -229,6 +274,28 @@ mod tests {
             OptionEntry::new("ttl", OptionValue::Str("10h".into())),
             OptionEntry::new("create", OptionValue::Str("yes".into())),
         ]
+    }
+
+    #[test]
+    fn required_and_secret_options_name_their_keys() {
+        let none = Options::new(&[]);
+        assert_eq!(none.required_str("issuer").unwrap_err().option_key(), Some("issuer"));
+        assert_eq!(none.secret("secret", "secret_env", 32).unwrap_err().option_key(), Some("secret_env"));
+        let short = [OptionEntry::new("secret", OptionValue::Str("tiny".into()))];
+        let err = Options::new(&short).secret("secret", "secret_env", 32).unwrap_err();
+        assert_eq!(err.option_key(), Some("secret"));
+        assert!(!err.to_string().contains("tiny"), "never the secret itself: {err}");
+        let long = [OptionEntry::new("secret", OptionValue::Str("x".repeat(32).into()))];
+        assert_eq!(Options::new(&long).secret("secret", "secret_env", 32).unwrap().len(), 32);
+        let both = [
+            OptionEntry::new("secret", OptionValue::Str("x".repeat(32).into())),
+            OptionEntry::new("secret_env", OptionValue::Str("PATH".into())),
+        ];
+        assert!(Options::new(&both)
+            .secret("secret", "secret_env", 32)
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
     }
 
     #[test]

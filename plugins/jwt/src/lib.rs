@@ -22,7 +22,7 @@ use authhost_plugin_api::{
 };
 use serde_json::{json, Value};
 
-use authhost_plugin_api::csrf::constant_time_eq;
+use authhost_plugin_api::constant_time_eq;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hs256::{b64url_decode, b64url_encode, hmac_sha256};
@@ -124,32 +124,7 @@ fn eddsa_key(options: &Options<'_>) -> Result<Key, SchemeError> {
 
 /// The HS256 secret from `secret` or `$secret_env`: at least 32 bytes.
 fn hs256_secret(options: &Options<'_>) -> Result<Vec<u8>, SchemeError> {
-    let secret = match (options.str("secret")?, options.str("secret_env")?) {
-        (Some(_), Some(_)) => return Err(SchemeError::option("secret", "give secret or secret_env, not both")),
-        (Some(secret), None) => secret.as_bytes().to_vec(),
-        (None, Some(var)) => std::env::var(var)
-            .map_err(|_| {
-                SchemeError::option(
-                    "secret_env",
-                    format!("${var} is not set; export a random secret of at least {MIN_SECRET} bytes"),
-                )
-            })?
-            .into_bytes(),
-        (None, None) => {
-            return Err(SchemeError::option(
-                "secret_env",
-                format!("missing: a JWT scheme needs secret_env = \"NAME\" (or secret) of at least {MIN_SECRET} bytes"),
-            ))
-        }
-    };
-    if secret.len() < MIN_SECRET {
-        let key = if options.str("secret")?.is_some() { "secret" } else { "secret_env" };
-        return Err(SchemeError::option(
-            key,
-            format!("the secret is {} bytes; use at least {MIN_SECRET} random bytes", secret.len()),
-        ));
-    }
-    Ok(secret)
+    options.secret("secret", "secret_env", MIN_SECRET)
 }
 
 #[derive(Debug)]
