@@ -150,3 +150,41 @@ fn the_shipped_config_loads_every_plugin() {
     }
     assert!(stdout.contains("session -> basic -> token"), "{stdout}");
 }
+
+#[test]
+fn plugin_info_shows_name_version_loadability_and_declared_options() {
+    let run = |file: &std::path::Path| {
+        let out = std::process::Command::new(crate::support::build_dir().join("authhost"))
+            .args(["plugin", "info"])
+            .arg(file)
+            .output()
+            .expect("authhost plugin info");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, text) = run(&plugin_path("basic"));
+    assert!(ok, "{text}");
+    assert!(text.contains("plugin:      authhost-basic"), "{text}");
+    assert!(
+        text.contains(&format!("plugin-api:  {v} (this host: {v})", v = authhost_plugin_api::VERSION)),
+        "{text}"
+    );
+    assert!(text.contains("loadable:    yes"), "{text}");
+    let row = text.lines().find(|l| l.trim_start().starts_with("cache_ttl")).unwrap_or_default();
+    assert!(row.contains("duration") && row.contains("\"0s\"") && row.contains("skips argon2"), "{text}");
+
+    let (ok, text) = run(&plugin_path("wrong_abi"));
+    assert!(!ok);
+    assert!(text.contains("loadable:    no: built against a different plugin ABI"), "{text}");
+    let (ok, text) = run(&plugin_path("probe"));
+    assert!(ok && text.contains("none declared"), "{text}");
+}
+
+#[test]
+fn a_declared_option_of_the_wrong_kind_is_refused_before_the_constructor_runs() {
+    let site = Site::new("[[scheme]]\nname = \"b\"\nplugin = \"basic\"\ncache_ttl = true\n");
+    let err = refused(&site);
+    assert!(err.contains("scheme[0] (\"b\").cache_ttl: expected a duration, found a boolean"), "{err}");
+    site.write_config("[[scheme]]\nname = \"b\"\nplugin = \"basic\"\nrelam = \"x\"\n");
+    let err = refused(&site);
+    assert!(err.contains("scheme[0] (\"b\").relam: unknown option (did you mean \"realm\"?)"), "{err}");
+}

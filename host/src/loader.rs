@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::RSlice;
-use authhost_plugin_api::{SchemeBox, SchemeModRef, TokenPolicy};
+use authhost_plugin_api::options::edit_distance;
+use authhost_plugin_api::{OptionSpec, SchemeBox, SchemeModRef, TokenPolicy};
 
 use crate::chain::Chain;
 use crate::config::{Config, SchemeConfig};
@@ -78,7 +79,7 @@ impl Schemes {
                     let module =
                         library::copy_privately(&scheme.library, &dir, config.allow_writable_plugins)
                             .and_then(|copy| {
-                                trial::run(&config.file, &scheme.library, &copy)?;
+                                trial::run(Some(&config.file), &scheme.library, &copy)?;
                                 load_library(&copy.path)
                             })
                             .map_err(|problem| plugin_error(config, index, &problem))?;
@@ -88,6 +89,11 @@ impl Schemes {
             all.push(Arc::new(instantiate(module, scheme, index, &config.file)?));
         }
         Ok(Schemes { all })
+    }
+
+    /// The trial load's own work, in the child, for a library alone: maps `copy`.
+    pub fn trial_library(copy: &Path) -> Result<(), Error> {
+        load_library(copy).map(drop).map_err(Error::plugin)
     }
 
     /// The trial load's own work, in the child: maps `copy` (of the library the config
@@ -147,6 +153,14 @@ fn instantiate(
     index: usize,
     config_file: &Path,
 ) -> Result<Scheme, Error> {
+    check_declared(module.options().as_slice(), scheme).map_err(|(key, problem)| {
+        Error::plugin(format!(
+            "{}: scheme[{index}] ({:?}).{key}: {problem} (plugin {})",
+            config_file.display(),
+            scheme.name,
+            scheme.library.display()
+        ))
+    })?;
     let new_scheme = module.new_scheme();
     match new_scheme(RSlice::from_slice(&scheme.options)).into_result() {
         Ok(object) => {
@@ -178,6 +192,62 @@ fn instantiate(
             )))
         }
     }
+}
+
+/// Checks a scheme's options against what its plugin declares, before its constructor
+/// runs: `Err((key, problem))` for a key it does not declare or a value of the wrong kind.
+/// A plugin that declares nothing is left to its constructor's own checks.
+fn check_declared(declared: &[OptionSpec], scheme: &SchemeConfig) -> Result<(), (String, String)> {
+    if declared.is_empty() {
+        return Ok(());
+    }
+    for entry in &scheme.options {
+        let key = entry.key.as_str();
+        let Some(spec) = declared.iter().find(|spec| spec.name.as_str() == key) else {
+            let close = declared
+                .iter()
+                .map(|spec| (edit_distance(key, spec.name.as_str()), spec.name.as_str()))
+                .filter(|(distance, _)| *distance <= 2)
+                .min();
+            let problem = match close {
+                Some((_, name)) => format!("unknown option (did you mean \"{name}\"?)"),
+                None => "unknown option".to_owned(),
+            };
+            return Err((key.to_owned(), problem));
+        };
+        if let Some(problem) = spec.mismatch(&entry.value) {
+            return Err((key.to_owned(), problem));
+        }
+    }
+    Ok(())
+}
+
+/// What `authhost plugin info` tells about a library file.
+#[derive(Debug)]
+pub struct LibraryInfo {
+    /// The plugin-api it was built against, when its header could be read.
+    pub plugin_api: Option<String>,
+    /// Its crate name and declared options, when this host can load it; else why not.
+    pub loaded: Result<(String, Vec<OptionSpec>), String>,
+}
+
+/// Checks, copies, tries and loads the library at `path` as a serving host would, and says
+/// what it is. Loading it maps it into this process: for the command line only.
+pub fn describe_library(path: &Path) -> LibraryInfo {
+    let tried = library::private_dir().and_then(|dir| {
+        let copy = library::copy_privately(path, &dir, false)?;
+        trial::run(None, path, &copy)?;
+        Ok(copy)
+    });
+    let copy = match tried {
+        Ok(copy) => copy,
+        Err(why) => return LibraryInfo { plugin_api: None, loaded: Err(why) },
+    };
+    let plugin_api =
+        lib_header_from_path(&copy.path).ok().map(|h| h.version_strings().version.as_str().to_owned());
+    let loaded = load_library(&copy.path)
+        .map(|module| (module.plugin_name().as_str().to_owned(), module.options().as_slice().to_vec()));
+    LibraryInfo { plugin_api, loaded }
 }
 
 fn plugin_error(config: &Config, index: usize, problem: &str) -> Error {

@@ -67,12 +67,17 @@ enum Command {
     /// the trial a serving host runs in a child before it maps a new library.
     #[command(hide = true)]
     TrialLoad {
-        /// The library as the config names it.
+        /// The library as the config names it (with --config: its schemes are built too).
         #[arg(long)]
-        library: PathBuf,
+        library: Option<PathBuf>,
         /// The private copy to map.
         #[arg(long)]
         copy: PathBuf,
+    },
+    /// Look at plugin libraries.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// Write a new scheme's plugin crate (Cargo.toml, a skeleton, a test, a README) that
     /// builds as generated, outside this repository.
@@ -119,6 +124,52 @@ enum TokenCommand {
     },
     /// List USER's tokens: id, client, created, expiry, last use (never the keys).
     List { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// A library's plugin name, plugin-api version, whether this host can load it (and
+    /// why not), and the options its schemes take.
+    Info { file: PathBuf },
+}
+
+/// `authhost plugin info FILE`.
+#[allow(clippy::print_stdout)] // a report for the terminal
+fn plugin_info(file: &std::path::Path) -> Result<()> {
+    let info = authhost::loader::describe_library(file);
+    println!("file:        {}", file.display());
+    let host_api = authhost_plugin_api::VERSION;
+    match &info.plugin_api {
+        Some(version) => println!("plugin-api:  {version} (this host: {host_api})"),
+        None => println!("plugin-api:  unknown (this host: {host_api})"),
+    }
+    let (name, options) = match info.loaded {
+        Ok(loaded) => loaded,
+        Err(why) => {
+            println!("loadable:    no: {why}");
+            bail!("{} cannot be loaded by this host", file.display());
+        }
+    };
+    println!("plugin:      {name}");
+    println!("loadable:    yes");
+    if options.is_empty() {
+        println!("options:     none declared (the plugin checks its own)");
+        return Ok(());
+    }
+    println!("options:");
+    let width = options.iter().map(|o| o.name.len()).max().unwrap_or(0);
+    for option in &options {
+        let default =
+            if option.default.is_empty() { "-".to_owned() } else { format!("{:?}", option.default.as_str()) };
+        println!(
+            "  {:width$}  {:8}  {:14}  {}",
+            option.name.as_str(),
+            option.kind.as_str(),
+            default,
+            option.help.as_str()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +265,16 @@ fn config_path(cli: &Cli) -> PathBuf {
 
 #[allow(clippy::print_stdout)] // what new-scheme made, and the next steps, for the terminal
 fn run(cli: Cli) -> Result<()> {
+    if let Command::TrialLoad { library: None, copy } = &cli.command {
+        if let Err(err) = Schemes::trial_library(copy) {
+            eprintln!("{err}");
+            std::process::exit(authhost::trial::REPORTED);
+        }
+        return Ok(());
+    }
+    if let Command::Plugin { command: PluginCommand::Info { file } } = &cli.command {
+        return plugin_info(file);
+    }
     if let Command::NewScheme { name, dir } = &cli.command {
         let root = authhost::new_scheme::generate(name, dir)?;
         let file = authhost::config::library_file_name(name);
@@ -249,7 +310,7 @@ fn run(cli: Cli) -> Result<()> {
             bench(&config, &request, Limits { requests, time, warmup: 100 })
         }
         Command::NewScheme { .. } => Ok(()),
-        Command::TrialLoad { library, copy } => {
+        Command::TrialLoad { library: Some(library), copy } => {
             // Errors are reported by the host's own load; a crash is what the trial is for.
             if let Err(err) = Schemes::trial(&config, &library, &copy) {
                 eprintln!("{err}");
@@ -257,6 +318,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::TrialLoad { library: None, .. } | Command::Plugin { .. } => Ok(()),
         Command::User { command } => user(&config, command),
         Command::Token { command } => token(&config, command),
     }

@@ -27,10 +27,11 @@ const TRIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Digests of copies this process has seen pass a trial.
 static PASSED: Mutex<Option<HashSet<[u8; 32]>>> = Mutex::new(None);
 
-/// Runs the trial for `copy` of the library configured at `original`, unless a copy with
-/// the same content passed already. Skipped when this process is not the `authhost`
-/// executable (an embedding program or a test that loads plugins in-process).
-pub fn run(config_file: &Path, original: &Path, copy: &Copy) -> Result<(), String> {
+/// Runs the trial for `copy` of the library configured at `original` (with the schemes
+/// `config_file` makes from it; without a config, only the library is mapped), unless a
+/// copy with the same content passed already. Skipped when this process is not the
+/// `authhost` executable (an embedding program or a test that loads plugins in-process).
+pub fn run(config_file: Option<&Path>, original: &Path, copy: &Copy) -> Result<(), String> {
     let passed =
         |set: &mut Option<HashSet<[u8; 32]>>| set.get_or_insert_with(HashSet::new).contains(&copy.digest);
     if passed(&mut PASSED.lock().unwrap_or_else(|e| e.into_inner())) {
@@ -43,14 +44,12 @@ pub fn run(config_file: &Path, original: &Path, copy: &Copy) -> Result<(), Strin
             return Ok(());
         }
     };
-    let mut child = Command::new(exe)
-        .arg("trial-load")
-        .arg("--config")
-        .arg(config_file)
-        .arg("--library")
-        .arg(original)
-        .arg("--copy")
-        .arg(&copy.path)
+    let mut command = Command::new(exe);
+    command.arg("trial-load").arg("--copy").arg(&copy.path);
+    if let Some(config_file) = config_file {
+        command.arg("--config").arg(config_file).arg("--library").arg(original);
+    }
+    let mut child = command
         .env("AUTHHOST_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -53,7 +53,12 @@ macro_rules! export_scheme {
 
 /// Builds the root module for scheme type `S`. Called by `export_scheme!`.
 pub fn root_module<S: Scheme>(plugin_name: &'static str) -> SchemeModRef {
-    SchemeMod { plugin_name: RStr::from_str(plugin_name), new_scheme: new_scheme::<S> }.leak_into_prefix()
+    SchemeMod {
+        plugin_name: RStr::from_str(plugin_name),
+        options: RSlice::from_slice(S::OPTIONS),
+        new_scheme: new_scheme::<S>,
+    }
+    .leak_into_prefix()
 }
 
 extern "C" fn new_scheme<S: Scheme>(options: RSlice<'_, OptionEntry>) -> RResult<SchemeBox, OptionError> {

@@ -45,7 +45,7 @@ pub use host::{
     TokenMatch, TokenPolicy,
 };
 pub use mint::{Claims, Inspected, Minted};
-pub use options::{OptionEntry, OptionError, OptionValue, Options};
+pub use options::{OptionEntry, OptionError, OptionKind, OptionSpec, OptionValue, Options};
 pub use outcome::{Outcome, Outcome_NE, User};
 pub use request::{Header, PeerAddr, RequestView};
 pub use root::{SchemeBox, SchemeMod, SchemeModRef, SchemeObject, SchemeObject_TO};

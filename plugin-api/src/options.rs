@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use abi_stable::std_types::{ROption, RString, RVec};
+use abi_stable::std_types::{ROption, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
 use crate::scheme::SchemeError;
@@ -31,6 +31,85 @@ impl OptionValue {
             OptionValue::Bool(_) => "a boolean",
             OptionValue::StrList(_) => "a list of strings",
         }
+    }
+}
+
+/// What kind of value an option takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKind {
+    /// A string (`str`, `str_or`, `keyword_or`, `quotable_or`, `required_str`).
+    Text,
+    Boolean,
+    Integer,
+    /// `"30s"`, `"10m"`, `"10h"`, `"7d"` or seconds.
+    Duration,
+    /// A list of strings.
+    List,
+}
+
+impl OptionKind {
+    /// The name `authhost plugin info` shows.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OptionKind::Text => "string",
+            OptionKind::Boolean => "boolean",
+            OptionKind::Integer => "integer",
+            OptionKind::Duration => "duration",
+            OptionKind::List => "list",
+        }
+    }
+}
+
+/// One option a scheme declares (`Scheme::OPTIONS`): its name, kind, default and a line of
+/// help, for `authhost plugin info` and for `authhost check`, which refuses a wrong key or
+/// kind before the scheme's constructor runs.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: RStr<'static>,
+    /// `string`, `boolean`, `integer`, `duration` or `list` (what [`OptionKind::name`] gives);
+    /// text, so that later kinds do not change the layout.
+    pub kind: RStr<'static>,
+    /// The default, as the help shows it; empty when there is none.
+    pub default: RStr<'static>,
+    pub help: RStr<'static>,
+}
+
+impl OptionSpec {
+    pub const fn new(
+        name: &'static str,
+        kind: OptionKind,
+        default: &'static str,
+        help: &'static str,
+    ) -> Self {
+        OptionSpec {
+            name: RStr::from_str(name),
+            kind: RStr::from_str(kind.name()),
+            default: RStr::from_str(default),
+            help: RStr::from_str(help),
+        }
+    }
+
+    /// Why `value` does not fit this option's kind; `None` when it does (or the kind is
+    /// one this plugin-api does not know: the scheme's own getter decides).
+    pub fn mismatch(&self, value: &OptionValue) -> Option<String> {
+        let fits = match (self.kind.as_str(), value) {
+            ("string", OptionValue::Str(_)) | ("boolean", OptionValue::Bool(_)) => true,
+            ("integer", OptionValue::Int(_)) | ("list", OptionValue::StrList(_)) => true,
+            ("duration", OptionValue::Str(_) | OptionValue::Int(_)) => true,
+            ("string" | "boolean" | "integer" | "duration" | "list", _) => false,
+            _ => true,
+        };
+        (!fits).then(|| format!("expected {}, found {}", article(self.kind.as_str()), value.kind()))
+    }
+}
+
+fn article(kind: &str) -> String {
+    match kind {
+        "integer" => "an integer".to_owned(),
+        "list" => "a list of strings".to_owned(),
+        "boolean" => "true or false".to_owned(),
+        other => format!("a {other}"),
     }
 }
 

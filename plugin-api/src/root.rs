@@ -5,7 +5,7 @@ use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::{RBox, RResult, RSlice, RStr};
 use abi_stable::{declare_root_module_statics, package_version_strings, StableAbi};
 
-use crate::options::{OptionEntry, OptionError};
+use crate::options::{OptionEntry, OptionError, OptionSpec};
 
 // abi_stable's derives put impls inside `const _`, which trips `non_local_definitions`;
 // an `allow` on the item does not reach them, on the module it does.
@@ -59,6 +59,9 @@ pub type SchemeBox = SchemeObject_TO<'static, RBox<()>>;
 pub struct SchemeMod {
     /// The plugin's crate name, for messages.
     pub plugin_name: RStr<'static>,
+
+    /// The options its schemes take (`Scheme::OPTIONS`); empty when undeclared.
+    pub options: RSlice<'static, OptionSpec>,
 
     /// Builds one scheme instance from its options. New fields go after this one.
     #[sabi(last_prefix_field)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::host::{Host, HostError, HostErrorKind, TokenPolicy};
 use crate::mint::Claims;
-use crate::options::Options;
+use crate::options::{OptionSpec, Options};
 use crate::outcome::Outcome;
 use crate::outcome::User;
 use crate::request::RequestView;
@@ -14,6 +14,11 @@ use crate::request::RequestView;
 /// Implement it and invoke [`export_scheme!`](crate::export_scheme) once. Panics are caught
 /// for you and become a fault; never build a plugin with `panic = "abort"`.
 pub trait Scheme: Send + Sync + Sized + 'static {
+    /// The options `new` reads, declared for `authhost plugin info` and `authhost check`
+    /// (a wrong key or kind is refused before `new` runs). Empty: no declaration, and
+    /// `new`'s own getters are the only check.
+    const OPTIONS: &'static [OptionSpec] = &[];
+
     /// Builds one configured instance from the scheme's `[[scheme]]` table. Read every
     /// option through `options`: keys never read are refused as unknown.
     fn new(options: &Options<'_>) -> Result<Self, SchemeError>;

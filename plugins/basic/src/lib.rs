@@ -13,7 +13,8 @@ use std::time::Duration;
 use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
 use authhost_plugin_api::request::latin1_or_utf8;
 use authhost_plugin_api::{
-    export_scheme, Host, LoginField, Options, Outcome, RequestView, Scheme, SchemeError,
+    export_scheme, Host, LoginField, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme,
+    SchemeError,
 };
 
 const NO_CREDENTIALS: &str = "Invalid basic header. No credentials provided.";
@@ -29,6 +30,17 @@ pub struct Basic {
 }
 
 impl Scheme for Basic {
+    const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec::new("realm", OptionKind::Text, "api", "the realm of the WWW-Authenticate challenge"),
+        OptionSpec::new("cache_ttl", OptionKind::Duration, "0s", "how long a verified pair skips argon2"),
+        OptionSpec::new(
+            "login_field",
+            OptionKind::Text,
+            "username",
+            "\"username\" or \"email\": what the login is",
+        ),
+    ];
+
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
         let realm = options.quotable_or("realm", "api")?;
         let field = options.str_or("login_field", "username")?;

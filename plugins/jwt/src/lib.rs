@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
 use authhost_plugin_api::{
-    export_scheme, Claims, Host, Options, Outcome, RequestView, Scheme, SchemeError, User,
+    export_scheme, Claims, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
+    User,
 };
 use serde_json::{json, Value};
 
@@ -146,6 +147,40 @@ fn secs(d: Duration) -> u64 {
 }
 
 impl Scheme for Jwt {
+    const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec::new("algorithm", OptionKind::Text, "HS256", "HS256 or EdDSA"),
+        OptionSpec::new(
+            "secret_env",
+            OptionKind::Text,
+            "",
+            "HS256: the variable holding the secret (32 bytes or more)",
+        ),
+        OptionSpec::new("secret", OptionKind::Text, "", "HS256: the secret itself (prefer secret_env)"),
+        OptionSpec::new(
+            "private_key_file",
+            OptionKind::Text,
+            "",
+            "EdDSA: PKCS#8 PEM key that signs; unset: verify only",
+        ),
+        OptionSpec::new("public_key_file", OptionKind::Text, "", "EdDSA: SPKI PEM key that verifies"),
+        OptionSpec::new(
+            "keyword",
+            OptionKind::Text,
+            "Bearer",
+            "the Authorization keyword (drf-jwt's JWT, say)",
+        ),
+        OptionSpec::new("realm", OptionKind::Text, "api", "the realm of the WWW-Authenticate challenge"),
+        OptionSpec::new("expiration", OptionKind::Duration, "7d", "how long a token is good"),
+        OptionSpec::new("allow_refresh", OptionKind::Boolean, "true", "refresh_jwt may renew tokens"),
+        OptionSpec::new(
+            "refresh_expiration",
+            OptionKind::Duration,
+            "30d",
+            "no refresh after orig_iat plus this",
+        ),
+        OptionSpec::new("leeway", OptionKind::Duration, "0s", "clock skew forgiven on exp"),
+    ];
+
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
         let key = match options.str_or("algorithm", "HS256")? {
             "HS256" => Key::Hs256(hs256_secret(options)?),

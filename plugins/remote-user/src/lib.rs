@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+use authhost_plugin_api::{
+    export_scheme, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
+};
 
 use cidr::Cidr;
 
@@ -31,6 +33,17 @@ pub struct RemoteUser {
 }
 
 impl Scheme for RemoteUser {
+    const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec::new("header", OptionKind::Text, "X-Remote-User", "the header the front proxy sets"),
+        OptionSpec::new(
+            "trusted_proxies",
+            OptionKind::List,
+            "",
+            "addresses and CIDR ranges the header is believed from",
+        ),
+        OptionSpec::new("create_unknown_user", OptionKind::Boolean, "true", "create users the proxy names"),
+    ];
+
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
         let header = options.str_or("header", "X-Remote-User")?.to_owned();
         let trusted = options

@@ -10,7 +10,8 @@
 
 use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
 use authhost_plugin_api::{
-    export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError, TokenPolicy,
+    export_scheme, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
+    TokenPolicy,
 };
 
 const NO_CREDENTIALS: &str = "Invalid token header. No credentials provided.";
@@ -26,6 +27,40 @@ pub struct Token {
 }
 
 impl Scheme for Token {
+    const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec::new(
+            "keyword",
+            OptionKind::Text,
+            "Token",
+            "the Authorization keyword (Bearer for the Bearer variant)",
+        ),
+        OptionSpec::new(
+            "ttl",
+            OptionKind::Duration,
+            "",
+            "how long a login_token token lives; unset: forever",
+        ),
+        OptionSpec::new(
+            "refresh_on_use",
+            OptionKind::Boolean,
+            "false",
+            "each use moves the expiry to now + ttl",
+        ),
+        OptionSpec::new(
+            "max_ttl",
+            OptionKind::Duration,
+            "",
+            "no use extends a token past this after its creation",
+        ),
+        OptionSpec::new(
+            "limit_per_user",
+            OptionKind::Integer,
+            "",
+            "live tokens a user may hold; unset: no limit",
+        ),
+        OptionSpec::new("prefix", OptionKind::Text, "", "put before new keys (ah_), for secret scanners"),
+    ];
+
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
         let keyword = options.keyword_or("keyword", "Token")?;
         let secs = |key: &'static str| -> Result<u64, SchemeError> {

@@ -7,7 +7,9 @@
 //!   the DRF docs' example, which lets inactive users in);
 //! - otherwise: authenticated as that user.
 
-use authhost_plugin_api::{export_scheme, Host, Options, Outcome, RequestView, Scheme, SchemeError};
+use authhost_plugin_api::{
+    export_scheme, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
+};
 
 /// The scheme. It has no state, so `new` only checks that it was given no options.
 #[derive(Debug)]
@@ -16,6 +18,14 @@ pub struct XUsername {
 }
 
 impl Scheme for XUsername {
+    // Declared for `authhost plugin info`; `authhost check` refuses another key or kind.
+    const OPTIONS: &'static [OptionSpec] = &[OptionSpec::new(
+        "header",
+        OptionKind::Text,
+        "X-USERNAME",
+        "the request header that names the user",
+    )];
+
     fn new(options: &Options<'_>) -> Result<Self, SchemeError> {
         // Every option is read through `options`; a key this scheme never reads is refused
         // at start-up as unknown. This one option is not in the DRF example.
