@@ -16,18 +16,23 @@ use abi_stable::StableAbi;
 use crate::outcome::User;
 use crate::scheme::SchemeError;
 
-/// Why a host service gave no answer.
-#[repr(u8)]
+/// Why a host service gave no answer: a code, not an enum, so that a later host can send
+/// a kind an earlier plugin does not know (which reads it as internal) without breaking
+/// the ABI.
+#[repr(transparent)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostErrorKind {
+pub struct HostErrorKind(u8);
+
+#[allow(non_upper_case_globals)] // read like the enum variants they stand for
+impl HostErrorKind {
     /// The answer is being fetched; the host calls the scheme again once it has it.
-    Pending,
+    pub const Pending: HostErrorKind = HostErrorKind(0);
     /// The host could not answer (bad argument, store error); the scheme faults.
-    Internal,
+    pub const Internal: HostErrorKind = HostErrorKind(1);
     /// The host is older than the plugin-api this plugin was built against and does not
     /// have the service (`message` says which plugin-api minor it needs); the scheme
     /// faults, and the host logs what it needs.
-    Unsupported,
+    pub const Unsupported: HostErrorKind = HostErrorKind(2);
 }
 
 /// A host service's refusal, carried back to the scheme and on to the host.

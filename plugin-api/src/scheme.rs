@@ -119,9 +119,8 @@ impl From<HostError> for SchemeError {
     fn from(err: HostError) -> Self {
         match err.kind {
             HostErrorKind::Pending => SchemeError { kind: Kind::Pending },
-            HostErrorKind::Internal | HostErrorKind::Unsupported => {
-                SchemeError::internal(format!("host service: {}", err.message))
-            }
+            // Internal, Unsupported, and any kind a later host adds: a fault.
+            _ => SchemeError::internal(format!("host service: {}", err.message)),
         }
     }
 }
