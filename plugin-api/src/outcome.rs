@@ -102,6 +102,35 @@ impl Outcome {
         Outcome::Forbidden { detail: RString::from(detail.into()) }
     }
 
+    /// The user, when authenticated (for tests and the host; no abi_stable types).
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Outcome::Authenticated { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// The username, when authenticated.
+    pub fn username(&self) -> Option<&str> {
+        self.user().map(|u| u.username.as_str())
+    }
+
+    /// The scheme data (`request.auth`), when authenticated with some.
+    pub fn auth(&self) -> Option<&str> {
+        match self {
+            Outcome::Authenticated { auth: ROption::RSome(auth), .. } => Some(auth.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The detail of a failed or forbidden outcome.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Failed { detail } | Outcome::Forbidden { detail } => Some(detail.as_str()),
+            _ => None,
+        }
+    }
+
     /// Wraps the outcome for the trip across the ABI.
     pub fn into_ffi(self) -> Outcome_NE {
         Outcome_NE::new(self)
