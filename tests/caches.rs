@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Site, TestHost};
+use crate::support::{session_login, Site, TestHost};
 
 const CONFIG: &str = r#"
 [[scheme]]
@@ -31,22 +31,6 @@ schemes = ["session", "token"]
 permission = "is_authenticated"
 "#;
 
-/// Logs `user` in with a session; the cookie header that carries it.
-async fn session_login(host: &TestHost, user: &str, password: &str) -> String {
-    let resp = host.get("/login").send().await;
-    let csrf = resp.cookie("csrftoken").expect("csrftoken");
-    let token = resp.json()["csrftoken"].as_str().expect("token").to_owned();
-    let resp = host
-        .request("POST", "/login")
-        .header("cookie", format!("csrftoken={csrf}"))
-        .header("x-csrftoken", &token)
-        .form(&format!("username={user}&password={password}"))
-        .send()
-        .await;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    format!("sessionid={}", resp.cookie("sessionid").expect("sessionid"))
-}
-
 async fn me(host: &TestHost, header: &str, value: &str) -> (u16, serde_json::Value) {
     let resp = host.get("/me").header(header, value).send().await;
     let body = resp.json();
@@ -66,14 +50,14 @@ async fn one_users_endless_logins_do_not_evict_another_users_entry() {
     site.add_user("alice", "alice-pw", &[]);
     site.add_user("mallory", "mallory-pw", &[]);
     let host = site.serve();
-    let alice = session_login(&host, "alice", "alice-pw").await;
+    let (alice, _) = session_login(&host, "alice", "alice-pw").await;
     // Alice's session is in use: read from the store once, then served from memory.
     for _ in 0..5 {
         assert_eq!(me(&host, "cookie", &alice).await.0, 200);
     }
     // Mallory logs in again and again, each new session used once: four times the bound.
     for _ in 0..128 {
-        let mallory = session_login(&host, "mallory", "mallory-pw").await;
+        let (mallory, _) = session_login(&host, "mallory", "mallory-pw").await;
         assert_eq!(me(&host, "cookie", &mallory).await.0, 200);
     }
     // Only the cache can answer for alice now.
@@ -81,7 +65,7 @@ async fn one_users_endless_logins_do_not_evict_another_users_entry() {
     let (status, body) = me(&host, "cookie", &alice).await;
     assert_eq!((status, &body["user"]), (200, &json!("alice")), "alice's entry was evicted: {body}");
     // The control: a session the cache does not hold is gone with its row.
-    let mallory = session_login(&host, "mallory", "mallory-pw").await;
+    let (mallory, _) = session_login(&host, "mallory", "mallory-pw").await;
     delete_sessions_in_store(&site);
     assert_eq!(me(&host, "cookie", &mallory).await.0, 403);
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Hammer, Site, TestHost};
+use crate::support::{session_login, Hammer, Site, TestHost};
 
 const ALICE_BASIC: &str = "Basic YWxpY2U6YWxpY2UtcHc="; // alice:alice-pw
 
@@ -77,24 +77,6 @@ async fn token_login(host: &TestHost) -> String {
     resp.json()["token"].as_str().expect("token").to_owned()
 }
 
-/// A session cookie header and the CSRF token that goes with it.
-async fn session_login(host: &TestHost) -> (String, String) {
-    let resp = host.get("/login").send().await;
-    let csrf = resp.cookie("csrftoken").expect("csrftoken");
-    let token = resp.json()["csrftoken"].as_str().expect("token").to_owned();
-    let resp = host
-        .request("POST", "/login")
-        .header("cookie", format!("csrftoken={csrf}"))
-        .header("x-csrftoken", &token)
-        .form("username=alice&password=alice-pw")
-        .send()
-        .await;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    let csrf = resp.cookie("csrftoken").expect("rotated csrftoken");
-    let session = resp.cookie("sessionid").expect("sessionid");
-    (format!("csrftoken={csrf}; sessionid={session}"), csrf)
-}
-
 /// Runs `hammer` until the credential has been served from memory for a while, revokes it
 /// with `revoke` (which returns the instant from which it must hold), lets the clients go
 /// on for `after`, and checks every request that started from that instant on.
@@ -141,7 +123,7 @@ async fn logout_token_is_final_under_concurrent_use() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_logout_is_final_under_concurrent_use() {
     let host = site().serve();
-    let (cookie, csrf) = session_login(&host).await;
+    let (cookie, csrf) = session_login(&host, "alice", "alice-pw").await;
     let shared = cookie.clone();
     let hammer = Hammer::start(&host, 8, move |_| vec![("cookie".into(), shared.clone())]);
     assert_final(

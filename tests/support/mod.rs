@@ -375,6 +375,26 @@ impl Resp {
     }
 }
 
+/// Logs `user` in through the `login` view at `/login` (a CSRF token first, as a browser
+/// gets it): the cookie header that carries the new session and CSRF cookie, and the CSRF
+/// secret for unsafe requests.
+pub async fn session_login(host: &TestHost, user: &str, password: &str) -> (String, String) {
+    let resp = host.get("/login").send().await;
+    let csrf = resp.cookie("csrftoken").expect("csrftoken");
+    let token = resp.json()["csrftoken"].as_str().expect("token").to_owned();
+    let resp = host
+        .request("POST", "/login")
+        .header("cookie", format!("csrftoken={csrf}"))
+        .header("x-csrftoken", &token)
+        .form(&format!("username={user}&password={password}"))
+        .send()
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let csrf = resp.cookie("csrftoken").expect("rotated csrftoken");
+    let session = resp.cookie("sessionid").expect("sessionid");
+    (format!("csrftoken={csrf}; sessionid={session}"), csrf)
+}
+
 /// One request a [`Hammer`] client sent: when it started and what came back (0: the
 /// connection failed).
 #[derive(Debug, Clone, Copy)]
