@@ -90,14 +90,6 @@ struct Entry<V> {
     stripe: Stripe,
 }
 
-/// What a cache lookup found: the value and the stamp it was filled with (to re-put an
-/// updated value without making it look newer than it is).
-#[derive(Debug, Clone)]
-pub struct Hit<V> {
-    pub value: V,
-    pub stamp: Stamp,
-}
-
 /// A bounded map of answers, each expiring, each void once its user is revoked.
 #[derive(Debug)]
 pub struct Cache<K, V> {
@@ -112,7 +104,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     }
 
     /// The live, unrevoked entry for `key`.
-    pub fn get<Q>(&self, key: &Q, revocations: &Revocations) -> Option<Hit<V>>
+    pub fn get<Q>(&self, key: &Q, revocations: &Revocations) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + quick_cache::Equivalent<K>,
@@ -120,7 +112,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         let entries = self.entries.as_ref()?;
         let entry = entries.get(key)?;
         if Instant::now() < entry.expires && revocations.holds(entry.stamp, entry.stripe) {
-            return Some(Hit { value: entry.value, stamp: entry.stamp });
+            return Some(entry.value);
         }
         // Expired or revoked: drop it, unless a newer fill already replaced it.
         entries.remove_if(key, |e| e.stamp == entry.stamp);
@@ -177,13 +169,13 @@ mod tests {
         // Put before the revocation, then revoked: void from then on.
         let stamp = revocations.stamp();
         cache.put("k", 2, "alice", stamp, MINUTE, &revocations);
-        assert_eq!(cache.get("k", &revocations).map(|h| h.value), Some(2));
+        assert_eq!(cache.get("k", &revocations), Some(2));
         revocations.revoke_user("alice");
         assert!(cache.get("k", &revocations).is_none());
         // Read after the revocation: cached.
         let after = revocations.stamp();
         cache.put("k", 3, "alice", after, MINUTE, &revocations);
-        assert_eq!(cache.get("k", &revocations).map(|h| h.value), Some(3));
+        assert_eq!(cache.get("k", &revocations), Some(3));
     }
 
     #[test]
@@ -199,7 +191,7 @@ mod tests {
         cache.put("b", 2, &other, stamp, MINUTE, &revocations);
         revocations.revoke_user("alice");
         assert!(cache.get("a", &revocations).is_none());
-        assert_eq!(cache.get("b", &revocations).map(|h| h.value), Some(2));
+        assert_eq!(cache.get("b", &revocations), Some(2));
         revocations.revoke_all();
         assert!(cache.get("b", &revocations).is_none());
     }

@@ -20,7 +20,7 @@ use blake2::Blake2sMac256;
 use sha2::{Digest, Sha256};
 use tracing::{debug, error, info, warn};
 
-use crate::cache::{Cache, Hit, Revocations};
+use crate::cache::{Cache, Revocations};
 use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
@@ -57,8 +57,7 @@ impl std::fmt::Debug for Need {
 #[derive(Debug, Clone)]
 pub(crate) enum Answer {
     User(Option<User>),
-    /// The token, and the stamp taken before it was read.
-    Token(Option<(CachedToken, crate::cache::Stamp)>),
+    Token(Option<CachedToken>),
     Session(Option<SessionMatch>),
 }
 
@@ -105,6 +104,8 @@ struct Caches {
     /// Keyed hash of (username, password) → user, for verified pairs only.
     credentials: Cache<[u8; 32], User>,
     sessions: Cache<[u8; 32], SessionMatch>,
+    /// Tokens whose refreshed expiry is being written.
+    refreshing: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Caches {
@@ -115,6 +116,7 @@ impl Caches {
             tokens: Cache::new(capacity),
             credentials: Cache::new(capacity),
             sessions: Cache::new(capacity),
+            refreshing: std::sync::Mutex::default(),
         }
     }
 
@@ -297,7 +299,7 @@ impl Services {
                     let name = token.token.user.username.to_string();
                     caches.tokens.put(digest, token.clone(), &name, stamp, ttl, revocations);
                 }
-                Answer::Token(token.map(|token| (token, stamp)))
+                Answer::Token(token)
             }
             Need::FindSession(digest) => {
                 let found = self.store.run(move |conn| conn.find_session(&digest, now)).await?;
@@ -364,8 +366,7 @@ impl Services {
     /// once a minute per token, never for an inactive user. The store write is the truth:
     /// the cache takes the new expiry only once it is written, stamped from before the
     /// write, so a token deleted meanwhile is not put back.
-    fn refresh_on_use(&self, digest: [u8; 32], token: &Hit<CachedToken>, policy: &TokenPolicy) {
-        let Hit { value: token, stamp } = token;
+    fn refresh_on_use(&self, digest: [u8; 32], token: &CachedToken, policy: &TokenPolicy) {
         // Tokens that never expire (obtain_token's) stay so.
         if !policy.refresh_on_use
             || policy.ttl_secs == 0
@@ -389,12 +390,11 @@ impl Services {
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let caches = Arc::clone(&self.caches);
+        // One write per token at a time: requests meanwhile leave it to the one on its way.
+        if !caches.refreshing.lock().unwrap_or_else(|e| e.into_inner()).insert(token.id) {
+            return;
+        }
         let username = token.token.user.username.to_string();
-        // The use is noted at once (with the entry's own stamp: no newer than it was), so
-        // that requests meanwhile do not write again.
-        let used = CachedToken { used: now, ..token.clone() };
-        let old_ttl = cache_ttl(self.policy.ttl, token.expires, now);
-        caches.tokens.put(digest, used, &username, *stamp, old_ttl, &caches.revocations);
         let before_write = caches.revocations.stamp();
         let refreshed = CachedToken { expires: Some(expires), used: now, ..token.clone() };
         let new_ttl = cache_ttl(self.policy.ttl, Some(expires), now);
@@ -415,6 +415,7 @@ impl Services {
                 Ok(false) => debug!(token_id = id, "token not refreshed: deleted, or its user is inactive"),
                 Err(err) => warn!(error = %err.with_cause(), "cannot record a token's refreshed expiry"),
             }
+            caches.refreshing.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         });
     }
 
@@ -496,7 +497,7 @@ impl Services {
     pub async fn find_session(&self, key: &str) -> Result<Option<SessionMatch>, Error> {
         let digest = token_digest(key);
         if let Some(found) = self.caches.sessions.get(&digest, &self.caches.revocations) {
-            return Ok(Some(found.value));
+            return Ok(Some(found));
         }
         match self.fulfil(&Need::FindSession(digest)).await? {
             Answer::Session(found) => Ok(found),
@@ -511,7 +512,7 @@ impl Services {
     /// The user with this name, from the cache or the store.
     pub async fn find_user(&self, username: &str) -> Result<Option<User>, Error> {
         if let Some(user) = self.caches.users.get(username, &self.caches.revocations) {
-            return Ok(Some(user.value));
+            return Ok(Some(user));
         }
         match self.fulfil(&Need::FindUser(username.to_owned())).await? {
             Answer::User(user) => Ok(user),
@@ -639,9 +640,7 @@ impl HostServices for RequestHost<'_> {
         self.guarded("find_user", || {
             let name = username.as_str();
             let caches = &self.services.caches;
-            self.user_lookup(Need::FindUser(name.to_owned()), || {
-                caches.users.get(name, &caches.revocations).map(|hit| hit.value)
-            })
+            self.user_lookup(Need::FindUser(name.to_owned()), || caches.users.get(name, &caches.revocations))
         })
     }
 
@@ -678,7 +677,7 @@ impl HostServices for RequestHost<'_> {
                 }
                 let caches = &self.services.caches;
                 let key = self.services.credential_hash(field, login.as_str(), password.as_str());
-                caches.credentials.get(&key, &caches.revocations).map(|hit| hit.value)
+                caches.credentials.get(&key, &caches.revocations)
             })
         })
     }
@@ -690,7 +689,7 @@ impl HostServices for RequestHost<'_> {
                 return RResult::RErr(HostError::internal("cannot create a user with an empty name"));
             }
             let caches = &self.services.caches;
-            let cached = || caches.users.get(name, &caches.revocations).map(|hit| hit.value);
+            let cached = || caches.users.get(name, &caches.revocations);
             match self.user_lookup(Need::CreateUser(name.to_owned()), cached) {
                 RResult::ROk(ROption::RSome(user)) => RResult::ROk(user),
                 RResult::ROk(ROption::RNone) => {
@@ -707,18 +706,18 @@ impl HostServices for RequestHost<'_> {
             let need = Need::FindToken(digest);
             let caches = &self.services.caches;
             let found = match self.answered(&need) {
-                Some(Answer::Token(token)) => token.map(|(value, stamp)| Hit { value, stamp }),
+                Some(Answer::Token(token)) => token,
                 Some(other) => return mismatch(&need, &other),
                 // The cache never outlives a token's expiry, so a hit is live.
                 None => match caches.tokens.get(&digest, &caches.revocations) {
-                    Some(hit) => Some(hit),
+                    found @ Some(_) => found,
                     None => return self.pending(need),
                 },
             };
             if let (Some(token), Some(policy)) = (&found, self.token_policy) {
                 self.services.refresh_on_use(digest, token, policy);
             }
-            RResult::ROk(found.map(|hit| hit.value.token).into())
+            RResult::ROk(found.map(|t| t.token).into())
         })
     }
 
@@ -731,7 +730,7 @@ impl HostServices for RequestHost<'_> {
                 Some(Answer::Session(found)) => RResult::ROk(found.into()),
                 Some(other) => mismatch(&need, &other),
                 None => match caches.sessions.get(&digest, &caches.revocations) {
-                    Some(hit) => RResult::ROk(ROption::RSome(hit.value)),
+                    Some(found) => RResult::ROk(ROption::RSome(found)),
                     None => self.pending(need),
                 },
             }
