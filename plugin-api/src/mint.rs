@@ -1,7 +1,7 @@
 //! Schemes that mint their own credentials (JWT): the host's `obtain_jwt`, `refresh_jwt`
 //! and `verify_jwt` views ask the scheme to mint one for a user, or to read one back.
 
-use abi_stable::std_types::RString;
+use abi_stable::std_types::{RString, RVec, Tuple2};
 use abi_stable::StableAbi;
 
 /// What a minted credential says, as its scheme reads it back.
@@ -19,6 +19,8 @@ pub struct Claims {
     pub refresh_until: i64,
     /// The user's generation when it was minted (see `User::generation`).
     pub generation: u64,
+    /// Further claims, by name (the layout is fixed; what later versions read travels here).
+    pub extra: RVec<Tuple2<RString, RString>>,
 }
 
 /// A scheme's answer to "mint a credential".

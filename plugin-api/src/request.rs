@@ -75,6 +75,9 @@ pub struct RequestView<'a> {
     headers: RSlice<'a, Header<'a>>,
     peer: PeerAddr,
     body: RSlice<'a, u8>,
+    /// What the host knows of the request beyond its bytes, by name (`scheme` = `https`, a
+    /// TLS client certificate's subject, ...): the layout is fixed, later facts travel here.
+    facts: RSlice<'a, Header<'a>>,
 }
 
 impl<'a> RequestView<'a> {
@@ -93,7 +96,19 @@ impl<'a> RequestView<'a> {
             headers: RSlice::from_slice(headers),
             peer: peer.into(),
             body: RSlice::from_slice(&[]),
+            facts: RSlice::from_slice(&[]),
         }
+    }
+
+    /// The same request with facts the host knows about it (name, value), by name.
+    pub fn with_facts(mut self, facts: &'a [Header<'a>]) -> Self {
+        self.facts = RSlice::from_slice(facts);
+        self
+    }
+
+    /// A fact the host gave about this request (`scheme`, say); `None` when it gave none.
+    pub fn fact(&self, name: &str) -> Option<&'a [u8]> {
+        self.facts.as_slice().iter().find(|f| f.name() == name).map(|f| f.value())
     }
 
     /// The same request with its (already read, size-limited) body.

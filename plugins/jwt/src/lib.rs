@@ -311,6 +311,7 @@ impl Jwt {
             orig_iat,
             refresh_until,
             generation: payload.get("gen").and_then(Value::as_u64).unwrap_or(0),
+            extra: Default::default(),
         })
     }
 }
