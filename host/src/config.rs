@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authhost_plugin_api::options::{edit_distance, parse_duration};
-use authhost_plugin_api::{LoginField, OptionEntry, OptionValue};
+use authhost_plugin_api::{LoginField, OptionEntry};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -584,7 +584,7 @@ impl Resolver<'_> {
         let options = table
             .into_iter()
             .map(|(k, v)| {
-                let value = option_value(&v).ok_or_else(|| {
+                OptionEntry::from_toml(&k, &v).ok_or_else(|| {
                     self.err(
                         &format!("{key}.{k}"),
                         format!(
@@ -592,8 +592,7 @@ impl Resolver<'_> {
                             v.type_str()
                         ),
                     )
-                })?;
-                Ok(OptionEntry::new(k, value))
+                })
             })
             .collect::<Result<_, Error>>()?;
         Ok(SchemeConfig { name, library, options })
@@ -696,19 +695,6 @@ pub fn library_file_name(plugin: &str) -> String {
     )
 }
 
-fn option_value(value: &toml::Value) -> Option<OptionValue> {
-    Some(match value {
-        toml::Value::String(s) => OptionValue::Str(s.as_str().into()),
-        toml::Value::Integer(i) => OptionValue::Int(*i),
-        toml::Value::Float(f) => OptionValue::Float(*f),
-        toml::Value::Boolean(b) => OptionValue::Bool(*b),
-        toml::Value::Array(items) => {
-            OptionValue::StrList(items.iter().map(|v| v.as_str().map(Into::into)).collect::<Option<_>>()?)
-        }
-        _ => return None,
-    })
-}
-
 /// `unknown scheme "tokn" (did you mean "token"?)`, or the list of known names.
 fn unknown(what: &str, name: &str, known: &[&str]) -> String {
     let close = known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, _)| *d <= 2).min();
@@ -722,6 +708,7 @@ fn unknown(what: &str, name: &str, known: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authhost_plugin_api::OptionValue;
 
     fn parse(text: &str) -> Result<Config, Error> {
         Config::parse(Path::new("conf/test.toml"), text)

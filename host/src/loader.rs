@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::RSlice;
-use authhost_plugin_api::options::edit_distance;
+use authhost_plugin_api::options::check_declared;
 use authhost_plugin_api::{OptionSpec, SchemeBox, SchemeModRef, TokenPolicy};
 
 use crate::chain::Chain;
@@ -153,9 +153,9 @@ fn instantiate(
     index: usize,
     config_file: &Path,
 ) -> Result<Scheme, Error> {
-    check_declared(module.options().as_slice(), scheme).map_err(|(key, problem)| {
+    check_declared(module.options().as_slice(), &scheme.options).map_err(|err| {
         Error::plugin(format!(
-            "{}: scheme[{index}] ({:?}).{key}: {problem} (plugin {})",
+            "{}: scheme[{index}] ({:?}).{err} (plugin {})",
             config_file.display(),
             scheme.name,
             scheme.library.display()
@@ -192,34 +192,6 @@ fn instantiate(
             )))
         }
     }
-}
-
-/// Checks a scheme's options against what its plugin declares, before its constructor
-/// runs: `Err((key, problem))` for a key it does not declare or a value of the wrong kind.
-/// A plugin that declares nothing is left to its constructor's own checks.
-fn check_declared(declared: &[OptionSpec], scheme: &SchemeConfig) -> Result<(), (String, String)> {
-    if declared.is_empty() {
-        return Ok(());
-    }
-    for entry in &scheme.options {
-        let key = entry.key.as_str();
-        let Some(spec) = declared.iter().find(|spec| spec.name.as_str() == key) else {
-            let close = declared
-                .iter()
-                .map(|spec| (edit_distance(key, spec.name.as_str()), spec.name.as_str()))
-                .filter(|(distance, _)| *distance <= 2)
-                .min();
-            let problem = match close {
-                Some((_, name)) => format!("unknown option (did you mean \"{name}\"?)"),
-                None => "unknown option".to_owned(),
-            };
-            return Err((key.to_owned(), problem));
-        };
-        if let Some(problem) = spec.mismatch(&entry.value) {
-            return Err((key.to_owned(), problem));
-        }
-    }
-    Ok(())
 }
 
 /// What `authhost plugin info` tells about a library file.

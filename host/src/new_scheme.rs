@@ -62,6 +62,13 @@ pub fn generate(name: &str, dir: &Path) -> Result<PathBuf, Error> {
 
 fn cargo_toml(name: &str, lib: &str, dependency: &str) -> String {
     let file = library_file_name(lib);
+    let dev_dependency = match dependency.strip_suffix(" }") {
+        Some(path) => format!("{path}, features = [\"toml\"] }}"),
+        None => format!(
+            "authhost-plugin-api = {{ version = \"{}\", features = [\"toml\"] }}",
+            authhost_plugin_api::VERSION
+        ),
+    };
     format!(
         r#"[package]
 name = "authhost-{name}"
@@ -80,6 +87,10 @@ crate-type = ["cdylib", "rlib"]
 
 [dependencies]
 {dependency}
+
+[dev-dependencies]
+# testing::build: the scheme from a TOML table, with the host's option checks.
+{dev_dependency}
 
 # Never `panic = "abort"`: plugin-api turns a panic into a fault only if it unwinds.
 "#
@@ -139,7 +150,7 @@ mod tests {{
     use super::*;
 
     fn outcome(username: Option<&str>) -> (Outcome, usize) {{
-        let scheme = {ty}::new(&Options::new(&[])).unwrap();
+        let scheme: {ty} = authhost_plugin_api::testing::build("").unwrap();
         // Answers each look-up "pending" once, as the real host does for what it must fetch.
         let host = MemoryHost::new()
             .with_user("alice", None, true, false)
@@ -150,6 +161,14 @@ mod tests {{
         let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
         let outcome = authenticate(&scheme, &request, &host).unwrap();
         (outcome, host.calls())
+    }}
+
+    #[test]
+    fn options_are_checked_as_the_host_checks_them() {{
+        let scheme: Result<{ty}, _> = authhost_plugin_api::testing::build("header = \"X-Other\"");
+        assert!(scheme.is_ok());
+        let typo = authhost_plugin_api::testing::build::<{ty}>("headr = \"X-Other\"").unwrap_err();
+        assert_eq!(typo.option_key(), Some("headr"));
     }}
 
     #[test]

@@ -62,18 +62,7 @@ pub fn root_module<S: Scheme>(plugin_name: &'static str) -> SchemeModRef {
 }
 
 extern "C" fn new_scheme<S: Scheme>(options: RSlice<'_, OptionEntry>) -> RResult<SchemeBox, OptionError> {
-    let built = guard(|| {
-        let options = Options::new(options.as_slice());
-        let scheme = S::new(&options)?;
-        if let Some((key, suggestion)) = options.unread().into_iter().next() {
-            let message = match suggestion {
-                Some(close) => format!("unknown option (did you mean \"{close}\"?)"),
-                None => "unknown option".to_owned(),
-            };
-            return Err(SchemeError::option(key, message));
-        }
-        Ok(scheme)
-    });
+    let built = guard(|| construct::<S>(options.as_slice()));
     match built {
         Ok(Ok(scheme)) => RResult::ROk(SchemeObject_TO::from_value(Guarded(scheme), TD_Opaque)),
         Ok(Err(err)) => RResult::RErr(OptionError {
@@ -85,6 +74,18 @@ extern "C" fn new_scheme<S: Scheme>(options: RSlice<'_, OptionEntry>) -> RResult
             message: RString::from(format!("panicked while starting: {panic}")),
         }),
     }
+}
+
+/// Builds a scheme as the host does: its constructor, then the check that it read every
+/// key (an unread one is unknown, with a suggestion). The host checks the declared options
+/// before it calls the plugin; `testing::build` does both.
+pub(crate) fn construct<S: Scheme>(entries: &[OptionEntry]) -> Result<S, SchemeError> {
+    let options = Options::new(entries);
+    let scheme = S::new(&options)?;
+    if let Some((key, suggestion)) = options.unread().into_iter().next() {
+        return Err(SchemeError::option(key, crate::options::unknown_option(suggestion)));
+    }
+    Ok(scheme)
 }
 
 /// A scheme behind the ABI, with every call guarded.

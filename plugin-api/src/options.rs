@@ -125,6 +125,51 @@ impl OptionEntry {
     pub fn new(key: impl Into<String>, value: OptionValue) -> Self {
         OptionEntry { key: RString::from(key.into()), value }
     }
+
+    /// A `key = value` of a TOML table; `None` for a value no option can hold (a table, a
+    /// date, a list of anything but strings).
+    #[cfg(feature = "toml")]
+    pub fn from_toml(key: &str, value: &toml::Value) -> Option<Self> {
+        let value = match value {
+            toml::Value::String(s) => OptionValue::Str(s.as_str().into()),
+            toml::Value::Integer(i) => OptionValue::Int(*i),
+            toml::Value::Float(f) => OptionValue::Float(*f),
+            toml::Value::Boolean(b) => OptionValue::Bool(*b),
+            toml::Value::Array(items) => {
+                OptionValue::StrList(items.iter().map(|v| v.as_str().map(Into::into)).collect::<Option<_>>()?)
+            }
+            _ => return None,
+        };
+        Some(OptionEntry::new(key, value))
+    }
+}
+
+/// Checks options against what a scheme declares, before its constructor runs: an
+/// undeclared key (with a close declared one, if any) or a value of the wrong kind is an
+/// error naming the key. A scheme that declares nothing passes: its getters check.
+pub fn check_declared(declared: &[OptionSpec], entries: &[OptionEntry]) -> Result<(), SchemeError> {
+    if declared.is_empty() {
+        return Ok(());
+    }
+    for entry in entries {
+        let key = entry.key.as_str();
+        let Some(spec) = declared.iter().find(|spec| spec.name.as_str() == key) else {
+            let names: Vec<&str> = declared.iter().map(|spec| spec.name.as_str()).collect();
+            return Err(SchemeError::option(key, unknown_option(closest(key, &names))));
+        };
+        if let Some(problem) = spec.mismatch(&entry.value) {
+            return Err(SchemeError::option(key, problem));
+        }
+    }
+    Ok(())
+}
+
+/// "unknown option", with a suggestion when there is one.
+pub(crate) fn unknown_option(close: Option<&str>) -> String {
+    match close {
+        Some(close) => format!("unknown option (did you mean \"{close}\"?)"),
+        None => "unknown option".to_owned(),
+    }
 }
 
 /// Why a scheme could not be built from its options; `key` names the option at fault.
@@ -318,7 +363,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     number.checked_mul(factor).map(Duration::from_secs)
 }
 
-fn closest(key: &str, candidates: &[&'static str]) -> Option<&'static str> {
+fn closest<'c>(key: &str, candidates: &[&'c str]) -> Option<&'c str> {
     candidates
         .iter()
         .map(|c| (edit_distance(key, c), *c))

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use abi_stable::std_types::{ROption, RResult, RStr, RVec};
 
 use crate::host::{lend, Host, HostError, HostServices, SessionMatch, SessionSettings, TokenMatch};
+#[cfg(feature = "toml")]
+use crate::options::OptionEntry;
 use crate::outcome::{Outcome, User};
 use crate::request::RequestView;
 use crate::scheme::{Scheme, SchemeError};
@@ -200,6 +202,29 @@ impl HostServices for MemoryHost {
     fn warn(&self, message: RStr<'_>) {
         self.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(message.to_string());
     }
+}
+
+/// Builds scheme `S` from a `[[scheme]]` table's own keys, written as TOML, with the checks
+/// the host makes: declared options (`S::OPTIONS`), the constructor, and the refusal of
+/// keys it never read. `Err` names the key, as `authhost check` would.
+///
+/// ```ignore
+/// let scheme: Mine = build("header = \"X-Mine\"\ncache_ttl = \"30s\"").unwrap();
+/// ```
+#[cfg(feature = "toml")]
+pub fn build<S: Scheme>(table: &str) -> Result<S, SchemeError> {
+    let table: toml::Table =
+        table.parse().map_err(|e| SchemeError::config(format!("not a TOML table: {e}")))?;
+    let entries = table
+        .iter()
+        .map(|(key, value)| {
+            OptionEntry::from_toml(key, value).ok_or_else(|| {
+                SchemeError::option(key.as_str(), "not a string, number, boolean or list of strings")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::options::check_declared(S::OPTIONS, &entries)?;
+    crate::export::construct::<S>(&entries)
 }
 
 /// Calls `scheme.authenticate` as the host does, with `host` behind the ABI object: again

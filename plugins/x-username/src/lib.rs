@@ -52,7 +52,7 @@ export_scheme!(XUsername);
 #[cfg(test)]
 mod tests {
     use authhost_plugin_api::testing::{authenticate, MemoryHost};
-    use authhost_plugin_api::{Header, OptionEntry, OptionValue};
+    use authhost_plugin_api::Header;
 
     use super::*;
 
@@ -115,11 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn the_header_is_configurable() {
-        let entries = [OptionEntry::new("header", OptionValue::Str("X-Remote".into()))];
-        let scheme = XUsername::new(&Options::new(&entries)).unwrap();
+    fn the_header_is_configurable_and_other_keys_are_refused() {
+        let scheme: XUsername = authhost_plugin_api::testing::build("header = \"X-Remote\"").unwrap();
         let headers = [Header::new("x-remote", b"alice")];
         let request = RequestView::new("GET", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
         assert!(matches!(authenticate(&scheme, &request, &host()).unwrap(), Outcome::Authenticated { .. }));
+        let typo = authhost_plugin_api::testing::build::<XUsername>("headr = \"X-Remote\"").unwrap_err();
+        assert_eq!(typo.to_string(), "headr: unknown option (did you mean \"header\"?)");
+        let kind = authhost_plugin_api::testing::build::<XUsername>("header = 3").unwrap_err();
+        assert_eq!(kind.to_string(), "header: expected a string, found an integer");
     }
 }
