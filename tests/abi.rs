@@ -1,6 +1,8 @@
 //! The plugin ABI across versions: within plugin-api 1.x a plugin built against a newer
 //! minor than the host's loads and works, and a service the host predates ends in a clean
-//! fault naming the plugin-api the plugin needs, never a crash or a refusal to load.
+//! fault naming the plugin-api the plugin needs, never a crash or a refusal to load; and a
+//! newer host (the next release: its own version bumped, plugin-api 1.1) loads and runs
+//! the plugins built from this checkout (plugin-api 1.0).
 //! See: issue 9 (versioning; docs/plugin-abi.md).
 
 use serde_json::json;
@@ -39,4 +41,45 @@ async fn a_plugin_built_against_the_next_minor_loads_and_a_missing_service_is_a_
     assert!(line.contains("needs plugin-api 1.1"), "{line}");
     // And the host goes on serving.
     assert_eq!(host.get("/me").header("x-next-user", "alice").send().await.status, 200);
+}
+
+/// The next release of the host, built by scripts/host-next.
+fn next_host() -> std::path::PathBuf {
+    let path = fixtures_dir().join("authhost");
+    assert!(path.exists(), "{} is missing: run scripts/test (it runs scripts/host-next)", path.display());
+    path
+}
+
+#[tokio::test]
+async fn the_next_host_release_loads_and_runs_todays_plugins() {
+    let version = |exe: &std::path::Path| {
+        let out = std::process::Command::new(exe).arg("--version").output().expect("--version");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let (today, next) = (version(&crate::support::build_dir().join("authhost")), version(&next_host()));
+    assert_ne!(today, next, "the next host has another version of its own");
+    let config = "[[scheme]]\nname = \"basic\"\nplugin = \"basic\"\n\n[[scheme]]\nname = \"who\"\nplugin = \"x-username\"\n\n\
+                  [[route]]\npath = \"/me\"\nhandler = \"whoami\"\nschemes = [\"basic\", \"who\"]\npermission = \"is_authenticated\"\n";
+    let site = Site::new(config);
+    site.add_user("alice", "alice-pw", &[]);
+    let info = std::process::Command::new(next_host())
+        .args(["plugin", "info"])
+        .arg(site.plugins_dir().join(library("x_username")))
+        .output()
+        .expect("plugin info");
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("plugin-api:  1.0.0 (this host: 1.1.0)") && info.contains("loadable:    yes"),
+        "{info}"
+    );
+
+    let host = site.serve_with(&next_host());
+    let resp = host.get("/me").header("x-username", "alice").send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json(), json!({"user": "alice", "auth": null, "scheme": "who", "is_staff": false}));
+    // Basic from 1.0, through the 1.1 host's services (argon2 on its pool): alice:alice-pw.
+    let resp = host.get("/me").header("authorization", "Basic YWxpY2U6YWxpY2UtcHc=").send().await;
+    assert_eq!((resp.status, &resp.json()["scheme"]), (200, &json!("basic")));
+    let resp = host.get("/me").header("authorization", "Basic YWxpY2U6d3Jvbmc=").send().await;
+    assert_eq!((resp.status, resp.json()), (401, json!({"detail": "Invalid username/password."})));
 }

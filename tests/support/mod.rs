@@ -155,7 +155,12 @@ impl Site {
 
     /// Starts `authhost serve` on 127.0.0.1:0 and waits until it listens.
     pub fn serve(&self) -> TestHost {
-        TestHost::start(self)
+        TestHost::start(self, &build_dir().join("authhost"))
+    }
+
+    /// As `serve`, with another `authhost` executable (another release of the host).
+    pub fn serve_with(&self, authhost: &Path) -> TestHost {
+        TestHost::start(self, authhost)
     }
 }
 
@@ -175,8 +180,8 @@ pub struct TestHost {
 }
 
 impl TestHost {
-    fn start(site: &Site) -> TestHost {
-        let mut child = Command::new(build_dir().join("authhost"))
+    fn start(site: &Site, authhost: &Path) -> TestHost {
+        let mut child = Command::new(authhost)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(site.config_path())
             .current_dir(site.path())
