@@ -83,3 +83,72 @@ async fn the_next_host_release_loads_and_runs_todays_plugins() {
     let resp = host.get("/me").header("authorization", "Basic YWxpY2U6d3Jvbmc=").send().await;
     assert_eq!((resp.status, resp.json()), (401, json!({"detail": "Invalid username/password."})));
 }
+
+#[tokio::test]
+async fn a_plugin_built_against_the_frozen_plugin_api_1_0_loads_and_authenticates() {
+    let lib = fixtures_dir().join(library("frozen_probe"));
+    assert!(lib.exists(), "{} is missing: run scripts/test", lib.display());
+    let config = format!(
+        "[[scheme]]\nname = \"frozen\"\npath = {:?}\n\n[[route]]\npath = \"/me\"\nhandler = \"whoami\"\nschemes = [\"frozen\"]\npermission = \"is_authenticated\"\n",
+        lib.display().to_string()
+    );
+    let site = Site::new(&config);
+    site.add_user("alice", "alice-pw", &["--email", "alice@example.com"]);
+    let host = site.serve();
+    let resp = host.get("/me").header("x-frozen-user", "alice").send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(
+        resp.json(),
+        json!({"user": "alice", "auth": "email=alice@example.com", "scheme": "frozen", "is_staff": false})
+    );
+    let resp =
+        host.get("/me").header("x-frozen-user", "alice").header("x-frozen-password", "alice-pw").send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let resp =
+        host.get("/me").header("x-frozen-user", "alice").header("x-frozen-password", "nope").send().await;
+    assert_eq!((resp.status, resp.header("www-authenticate")), (401, Some("Frozen")));
+    // Its declared option is checked by the current host.
+    site.write_config(&config.replacen("path =", "notte = \"x\"\npath =", 1));
+    let out = site.authhost(&["check"], "");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("notte: unknown option (did you mean \"note\"?)"),
+        "{out:?}"
+    );
+}
+
+/// The frozen plugin-api 1.0 is what yesterday's plugins were built with: it never changes.
+/// (A change to the ABI goes into plugin-api/ as a new minor, by docs/plugin-abi.md's rules.)
+#[test]
+fn the_frozen_plugin_api_1_0_is_unchanged() {
+    use sha2::{Digest, Sha256};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/abi-1.0/plugin-api");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("frozen plugin-api") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut named: Vec<(String, std::path::PathBuf)> = files
+        .into_iter()
+        .map(|p| (p.strip_prefix(&root).expect("inside").to_string_lossy().replace('\\', "/"), p))
+        .collect();
+    named.sort();
+    let mut digest = Sha256::new();
+    for (name, path) in &named {
+        digest.update(name.as_bytes());
+        digest.update([0]);
+        digest.update(std::fs::read(path).expect("file"));
+        digest.update([0]);
+    }
+    let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex, "f323c2a09299c3cd54bb1be65ffbcfe703ddc2b36f1b17829f8aad6f97ff579a",
+        "tests/fixtures/abi-1.0/plugin-api was edited"
+    );
+}
