@@ -28,6 +28,8 @@ mod abi;
 mod swap;
 // Loading: bad configs and bad plugins fail at start-up naming the file and the key.
 mod loading;
+// Route matching: whole segments, and paths in normal form only.
+mod routes;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

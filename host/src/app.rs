@@ -22,6 +22,7 @@ use crate::loader::Schemes;
 use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
 use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
+use crate::routes::{self, Pattern};
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
@@ -41,8 +42,7 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug)]
 struct Route {
-    path: String,
-    prefix: bool,
+    pattern: Pattern,
     handler: Handler,
     chain: Chain,
     permission: Permission,
@@ -54,16 +54,6 @@ struct Route {
     login_field: LoginField,
     /// What `obtain_token` answers with.
     token_fields: Vec<TokenField>,
-}
-
-impl Route {
-    fn matches(&self, path: &str) -> bool {
-        if self.prefix {
-            path.starts_with(&self.path)
-        } else {
-            path == self.path
-        }
-    }
 }
 
 /// A loaded config: schemes, routes and the services behind them.
@@ -142,8 +132,7 @@ impl App {
                     (None, _) => (None, None),
                 };
             routes.push(Route {
-                path: r.path.clone(),
-                prefix: r.prefix,
+                pattern: Pattern { path: r.path.clone(), prefix: r.prefix },
                 handler: r.handler,
                 chain: schemes.chain(&r.schemes),
                 permission: r.permission,
@@ -154,7 +143,7 @@ impl App {
             });
         }
         // Exact routes first, then the longest prefix.
-        routes.sort_by_key(|r| (r.prefix, std::cmp::Reverse(r.path.len())));
+        routes.sort_by_key(|r| (r.pattern.prefix, std::cmp::Reverse(r.pattern.path.len())));
         Ok(App {
             routes,
             services,
@@ -175,7 +164,9 @@ impl App {
     }
 
     fn route(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(path))
+        // Only a path in normal form names a route (routes.rs).
+        routes::check(path).ok()?;
+        self.routes.iter().find(|r| r.pattern.matches(path))
     }
 
     /// Answers one request.
@@ -187,6 +178,9 @@ impl App {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         debug!(method = %parts.method, path, "request started");
+        if let Err(bad) = routes::check(path) {
+            return Refusal::BadPath { detail: bad.detail() }.into_response();
+        }
         let Some(route) = self.route(path) else {
             return Refusal::NotFound.into_response();
         };

@@ -16,6 +16,7 @@ pub mod new_scheme;
 pub mod permission;
 pub mod pool;
 pub mod respond;
+pub mod routes;
 pub mod server;
 pub mod services;
 pub mod sessions;

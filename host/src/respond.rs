@@ -41,6 +41,10 @@ pub enum Refusal {
     BodyTooLarge,
     /// 400: the body could not be read (a broken chunked encoding).
     BadBody,
+    /// 400: the path is not in normal form (`//`, dot segments, encoded separators).
+    BadPath {
+        detail: &'static str,
+    },
     /// A scheme fault or host error: 500, details only in the log.
     Internal,
     /// 503.
@@ -75,6 +79,7 @@ impl Refusal {
             Refusal::NotFound => detail_response(StatusCode::NOT_FOUND, NOT_FOUND),
             Refusal::BodyTooLarge => detail_response(StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE),
             Refusal::BadBody => detail_response(StatusCode::BAD_REQUEST, BAD_BODY),
+            Refusal::BadPath { detail } => detail_response(StatusCode::BAD_REQUEST, detail),
             Refusal::HeadersTooLarge => {
                 detail_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, HEADERS_TOO_LARGE)
             }

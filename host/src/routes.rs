@@ -1,0 +1,119 @@
+//! Which route a request path names. A path routes only in its normal form: no empty
+//! segments (`//`), no dot segments (`.`, `..`, also percent-encoded), no encoded slash,
+//! backslash or NUL. A path in any other form is refused (400) rather than normalised,
+//! so that authhost can never decide for one path while the service behind it, or a proxy
+//! in front of it, reads another. A prefix route matches on segment boundaries: `/api`
+//! matches `/api` and `/api/x`, never `/apiary`.
+
+/// A route's path: exact, or a prefix of whole segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pub path: String,
+    pub prefix: bool,
+}
+
+impl Pattern {
+    /// Whether `path` (in normal form) is one this pattern names.
+    pub fn matches(&self, path: &str) -> bool {
+        if !self.prefix {
+            return path == self.path;
+        }
+        match path.strip_prefix(self.path.as_str()) {
+            None => false,
+            // `/api/` as the prefix: everything below it.
+            Some(_) if self.path.ends_with('/') => true,
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        }
+    }
+}
+
+/// Why a path is not in normal form, for the 400 answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadPath {
+    /// Empty segments: `//`.
+    EmptySegment,
+    /// `.` or `..`, as sent or percent-encoded.
+    DotSegment,
+    /// `%2F`, `%5C` or `%00`: a slash, a backslash or a NUL in disguise.
+    EncodedSeparator,
+    /// Not starting with `/` (an absolute-form or asterisk-form target).
+    NotAbsolute,
+}
+
+impl BadPath {
+    pub fn detail(self) -> &'static str {
+        match self {
+            BadPath::EmptySegment => "Malformed request path: empty segment.",
+            BadPath::DotSegment => "Malformed request path: dot segment.",
+            BadPath::EncodedSeparator => "Malformed request path: encoded separator.",
+            BadPath::NotAbsolute => "Malformed request path.",
+        }
+    }
+}
+
+/// Checks that `path` (as sent, percent-encoded) is in normal form.
+pub fn check(path: &str) -> Result<(), BadPath> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(BadPath::NotAbsolute);
+    };
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return Err(BadPath::EncodedSeparator);
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        // A trailing slash (an empty last segment) is normal: DRF's routes end with one.
+        if segment.is_empty() && i != last {
+            return Err(BadPath::EmptySegment);
+        }
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(BadPath::DotSegment);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(path: &str) -> Pattern {
+        Pattern { path: path.into(), prefix: true }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let api = prefix("/api");
+        assert!(api.matches("/api") && api.matches("/api/") && api.matches("/api/x/y"));
+        assert!(!api.matches("/apiary") && !api.matches("/ap") && !api.matches("/api.json"));
+        let slash = prefix("/app/");
+        assert!(slash.matches("/app/") && slash.matches("/app/x"));
+        assert!(!slash.matches("/app") && !slash.matches("/apple"));
+        let exact = Pattern { path: "/me".into(), prefix: false };
+        assert!(exact.matches("/me") && !exact.matches("/me/") && !exact.matches("/me/x"));
+    }
+
+    #[test]
+    fn only_normal_paths_route() {
+        for good in ["/", "/api", "/api/", "/api/x.json", "/a/..b/c", "/a/.well-known/x", "/caf%C3%A9"] {
+            assert_eq!(check(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("//admin", BadPath::EmptySegment),
+            ("/api//x", BadPath::EmptySegment),
+            ("/api/../admin", BadPath::DotSegment),
+            ("/api/./x", BadPath::DotSegment),
+            ("/api/..", BadPath::DotSegment),
+            ("/api/%2e%2e/admin", BadPath::DotSegment),
+            ("/api/%2E./admin", BadPath::DotSegment),
+            ("/api%2fadmin", BadPath::EncodedSeparator),
+            ("/api/%5Cadmin", BadPath::EncodedSeparator),
+            ("/api/%00", BadPath::EncodedSeparator),
+            ("*", BadPath::NotAbsolute),
+        ] {
+            assert_eq!(check(bad), Err(why), "{bad}");
+        }
+    }
+}
