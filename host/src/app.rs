@@ -160,12 +160,13 @@ impl App {
 
     /// The chain a path is protected by, if it is routed.
     pub fn chain_for(&self, path: &str) -> Option<&Chain> {
+        // Only a path in normal form names a route (routes.rs).
+        routes::check(path).ok()?;
         self.route(path).map(|r| &r.chain)
     }
 
+    /// The route a path in normal form names (`handle` has checked it).
     fn route(&self, path: &str) -> Option<&Route> {
-        // Only a path in normal form names a route (routes.rs).
-        routes::check(path).ok()?;
         self.routes.iter().find(|r| r.pattern.matches(path))
     }
 

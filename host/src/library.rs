@@ -26,8 +26,7 @@ pub struct Copy {
 /// The directory private copies go in: `$TMPDIR/authhost-<uid>/plugins`, created mode 0700
 /// and refused when it is not this user's own, private directory.
 pub fn private_dir() -> Result<PathBuf, String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = euid();
     let base = std::env::temp_dir().join(format!("authhost-{uid}"));
     let dir = base.join("plugins");
     for d in [&base, &dir] {
@@ -104,8 +103,7 @@ fn write_new(to: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Refuses a file, or its directory, that a user other than this one (or root) owns or
 /// that group or others can write: whoever can change the file can run code as authhost.
 fn refuse_writable(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = euid();
     let trusted = |owner: u32| owner == uid || owner == 0;
     let fix = "fix its owner or mode, or set plugins.allow_writable = true";
     if !trusted(meta.uid()) || meta.mode() & 0o022 != 0 {
@@ -129,6 +127,12 @@ fn refuse_writable(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The user this process runs as.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn kind(meta: &fs::Metadata) -> &'static str {

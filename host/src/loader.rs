@@ -250,11 +250,7 @@ fn load_library(path: &Path) -> Result<SchemeModRef, String> {
     let version = abi_stable::sabi_types::VersionNumber::new(header.version_strings())
         .map_err(|e| format!("its plugin-api version does not parse: {e}"))?;
     if version.major.to_string() != ABI_MAJOR {
-        return Err(format!(
-            "built against plugin-api {version}, whose ABI this host (plugin-api {}) cannot load; \
-             rebuild it against plugin-api {ABI_MAJOR}.x",
-            authhost_plugin_api::VERSION
-        ));
+        return Err(other_major(&version));
     }
     let Some(theirs) = header.layout() else {
         return Err("it carries no ABI layout to check; build it with plugin-api's export_scheme!".into());
@@ -288,11 +284,7 @@ fn describe(err: &LibraryError) -> String {
             "built against a different plugin ABI; rebuild it against plugin-api {ABI_MAJOR}.x.\n{}",
             abi_errors(&err.to_string())
         ),
-        LibraryError::IncompatibleVersionNumber { actual_version, .. } => format!(
-            "built against plugin-api {actual_version}, whose ABI this host (plugin-api {}) cannot load; \
-             rebuild it against plugin-api {ABI_MAJOR}.x",
-            authhost_plugin_api::VERSION
-        ),
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => other_major(actual_version),
         other => first_line(&other.to_string()).to_owned(),
     }
 }
@@ -336,6 +328,15 @@ fn abi_errors(report: &str) -> String {
         out.push_str("  (no details in the report)\n");
     }
     out.trim_end().to_owned()
+}
+
+/// A library built against another plugin-api major: one line, and what to do.
+fn other_major(version: &impl std::fmt::Display) -> String {
+    format!(
+        "built against plugin-api {version}, whose ABI this host (plugin-api {}) cannot load; \
+         rebuild it against plugin-api {ABI_MAJOR}.x",
+        authhost_plugin_api::VERSION
+    )
 }
 
 fn first_line(text: &str) -> &str {
