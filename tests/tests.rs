@@ -30,6 +30,10 @@ mod swap;
 mod loading;
 // Route matching: whole segments, and paths in normal form only.
 mod routes;
+// Gateway mode: the streaming reverse proxy and the forward-auth back-end.
+mod gateway;
+// Real nginx and Caddy asking authhost's forward_auth route.
+mod gateway_peers;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

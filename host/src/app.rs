@@ -5,18 +5,21 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use authhost_plugin_api::{Header, Inspected, LoginField, RequestView, TokenPolicy};
+use authhost_plugin_api::{Header, Inspected, LoginField, RequestView, TokenPolicy, User};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Body as _;
+use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use tracing::{debug, error};
 
 use crate::chain::{Chain, Faulted, Verdict};
-use crate::config::{Config, Handler, SessionConfig, TokenField};
+use crate::config::{Config, GatewayConfig, Handler, SessionConfig, TokenField};
 use crate::endpoints::obtain_token;
 use crate::endpoints::{self, jwt, session, tokens};
 use crate::error::Error;
+use crate::gateway::proxy::Forward;
+use crate::gateway::{forward_auth, forwarded, identity, Identity, Upstream};
 use crate::loader::Scheme;
 use crate::loader::Schemes;
 use crate::permission::{Permission, Subject};
@@ -37,6 +40,35 @@ struct Whoami<'a> {
     is_staff: bool,
 }
 
+/// forward_auth's 403 when the calling proxy did not say which request it asks about.
+const NO_ORIGINAL: &str = "No original request to decide on: send X-Forwarded-Method and X-Forwarded-Uri, or X-Original-Method and X-Original-URI.";
+
+/// Who a request is, once its route's chain and permission have allowed it.
+#[derive(Debug)]
+struct Principal<'r> {
+    /// None: anonymous.
+    user: Option<User>,
+    auth: Option<String>,
+    /// The scheme that authenticated the request.
+    scheme: Option<&'r str>,
+    /// The token in use, when a token scheme authenticated the request.
+    token_id: Option<i64>,
+}
+
+impl Principal<'_> {
+    fn subject<'m>(&self, method: &'m str) -> Subject<'m> {
+        Subject {
+            authenticated: self.user.is_some(),
+            is_staff: self.user.as_ref().is_some_and(|u| u.is_staff),
+            method,
+        }
+    }
+
+    fn identity(&self) -> Option<Identity<'_>> {
+        Some(Identity { user: self.user.as_ref()?, scheme: self.scheme? })
+    }
+}
+
 /// The largest request body read; a larger one gets 413.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -54,6 +86,8 @@ struct Route {
     login_field: LoginField,
     /// What `obtain_token` answers with.
     token_fields: Vec<TokenField>,
+    /// A proxy route's upstream and its pool.
+    upstream: Option<Upstream>,
 }
 
 /// A loaded config: schemes, routes and the services behind them.
@@ -66,6 +100,7 @@ pub struct App {
     /// Loaded when a route issues tokens.
     token_secret: Option<TokenSecret>,
     session: SessionConfig,
+    gateway: GatewayConfig,
 }
 
 impl App {
@@ -140,6 +175,7 @@ impl App {
                 minter,
                 login_field: r.login_field,
                 token_fields: r.token_fields.clone(),
+                upstream: r.upstream.clone().map(|u| Upstream::new(&r.path, u)),
             });
         }
         // Exact routes first, then the longest prefix.
@@ -151,6 +187,7 @@ impl App {
             anonymous_auth: config.anonymous_auth.clone(),
             token_secret,
             session: config.session.clone(),
+            gateway: config.gateway.clone(),
         })
     }
 
@@ -171,12 +208,8 @@ impl App {
     }
 
     /// Answers one request.
-    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
-    where
-        B: hyper::body::Body,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let (parts, body) = req.into_parts();
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
         let path = parts.uri.path();
         debug!(method = %parts.method, path, "request started");
         if let Err(bad) = routes::check(path) {
@@ -189,9 +222,27 @@ impl App {
         if head_bytes > MAX_HEAD_BYTES {
             return Refusal::HeadersTooLarge.into_response();
         }
-        // Bodies are small here (forms, JSON credentials); a larger one is refused whole.
+        // No client may claim an identity: the headers authhost sets are never taken in.
+        identity::strip(&mut parts.headers, &self.gateway);
+        let client = forwarded::client_addr(peer, &parts.headers, &self.gateway.trusted_proxies);
+        match route.handler {
+            Handler::Proxy => self.proxy(route, parts, body, peer, client).await,
+            Handler::ForwardAuth => self.forward_auth(route, &parts, client).await,
+            _ => self.serve_handler(route, &parts, body, client).await,
+        }
+    }
+
+    /// A built-in handler's route: the body (small: forms, JSON credentials) is read whole
+    /// first, since handlers and schemes may read it.
+    async fn serve_handler(
+        &self,
+        route: &Route,
+        parts: &Parts,
+        body: Incoming,
+        client: SocketAddr,
+    ) -> Response<Body> {
         let body = match Limited::new(body, MAX_BODY_BYTES) {
-            body if body.size_hint().exact() == Some(0) => Ok(hyper::body::Bytes::new()),
+            body if body.size_hint().exact() == Some(0) => Ok(Bytes::new()),
             body => body.collect().await.map(|collected| collected.to_bytes()),
         };
         let body = match body {
@@ -202,71 +253,162 @@ impl App {
                 return Refusal::BadBody.into_response();
             }
         };
-        // Repeated headers are joined; when there are none (the usual case) the view borrows
-        // hyper's header map directly.
-        let joined = if parts.headers.keys_len() == parts.headers.len() {
-            Vec::new()
-        } else {
-            joined_headers(&parts.headers)
+        let joined = joined_headers(&parts.headers);
+        let views = header_views(&parts.headers, &joined);
+        let view = RequestView::new(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or(""),
+            &views,
+            client,
+        )
+        .with_body(&body);
+        let principal = match self.authorize(route, &view).await {
+            Ok(principal) => principal,
+            Err(refused) => return refused,
         };
-        let views: Vec<Header<'_>> = if joined.is_empty() {
-            parts.headers.iter().map(|(n, v)| Header::new(n.as_str(), v.as_bytes())).collect()
-        } else {
-            joined.iter().map(|(n, v)| Header::new(n, v)).collect()
-        };
-        let view =
-            RequestView::new(parts.method.as_str(), path, parts.uri.query().unwrap_or(""), &views, peer)
-                .with_body(&body);
-        match self.serve_route(route, &view).await {
+        match self.run_handler(route, &view, principal).await {
             Ok(resp) | Err(resp) => resp,
         }
     }
 
-    async fn serve_route(
+    /// A proxy route: the chain and permission decide on the head alone, then the request,
+    /// its body streaming, goes on to the upstream.
+    async fn proxy(
         &self,
         route: &Route,
+        parts: Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let Some(upstream) = route.upstream.as_ref() else {
+            return host_error(&Error::config("a proxy route without its upstream"));
+        };
+        let principal = {
+            let joined = joined_headers(&parts.headers);
+            let views = header_views(&parts.headers, &joined);
+            let view = RequestView::new(
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+                &views,
+                client,
+            );
+            match self.authorize(route, &view).await {
+                Ok(principal) => principal,
+                Err(refused) => return refused,
+            }
+        };
+        let forward = Forward {
+            parts,
+            body: Body::Stream(body),
+            peer,
+            trusted_peer: forwarded::is_trusted(peer.ip(), &self.gateway.trusted_proxies),
+            identity: principal.identity(),
+            gateway: &self.gateway,
+            session_cookie: &self.session.cookie_name,
+        };
+        upstream.forward(forward).await
+    }
+
+    /// Forward-auth: the route the ORIGINAL request names decides, with its own chain and
+    /// permission; 200 with the identity headers when it allows. Anything that cannot be
+    /// decided (no original request, a path not in normal form, no route, a forward_auth
+    /// route) is 403: fail closed.
+    async fn forward_auth(&self, own: &Route, parts: &Parts, client: SocketAddr) -> Response<Body> {
+        let path = parts.uri.path();
+        let rest = match path.strip_prefix(own.pattern.path.trim_end_matches('/')) {
+            Some(rest) if own.pattern.prefix && rest.starts_with('/') => match parts.uri.query() {
+                Some(query) => format!("{rest}?{query}"),
+                None => rest.to_owned(),
+            },
+            _ => String::new(),
+        };
+        let refuse = |detail: &str| Refusal::Forbidden { detail: detail.to_owned() }.into_response();
+        let Ok(original) = forward_auth::original(&parts.headers, &parts.method, &rest) else {
+            return refuse(NO_ORIGINAL);
+        };
+        if let Err(bad) = routes::check(&original.path) {
+            return refuse(bad.detail());
+        }
+        let route = match self.route(&original.path) {
+            Some(route) if route.handler != Handler::ForwardAuth => route,
+            _ => return refuse(PERMISSION_DENIED),
+        };
+        let joined = joined_headers(&parts.headers);
+        let views = header_views(&parts.headers, &joined);
+        let view =
+            RequestView::new(original.method.as_str(), &original.path, &original.query, &views, client);
+        match self.authorize(route, &view).await {
+            Ok(principal) => self.allowed(&principal),
+            Err(refused) => refused,
+        }
+    }
+
+    /// 200, empty, with the identity headers of an authenticated request.
+    fn allowed(&self, principal: &Principal<'_>) -> Response<Body> {
+        let mut resp = Response::new(Body::Empty);
+        if let Some(identity) = principal.identity() {
+            identity::set(resp.headers_mut(), &self.gateway, identity);
+        }
+        resp
+    }
+
+    /// DRF's `initial()`: the route's chain, then its permission (throttles will follow).
+    /// Every route kind calls this one function: handlers, the proxy and forward-auth.
+    async fn authorize<'r>(
+        &self,
+        route: &'r Route,
         req: &RequestView<'_>,
-    ) -> Result<Response<Body>, Response<Body>> {
-        let verdict = route.chain.authenticate(req, &self.services).await;
-        let (user, auth, scheme, token_id) = match verdict {
+    ) -> Result<Principal<'r>, Response<Body>> {
+        let principal = match route.chain.authenticate(req, &self.services).await {
             Verdict::Authenticated { user, auth, position } => {
                 let by = route.chain.scheme(position);
                 // The token in use, when a token scheme authenticated the request.
                 let token_id = by
                     .filter(|s| s.token_policy().is_some())
                     .and_then(|_| auth.as_deref().and_then(|a| a.parse::<i64>().ok()));
-                (Some(user), auth, by.map(|s| s.name()), token_id)
+                Principal { user: Some(user), auth, scheme: by.map(|s| s.name()), token_id }
             }
-            Verdict::Anonymous => (None, self.anonymous_auth.clone(), None, None),
+            Verdict::Anonymous => {
+                Principal { user: None, auth: self.anonymous_auth.clone(), scheme: None, token_id: None }
+            }
             Verdict::Failed { detail } => return Err(self.not_authenticated(route, req, detail)),
             Verdict::Forbidden { detail } => return Err(Refusal::Forbidden { detail }.into_response()),
             Verdict::Fault => return Err(Refusal::Internal.into_response()),
             Verdict::Busy => return Err(Refusal::Busy.into_response()),
         };
-        let subject = Subject {
-            authenticated: user.is_some(),
-            is_staff: user.as_ref().is_some_and(|u| u.is_staff),
-            method: req.method(),
-        };
-        if !route.permission.allows(subject) {
+        if !route.permission.allows(principal.subject(req.method())) {
             // DRF's permission_denied: not authenticated only when there are authenticators.
-            return Err(if user.is_none() && !route.chain.is_empty() {
+            return Err(if principal.user.is_none() && !route.chain.is_empty() {
                 self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned())
             } else {
                 Refusal::Forbidden { detail: PERMISSION_DENIED.to_owned() }.into_response()
             });
         }
+        Ok(principal)
+    }
+
+    async fn run_handler(
+        &self,
+        route: &Route,
+        req: &RequestView<'_>,
+        principal: Principal<'_>,
+    ) -> Result<Response<Body>, Response<Body>> {
         let method = req.method();
+        let Principal { user, auth, scheme, token_id } = &principal;
         match route.handler {
             Handler::Whoami if matches!(method, "GET" | "HEAD" | "POST") => {
-                let username = match &user {
+                let username = match user {
                     Some(u) => Some(u.username.as_str()),
                     None => self.anonymous_user.as_deref(),
                 };
-                let body =
-                    Whoami { user: username, auth: auth.as_deref(), scheme, is_staff: subject.is_staff };
+                let is_staff = user.as_ref().is_some_and(|u| u.is_staff);
+                let body = Whoami { user: username, auth: auth.as_deref(), scheme: *scheme, is_staff };
                 Ok(json_response(StatusCode::OK, &body))
             }
+            Handler::Allow => Ok(self.allowed(&principal)),
             Handler::Health if matches!(method, "GET" | "HEAD") => Ok(match self.services.health() {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ok" })),
                 Err(reason) => {
@@ -296,7 +438,7 @@ impl App {
                 let Some(user) = user.as_ref() else {
                     return Err(self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned()));
                 };
-                let answer = match (route.handler, &route.token_policy, token_id) {
+                let answer = match (route.handler, &route.token_policy, *token_id) {
                     (Handler::LoginToken, Some(policy), _) => {
                         tokens::login_token(&self.services, policy, user, req).await
                     }
@@ -330,6 +472,8 @@ impl App {
             Handler::Login => Err(method_not_allowed(method, "GET, HEAD, POST")),
             Handler::Logout => Err(method_not_allowed(method, "POST")),
             Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),
+            // Answered before any handler runs.
+            Handler::Proxy | Handler::ForwardAuth => Err(Refusal::NotFound.into_response()),
         }
     }
 
@@ -373,9 +517,23 @@ fn method_not_allowed(method: &str, allow: &'static str) -> Response<Body> {
     Refusal::MethodNotAllowed { method: method.to_owned(), allow }.into_response()
 }
 
+/// The headers as schemes see them: hyper's map borrowed directly, or, when a name repeats,
+/// `joined` (from `joined_headers`).
+fn header_views<'h>(map: &'h hyper::HeaderMap, joined: &'h [(&'h str, Cow<'h, [u8]>)]) -> Vec<Header<'h>> {
+    if joined.is_empty() {
+        map.iter().map(|(n, v)| Header::new(n.as_str(), v.as_bytes())).collect()
+    } else {
+        joined.iter().map(|(n, v)| Header::new(n, v)).collect()
+    }
+}
+
 /// Headers with repeated ones joined, as WSGI servers do: `, ` between values, `; ` for
-/// cookies. So no scheme can be confused about which `Authorization` header counts.
+/// cookies. So no scheme can be confused about which `Authorization` header counts. Empty
+/// when no name repeats (the usual case): the views then borrow hyper's map.
 fn joined_headers(map: &hyper::HeaderMap) -> Vec<(&str, Cow<'_, [u8]>)> {
+    if map.keys_len() == map.len() {
+        return Vec::new();
+    }
     map.keys()
         .map(|name| {
             let mut values = map.get_all(name).iter();

@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use authhost_plugin_api::net::Cidr;
 use authhost_plugin_api::options::{edit_distance, parse_duration};
 use authhost_plugin_api::{LoginField, OptionEntry};
+use hyper::header::HeaderName;
+use hyper::http::uri::Authority;
 use serde::Deserialize;
 
 use crate::error::Error;
 use crate::permission::Permission;
+use crate::routes;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +34,8 @@ struct RawConfig {
     schemes: Vec<toml::Table>,
     #[serde(default)]
     defaults: RawDefaults,
+    #[serde(default)]
+    gateway: RawGateway,
     #[serde(default, rename = "route")]
     routes: Vec<RawRoute>,
 }
@@ -89,13 +95,31 @@ struct RawDefaults {
     permission: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    trusted_proxies: Option<Vec<String>>,
+    user_header: Option<String>,
+    user_id_header: Option<String>,
+    email_header: Option<String>,
+    scheme_header: Option<String>,
+    staff_header: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     path: String,
     #[serde(default)]
     prefix: bool,
-    handler: String,
+    /// A built-in handler; none when the route has an `upstream`.
+    handler: Option<String>,
+    /// Gateway: forward allowed requests to `http://HOST:PORT[/base]`.
+    upstream: Option<String>,
+    strip_prefix: Option<bool>,
+    strip_credentials: Option<bool>,
+    connect_timeout: Option<toml::Value>,
+    timeout: Option<toml::Value>,
     schemes: Option<Vec<String>>,
     permission: Option<String>,
     /// For `login_token`: the token scheme whose policy new tokens follow.
@@ -166,21 +190,31 @@ pub enum Handler {
     RefreshJwt,
     /// POST `{"token"}`: the token back when it is good.
     VerifyJwt,
+    /// Answers for another proxy (nginx `auth_request`, Caddy `forward_auth`, Traefik
+    /// ForwardAuth, Envoy `ext_authz`): the route the original request names decides.
+    ForwardAuth,
+    /// A decision-only route for forward-auth: 200 when the chain and permission allow.
+    Allow,
+    /// A route with an `upstream`: allowed requests are forwarded to it.
+    Proxy,
 }
 
 impl Handler {
-    const NAMES: [&'static str; 11] = [
-        "whoami",
-        "health",
-        "obtain_token",
-        "login",
-        "logout",
-        "login_token",
-        "logout_token",
-        "logout_all",
-        "obtain_jwt",
-        "refresh_jwt",
-        "verify_jwt",
+    /// Every handler a route can name (`Proxy` comes from `upstream`, not by name).
+    const NAMED: [Handler; 13] = [
+        Handler::Whoami,
+        Handler::Health,
+        Handler::ObtainToken,
+        Handler::Login,
+        Handler::Logout,
+        Handler::LoginToken,
+        Handler::LogoutToken,
+        Handler::LogoutAll,
+        Handler::ObtainJwt,
+        Handler::RefreshJwt,
+        Handler::VerifyJwt,
+        Handler::ForwardAuth,
+        Handler::Allow,
     ];
 
     /// Views that issue credentials of the scheme the route names in `token_scheme`.
@@ -202,24 +236,18 @@ impl Handler {
             Handler::ObtainJwt => "obtain_jwt",
             Handler::RefreshJwt => "refresh_jwt",
             Handler::VerifyJwt => "verify_jwt",
+            Handler::ForwardAuth => "forward_auth",
+            Handler::Allow => "allow",
+            Handler::Proxy => "proxy",
         }
     }
 
     fn parse(name: &str) -> Option<Self> {
-        match name {
-            "whoami" => Some(Handler::Whoami),
-            "health" => Some(Handler::Health),
-            "obtain_token" => Some(Handler::ObtainToken),
-            "login" => Some(Handler::Login),
-            "logout" => Some(Handler::Logout),
-            "login_token" => Some(Handler::LoginToken),
-            "logout_token" => Some(Handler::LogoutToken),
-            "logout_all" => Some(Handler::LogoutAll),
-            "obtain_jwt" => Some(Handler::ObtainJwt),
-            "refresh_jwt" => Some(Handler::RefreshJwt),
-            "verify_jwt" => Some(Handler::VerifyJwt),
-            _ => None,
-        }
+        Handler::NAMED.into_iter().find(|h| h.name() == name)
+    }
+
+    fn names() -> Vec<&'static str> {
+        Handler::NAMED.iter().map(|h| h.name()).collect()
     }
 }
 
@@ -233,6 +261,40 @@ pub struct SessionConfig {
     /// Cookies get `Secure`, and the host's own origin is `https://`.
     pub secure: bool,
     pub trusted_origins: Vec<String>,
+}
+
+/// `[gateway]`: whose `X-Forwarded-For` is believed, and the identity headers' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub trusted_proxies: Vec<Cidr>,
+    pub user_header: HeaderName,
+    pub user_id_header: HeaderName,
+    pub email_header: HeaderName,
+    pub scheme_header: HeaderName,
+    pub staff_header: HeaderName,
+}
+
+impl GatewayConfig {
+    /// The five identity headers' names.
+    pub fn identity_headers(&self) -> [&HeaderName; 5] {
+        [&self.user_header, &self.user_id_header, &self.email_header, &self.scheme_header, &self.staff_header]
+    }
+}
+
+/// A proxy route's upstream and how requests reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// `http`, with `HOST:PORT`.
+    pub authority: Authority,
+    /// A path the forwarded path is put under (`""` for none; never ends with `/`).
+    pub base: String,
+    /// Forward the path after the route's own `path`, instead of the whole path.
+    pub strip_prefix: bool,
+    /// Remove the `Authorization` header and the session cookie before forwarding.
+    pub strip_credentials: bool,
+    pub connect_timeout: Duration,
+    /// How long the upstream may take to answer with its response head.
+    pub timeout: Duration,
 }
 
 /// One `[[scheme]]`: a plugin library and its options.
@@ -257,6 +319,8 @@ pub struct RouteConfig {
     pub login_field: LoginField,
     /// What `obtain_token` answers with, in order (DRF's `{"token"}` by default).
     pub token_fields: Vec<TokenField>,
+    /// For a proxy route: where allowed requests go.
+    pub upstream: Option<UpstreamConfig>,
 }
 
 /// A validated config.
@@ -288,6 +352,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub schemes: Vec<SchemeConfig>,
     pub routes: Vec<RouteConfig>,
+    pub gateway: GatewayConfig,
     /// Load plugin files that other users can write (`[plugins] allow_writable`).
     pub allow_writable_plugins: bool,
 }
@@ -367,9 +432,25 @@ impl Resolver<'_> {
             if !paths.insert((route.path.clone(), route.prefix)) {
                 return Err(self.err(&format!("{key}.path"), format!("{:?} is routed twice", route.path)));
             }
-            let handler = Handler::parse(&route.handler).ok_or_else(|| {
-                self.err(&format!("{key}.handler"), unknown("handler", &route.handler, &Handler::NAMES))
-            })?;
+            let handler = match (&route.handler, &route.upstream) {
+                (Some(name), None) => Handler::parse(name).ok_or_else(|| {
+                    self.err(&format!("{key}.handler"), unknown("handler", name, &Handler::names()))
+                })?,
+                (None, Some(_)) => Handler::Proxy,
+                (Some(_), Some(_)) => {
+                    return Err(self.err(
+                        &format!("{key}.upstream"),
+                        "a route either proxies to an upstream or has a handler: remove one of the two",
+                    ))
+                }
+                (None, None) => {
+                    return Err(self.err(
+                        &format!("{key}.handler"),
+                        "missing: name a handler (like handler = \"whoami\") or an upstream (like upstream = \"http://127.0.0.1:8080\")",
+                    ))
+                }
+            };
+            let upstream = self.upstream(&key, &route)?;
             let schemes = match &route.schemes {
                 Some(list) => self.chain(&format!("{key}.schemes"), list, &names)?,
                 None => default_chain.clone(),
@@ -446,6 +527,7 @@ impl Resolver<'_> {
                 token_scheme,
                 login_field,
                 token_fields,
+                upstream,
             });
         }
         Ok(Config {
@@ -499,6 +581,7 @@ impl Resolver<'_> {
             session: self.session(raw.session)?,
             schemes,
             routes,
+            gateway: self.gateway(raw.gateway)?,
             allow_writable_plugins: raw.plugins.allow_writable.unwrap_or(false),
         })
     }
@@ -596,6 +679,98 @@ impl Resolver<'_> {
             })
             .collect::<Result<_, Error>>()?;
         Ok(SchemeConfig { name, library, options })
+    }
+
+    /// A route's upstream and its options; the options only where there is an upstream.
+    fn upstream(&self, key: &str, route: &RawRoute) -> Result<Option<UpstreamConfig>, Error> {
+        let Some(url) = &route.upstream else {
+            let stray = [
+                ("strip_prefix", route.strip_prefix.is_some()),
+                ("strip_credentials", route.strip_credentials.is_some()),
+                ("connect_timeout", route.connect_timeout.is_some()),
+                ("timeout", route.timeout.is_some()),
+            ];
+            return match stray.iter().find(|(_, set)| *set) {
+                Some((name, _)) => Err(self.err(
+                    &format!("{key}.{name}"),
+                    "only a route with an upstream takes this; add upstream = \"http://HOST:PORT\" or remove it",
+                )),
+                None => Ok(None),
+            };
+        };
+        let bad = |why: &str| {
+            self.err(&format!("{key}.upstream"), format!("{url:?} {why}; use \"http://HOST:PORT\""))
+        };
+        let uri: hyper::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "is https, which authhost cannot yet speak to an upstream (put it on a private network)",
+                ))
+            }
+            _ => return Err(bad("has no http:// scheme")),
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
+        if authority.port_u16().is_none() || authority.as_str().contains('@') {
+            return Err(bad("must name a port and no user"));
+        }
+        if uri.query().is_some() {
+            return Err(bad("has a query"));
+        }
+        let base = uri.path().trim_end_matches('/').to_owned();
+        if routes::check(if base.is_empty() { "/" } else { &base }).is_err() {
+            return Err(bad("has a path that is not in normal form"));
+        }
+        let key_of = |name: &str| format!("{key}.{name}");
+        Ok(Some(UpstreamConfig {
+            authority,
+            base,
+            strip_prefix: route.strip_prefix.unwrap_or(false),
+            strip_credentials: route.strip_credentials.unwrap_or(false),
+            connect_timeout: self.millis(&key_of("connect_timeout"), route.connect_timeout.clone(), 5_000)?,
+            timeout: self.millis(&key_of("timeout"), route.timeout.clone(), 60_000)?,
+        }))
+    }
+
+    fn gateway(&self, raw: RawGateway) -> Result<GatewayConfig, Error> {
+        let trusted_proxies = match raw.trusted_proxies {
+            None => vec![Cidr::LOOPBACK_V4, Cidr::LOOPBACK_V6],
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    text.parse().map_err(|()| {
+                        self.err(
+                            &format!("gateway.trusted_proxies[{i}]"),
+                            format!("{text:?} is not an address or a range like \"10.0.0.0/8\""),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let header = |name: &str, value: Option<String>, default: &'static str| {
+            let value = value.unwrap_or_else(|| default.to_owned());
+            HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
+                self.err(
+                    &format!("gateway.{name}"),
+                    format!("{value:?} is not a header name like {default:?}"),
+                )
+            })
+        };
+        let config = GatewayConfig {
+            trusted_proxies,
+            user_header: header("user_header", raw.user_header, "X-Authenticated-User")?,
+            user_id_header: header("user_id_header", raw.user_id_header, "X-Authenticated-User-Id")?,
+            email_header: header("email_header", raw.email_header, "X-Authenticated-Email")?,
+            scheme_header: header("scheme_header", raw.scheme_header, "X-Authenticated-Scheme")?,
+            staff_header: header("staff_header", raw.staff_header, "X-Authenticated-Staff")?,
+        };
+        let names = config.identity_headers();
+        if names.iter().enumerate().any(|(i, n)| names[..i].contains(n)) {
+            return Err(self.err("gateway", "two identity headers have the same name: give each its own"));
+        }
+        Ok(config)
     }
 
     fn chain(&self, key: &str, list: &[String], names: &[&str]) -> Result<Vec<usize>, Error> {

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod gateway;
 pub mod library;
 pub mod loader;
 pub mod new_scheme;

@@ -1,12 +1,62 @@
 //! The one mapping from a refusal or an error to a status, a challenge and `{"detail"}`.
 
-use http_body_util::Full;
-use hyper::body::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::body::{Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-pub type Body = Full<Bytes>;
+/// A response body: bytes the host made, or an upstream's body streamed through as it
+/// arrives (gateway routes). An enum, not a box: the host's own answers cost no allocation.
+#[derive(Debug, Default)]
+pub enum Body {
+    #[default]
+    Empty,
+    Full(Option<Bytes>),
+    Stream(Incoming),
+}
+
+impl Body {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Body::Full(Some(bytes.into()))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(bytes) => {
+                Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
+            }
+            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Body::Stream(incoming) => incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(incoming) => incoming.size_hint(),
+        }
+    }
+}
 
 pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provided.";
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
@@ -16,6 +66,8 @@ pub const NOT_FOUND: &str = "Not found.";
 pub const HEADERS_TOO_LARGE: &str = "Request header fields too large.";
 pub const BODY_TOO_LARGE: &str = "Request body too large.";
 pub const BAD_BODY: &str = "Malformed request body.";
+pub const BAD_GATEWAY: &str = "Bad gateway.";
+pub const GATEWAY_TIMEOUT: &str = "Gateway timeout.";
 
 /// Why a request was not served.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +101,10 @@ pub enum Refusal {
     Internal,
     /// 503.
     Busy,
+    /// 502: the upstream refused, reset or broke the exchange.
+    BadGateway,
+    /// 504: the upstream did not answer in time.
+    GatewayTimeout,
 }
 
 impl Refusal {
@@ -84,6 +140,8 @@ impl Refusal {
                 detail_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, HEADERS_TOO_LARGE)
             }
             Refusal::Internal => detail_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_AUTH_ERROR),
+            Refusal::BadGateway => detail_response(StatusCode::BAD_GATEWAY, BAD_GATEWAY),
+            Refusal::GatewayTimeout => detail_response(StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT),
             Refusal::Busy => {
                 let mut resp = detail_response(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
                 resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -106,7 +164,7 @@ pub fn detail_response(status: StatusCode, detail: &str) -> Response<Body> {
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
     // Serialising plain data to memory cannot fail.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Body::full(bytes));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

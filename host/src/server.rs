@@ -11,7 +11,6 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
@@ -84,7 +83,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Graceful shutdown by hand: hyper-util's GracefulShutdown cannot watch a connection
+    // that allows upgrades. `stop` tells every connection to finish its request in flight;
+    // each holds a clone of `open`, so `closed` ends when the last one has gone.
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
     let mut http = http1::Builder::new();
     // hyper's default of 100 headers (more get 431) is kept on purpose: setting
     // `max_headers` moves the header array to the heap on every request (measured: 3% CPU).
@@ -108,11 +111,23 @@ pub async fn serve(
                     let app = conn_app.app();
                     async move { Ok::<_, Infallible>(app.0.handle(req, peer).await) }
                 });
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                // Upgrades: a proxied WebSocket takes the connection over once authenticated.
+                let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                let mut stopping = stop.subscribe();
+                let open = open.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = conn.await {
+                    tokio::pin!(conn);
+                    let ended = tokio::select! {
+                        ended = conn.as_mut() => ended,
+                        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(err) = ended {
                         debug!(%peer, error = %err, "connection ended with an error");
                     }
+                    drop(open);
                 });
             }
             () = &mut shutdown => break,
@@ -120,8 +135,10 @@ pub async fn serve(
     }
     drop(listener);
     info!("shutting down: finishing requests in flight");
+    stop.send_replace(true);
+    drop(open);
     tokio::select! {
-        () = graceful.shutdown() => info!("all connections closed"),
+        _ = closed.recv() => info!("all connections closed"),
         () = tokio::time::sleep(grace) => warn!("shutdown grace period over; closing remaining connections"),
     }
 }

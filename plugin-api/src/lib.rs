@@ -27,6 +27,7 @@ pub mod export;
 pub mod form;
 pub mod host;
 pub mod mint;
+pub mod net;
 pub mod options;
 pub mod outcome;
 pub mod request;

@@ -17,6 +17,9 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+pub mod peers;
+pub mod upstream;
+
 /// The shipped plugins, built into `target/<profile>` beside the binary.
 pub const SHIPPED: [&str; 6] = ["x_username", "basic", "token", "session", "remote_user", "jwt"];
 

@@ -9,8 +9,6 @@
 //! It never fails: no header, an empty one, an unknown user (when not created) and an
 //! inactive user are all "not attempted", as with Django's `RemoteUserBackend`.
 
-mod cidr;
-
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -19,7 +17,7 @@ use authhost_plugin_api::{
     export_scheme, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
 };
 
-use cidr::Cidr;
+use authhost_plugin_api::net::Cidr;
 
 /// Peers warned about, at most this many (then the set starts again).
 const WARNED_PEERS_MAX: usize = 10_000;

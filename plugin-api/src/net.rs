@@ -1,10 +1,11 @@
-//! Addresses and CIDR ranges (`10.0.0.0/8`, `::1`, `fd00::/8`).
+//! Addresses and CIDR ranges (`10.0.0.0/8`, `::1`, `fd00::/8`), for lists of trusted
+//! proxies: the host's `[gateway] trusted_proxies` and the remote-user scheme's.
 
 use std::net::IpAddr;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
+pub struct Cidr {
     network: u128,
     prefix: u32,
 }
@@ -19,7 +20,12 @@ fn to_bits(ip: IpAddr) -> u128 {
 }
 
 impl Cidr {
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    /// `127.0.0.0/8`.
+    pub const LOOPBACK_V4: Cidr = Cidr { network: 0xffff_7f00_0000, prefix: 104 };
+    /// `::1`.
+    pub const LOOPBACK_V6: Cidr = Cidr { network: 1, prefix: 128 };
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
         let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
         to_bits(ip) & mask == self.network
     }
@@ -66,6 +72,8 @@ mod tests {
         assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
         let v6: Cidr = "fd00::/8".parse().unwrap();
         assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        assert_eq!(Cidr::LOOPBACK_V4, "127.0.0.0/8".parse().unwrap());
+        assert_eq!(Cidr::LOOPBACK_V6, "::1".parse().unwrap());
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("8.8.8.8")));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());

@@ -1,0 +1,284 @@
+//! Proxy routes: an allowed request goes on to the route's upstream, bodies streaming both
+//! ways, hop-by-hop headers removed (RFC 9110 §7.6.1), `X-Forwarded-*` and the identity
+//! headers set, over pooled keep-alive connections. WebSocket (and other) upgrades are
+//! tunnelled once the upstream agrees to them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
+use hyper::http::request::Parts;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tracing::{debug, warn};
+
+use super::forwarded;
+use super::identity::{self, Identity};
+use crate::config::{GatewayConfig, UpstreamConfig};
+use crate::respond::{Body, Refusal};
+
+/// How long an idle upstream connection stays in the pool.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, with the
+/// proxy-authentication pair, which are the proxy's own).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    UPGRADE,
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+];
+
+/// One proxy route's upstream and its connection pool.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The route's `path`, for logs and for `strip_prefix`.
+    route: String,
+    config: UpstreamConfig,
+    client: Client<HttpConnector, Body>,
+}
+
+/// A request the app has allowed, as it goes on.
+#[derive(Debug)]
+pub struct Forward<'a> {
+    pub parts: Parts,
+    pub body: Body,
+    /// The connection's own peer (not the client `X-Forwarded-For` names).
+    pub peer: SocketAddr,
+    pub trusted_peer: bool,
+    pub identity: Option<Identity<'a>>,
+    pub gateway: &'a GatewayConfig,
+    /// The session cookie's name, for `strip_credentials`.
+    pub session_cookie: &'a str,
+}
+
+impl Upstream {
+    pub fn new(route: &str, config: UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
+        Upstream { route: route.to_owned(), config, client }
+    }
+
+    /// Sends the request on and answers with the upstream's response, or 502/504.
+    pub async fn forward(&self, request: Forward<'_>) -> Response<Body> {
+        let Forward { mut parts, body, peer, trusted_peer, identity, gateway, session_cookie } = request;
+        let upgrade = upgrade_protocol(&parts.headers);
+        let on_client_upgrade = upgrade.as_ref().and_then(|_| parts.extensions.remove::<OnUpgrade>());
+        parts.extensions = Default::default();
+        remove_hop_by_hop(&mut parts.headers);
+        if let Some(identity) = identity {
+            identity::set(&mut parts.headers, gateway, identity);
+        }
+        if self.config.strip_credentials {
+            parts.headers.remove(AUTHORIZATION);
+            remove_cookie(&mut parts.headers, session_cookie);
+        }
+        forwarded::set(&mut parts.headers, peer, trusted_peer);
+        if let Some(protocol) = &upgrade {
+            parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, protocol.clone());
+        }
+        parts.uri = match self.target(&parts.uri) {
+            Some(uri) => uri,
+            None => return self.failed("the forwarded URI is not valid", StatusCode::BAD_GATEWAY),
+        };
+        parts.version = hyper::Version::HTTP_11;
+        let started = tokio::time::Instant::now();
+        let sent =
+            tokio::time::timeout(self.config.timeout, self.client.request(Request::from_parts(parts, body)));
+        let mut response = match sent.await {
+            Err(_) => {
+                let cause = format!("no response head within {:?}", self.config.timeout);
+                return self.failed(&cause, StatusCode::GATEWAY_TIMEOUT);
+            }
+            Ok(Err(err)) => {
+                let status =
+                    if timed_out(&err) { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+                return self.failed(&causes(&err), status);
+            }
+            Ok(Ok(response)) => response,
+        };
+        debug!(route = %self.route, status = %response.status(), elapsed = ?started.elapsed(), "upstream answered");
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return self.tunnel(response, on_client_upgrade);
+        }
+        remove_hop_by_hop(response.headers_mut());
+        response.map(Body::Stream)
+    }
+
+    /// The upstream URI: its authority, its base path, then the request's path (after the
+    /// route's own path with `strip_prefix`) and query.
+    fn target(&self, uri: &Uri) -> Option<Uri> {
+        let path = uri.path();
+        let path = if self.config.strip_prefix {
+            let rest = path.strip_prefix(self.route.trim_end_matches('/')).unwrap_or(path);
+            if rest.starts_with('/') {
+                rest
+            } else {
+                "/"
+            }
+        } else {
+            path
+        };
+        let mut target = format!("http://{}{}{path}", self.config.authority, self.config.base);
+        if let Some(query) = uri.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        target.parse().ok()
+    }
+
+    /// Joins the client's upgraded connection to the upstream's, both ways, in a task of
+    /// its own; the 101 goes back to the client.
+    fn tunnel(
+        &self,
+        mut response: Response<hyper::body::Incoming>,
+        client: Option<OnUpgrade>,
+    ) -> Response<Body> {
+        let (Some(client), Some(upstream)) = (client, response.extensions_mut().remove::<OnUpgrade>()) else {
+            return self.failed("the upstream switched protocols unasked", StatusCode::BAD_GATEWAY);
+        };
+        let route = self.route.clone();
+        tokio::spawn(async move {
+            match tokio::try_join!(client, upstream) {
+                Ok((client, upstream)) => {
+                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                        debug!(%route, error = %err, "upgraded connection ended with an error");
+                    }
+                }
+                Err(err) => warn!(%route, error = %err, "upgrade failed"),
+            }
+        });
+        response.map(|_| Body::Empty)
+    }
+
+    fn failed(&self, cause: &str, status: StatusCode) -> Response<Body> {
+        warn!(route = %self.route, upstream = %self.config.authority, status = status.as_u16(), cause, "upstream failed");
+        if status == StatusCode::GATEWAY_TIMEOUT {
+            Refusal::GatewayTimeout.into_response()
+        } else {
+            Refusal::BadGateway.into_response()
+        }
+    }
+}
+
+/// The protocol a request asks to upgrade to, when it does (`Connection: upgrade`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(UPGRADE).cloned()).flatten()
+}
+
+/// Removes the hop-by-hop headers and every header `Connection` names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Removes the cookie `name` from every `Cookie` header, keeping the others.
+fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(n, _)| n.trim()) != name)
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(COOKIE, value);
+        }
+    }
+}
+
+/// Whether the upstream timed out connecting.
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// An error with its causes, `: `-joined, for the log.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_with_those_connection_names() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-end-to-end", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-end-to-end"]);
+    }
+
+    #[test]
+    fn only_the_session_cookie_is_removed() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("theme=dark; sessionid=abc"));
+        h.append(COOKIE, HeaderValue::from_static("csrftoken=x"));
+        remove_cookie(&mut h, "sessionid");
+        assert_eq!(h[COOKIE], "theme=dark; csrftoken=x");
+        remove_cookie(&mut h, "theme");
+        remove_cookie(&mut h, "csrftoken");
+        assert!(h.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn an_upgrade_is_asked_by_the_connection_header() {
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&h), None);
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
+    }
+}

@@ -1,0 +1,460 @@
+//! Gateway mode over real sockets: authhost as a streaming reverse proxy in front of an
+//! upstream served by the test, and as a forward-auth back-end asked about other requests.
+//! (Real nginx and Caddy in front of it: gateway_peers.rs.)
+//! See: issue 10 (items 1 to 3 and the must-shows for authhost as the proxy).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::upstream::{self, Echo};
+use crate::support::{Site, TestHost};
+
+pub(crate) const ALICE_KEY: &str = "a11ce000000000000000000000000000000000aa";
+pub(crate) const ROOT_KEY: &str = "7007000000000000000000000000000000000077";
+
+/// The gateway config: proxy routes in front of `echo` (and of `ws`, a WebSocket echo),
+/// a forward_auth route, and a decision-only route.
+fn config(echo: SocketAddr, ws: SocketAddr, closed: SocketAddr) -> String {
+    format!(
+        r#"
+[[scheme]]
+name = "token"
+plugin = "token"
+
+[[scheme]]
+name = "remote-user"
+plugin = "remote-user"
+trusted_proxies = ["10.0.0.0/8"]
+
+[[route]]
+path = "/app"
+prefix = true
+upstream = "http://{echo}"
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/public"
+prefix = true
+upstream = "http://{echo}"
+schemes = ["token"]
+permission = "allow_any"
+
+[[route]]
+path = "/staff"
+prefix = true
+upstream = "http://{echo}"
+schemes = ["token"]
+permission = "is_admin"
+
+[[route]]
+path = "/stripped/"
+prefix = true
+upstream = "http://{echo}/base"
+strip_prefix = true
+strip_credentials = true
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/down"
+upstream = "http://{closed}"
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/slow"
+prefix = true
+upstream = "http://{echo}"
+strip_prefix = true
+timeout = "300ms"
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/ws"
+upstream = "http://{ws}"
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/big"
+prefix = true
+upstream = "http://{echo}"
+strip_prefix = true
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/auth"
+prefix = true
+handler = "forward_auth"
+
+[[route]]
+path = "/decide"
+prefix = true
+handler = "allow"
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/by-proxy"
+handler = "allow"
+schemes = ["remote-user"]
+permission = "is_authenticated"
+"#
+    )
+}
+
+pub(crate) struct Gateway {
+    _site: Site,
+    pub(crate) host: TestHost,
+    pub(crate) echo: Echo,
+    ws_seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+pub(crate) async fn gateway() -> Gateway {
+    let echo = upstream::echo().await;
+    let (ws, ws_seen) = upstream::websocket_echo().await;
+    let site = Site::new(&config(echo.addr, ws, upstream::closed_port()));
+    site.add_user("alice", "alice-pw", &["--email", "alice@example.com"]);
+    site.add_user("root", "root-pw", &["--staff"]);
+    for (user, key) in [("alice", ALICE_KEY), ("root", ROOT_KEY)] {
+        let out = site.authhost(&["token", "create", user, "--key", key], "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let host = site.serve();
+    Gateway { _site: site, host, echo, ws_seen }
+}
+
+/// The headers the echo upstream received, by name (lowercase), each with its values.
+fn seen(resp: &crate::support::Resp) -> Value {
+    assert_eq!(resp.header("x-upstream"), Some("echo"), "not the upstream's answer: {}", resp.body);
+    resp.json()["headers"].clone()
+}
+
+#[tokio::test]
+async fn an_allowed_request_reaches_the_upstream_with_identity_and_forwarded_headers() {
+    let g = gateway().await;
+    let resp = g
+        .host
+        .get("/app/items/?page=2")
+        .header("authorization", format!("Token {ALICE_KEY}"))
+        .header("x-authenticated-user", "root")
+        .header("X-Authenticated-Staff", "true")
+        .send()
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["uri"], "/app/items/?page=2");
+    let headers = seen(&resp);
+    assert_eq!(headers["x-authenticated-user"], json!(["alice"]), "forged identity replaced: {headers}");
+    assert_eq!(headers["x-authenticated-staff"], json!(["false"]));
+    assert_eq!(headers["x-authenticated-email"], json!(["alice@example.com"]));
+    assert_eq!(headers["x-authenticated-scheme"], json!(["token"]));
+    assert!(headers["x-authenticated-user-id"][0].as_str().unwrap().parse::<i64>().is_ok());
+    // Credentials pass unchanged by default.
+    assert_eq!(headers["authorization"], json!([format!("Token {ALICE_KEY}")]));
+    assert_eq!(headers["x-forwarded-for"], json!(["127.0.0.1"]));
+    assert_eq!(headers["x-forwarded-proto"], json!(["http"]));
+    assert_eq!(headers["x-forwarded-host"], json!(["authhost.test"]));
+    assert_eq!(headers["host"], json!(["authhost.test"]));
+    // The upstream's hop-by-hop header stays on its hop.
+    assert_eq!(resp.header("keep-alive"), None);
+}
+
+#[tokio::test]
+async fn an_anonymous_request_carries_no_identity_and_cannot_forge_one() {
+    let g = gateway().await;
+    let resp = g
+        .host
+        .get("/public/")
+        .header("X-Authenticated-User", "root")
+        .header("x-authenticated-user", "root2")
+        .header("X-Authenticated-User-Id", "1")
+        .header("X-Authenticated-Scheme", "token")
+        .header("X-Authenticated-Email", "root@example.com")
+        .header("X-Authenticated-Staff", "true")
+        .send()
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let headers = seen(&resp);
+    for name in ["user", "user-id", "email", "scheme", "staff"] {
+        assert!(
+            headers.get(format!("x-authenticated-{name}")).is_none(),
+            "{name} reached the upstream: {headers}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_drf_answers_and_never_reach_the_upstream() {
+    let g = gateway().await;
+    let resp = g.host.get("/app/x").send().await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.header("www-authenticate"), Some("Token"));
+    assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));
+    let resp = g.host.get("/app/x").header("authorization", "Token nope").send().await;
+    assert_eq!((resp.status, resp.json()), (401, json!({"detail": "Invalid token."})));
+    let resp = g.host.get("/staff/").header("authorization", format!("Token {ALICE_KEY}")).send().await;
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.json(), json!({"detail": "You do not have permission to perform this action."}));
+    let resp = g.host.get("/apiary").header("authorization", format!("Token {ALICE_KEY}")).send().await;
+    assert_eq!(resp.status, 404);
+    assert_eq!(g.echo.hits(), 0, "a refused request reached the upstream");
+    let resp = g.host.get("/staff/").header("authorization", format!("Token {ROOT_KEY}")).send().await;
+    assert_eq!(seen(&resp)["x-authenticated-staff"], json!(["true"]));
+    assert_eq!(g.echo.hits(), 1);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_and_those_connection_names_are_not_forwarded() {
+    let g = gateway().await;
+    let resp = g
+        .host
+        .get("/app/")
+        .header("authorization", format!("Token {ALICE_KEY}"))
+        .header("connection", "keep-alive, X-Private-Hop")
+        .header("x-private-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+        .header("te", "trailers")
+        .header("x-end-to-end", "kept")
+        .send()
+        .await;
+    let headers = seen(&resp);
+    for name in ["x-private-hop", "keep-alive", "proxy-authorization", "te"] {
+        assert!(headers.get(name).is_none(), "{name} was forwarded: {headers}");
+    }
+    assert_eq!(headers["x-end-to-end"], json!(["kept"]));
+}
+
+#[tokio::test]
+async fn strip_prefix_and_strip_credentials_rewrite_what_the_upstream_sees() {
+    let g = gateway().await;
+    let resp = g
+        .host
+        .get("/stripped/a/b?c=d")
+        .header("authorization", format!("Token {ALICE_KEY}"))
+        .header("cookie", "theme=dark; sessionid=abc")
+        .send()
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["uri"], "/base/a/b?c=d");
+    let headers = seen(&resp);
+    assert!(headers.get("authorization").is_none(), "{headers}");
+    assert_eq!(headers["cookie"], json!(["theme=dark"]));
+    assert_eq!(headers["x-authenticated-user"], json!(["alice"]));
+}
+
+#[tokio::test]
+async fn an_upstream_that_refuses_is_502_and_one_that_hangs_is_504_each_logged_once() {
+    let g = gateway().await;
+    let resp = g.host.get("/down").send().await;
+    assert_eq!((resp.status, resp.json()), (502, json!({"detail": "Bad gateway."})));
+    let line = g.host.wait_for_log(|l| l.contains("upstream failed") && l.contains("/down"));
+    assert!(line.contains("status=502") && line.contains("refused"), "{line}");
+    let started = Instant::now();
+    let resp = g.host.get("/slow/hang").send().await;
+    assert_eq!((resp.status, resp.json()), (504, json!({"detail": "Gateway timeout."})));
+    assert!(started.elapsed().as_secs() < 5, "the route's 300ms timeout was not applied");
+    let line = g.host.wait_for_log(|l| l.contains("upstream failed") && l.contains("/slow"));
+    assert!(line.contains("status=504"), "{line}");
+    let logs = g.host.logs();
+    assert_eq!(logs.matches("upstream failed").count(), 2, "{logs}");
+    // The host keeps serving, and the pool has no stale connection to trip on.
+    let resp = g.host.get("/slow/ok").send().await;
+    assert_eq!(resp.status, 200);
+}
+
+/// Peak resident memory of a process, from /proc (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("kB");
+    kib * 1024
+}
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gibibyte_streams_each_way_in_bounded_memory() {
+    let g = gateway().await;
+    let stream = tokio::net::TcpStream::connect(g.host.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    // Upload: the upstream counts what arrives.
+    let req = Request::post("/big/upload")
+        .header("host", "authhost.test")
+        .header("authorization", format!("Token {ALICE_KEY}"))
+        .body(upstream::zeros(GIB))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["received"], json!(GIB));
+    // Download: count it here, frame by frame, never holding it.
+    sender.ready().await.expect("the connection is kept alive");
+    let req = Request::get(format!("/big/download/{GIB}"))
+        .header("host", "authhost.test")
+        .header("authorization", format!("Token {ALICE_KEY}"))
+        .body(upstream::zeros(0))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            received += data.len() as u64;
+        }
+    }
+    assert_eq!(received, GIB);
+    let peak = peak_rss(g.host.pid());
+    assert!(peak < 64 * 1024 * 1024, "authhost peaked at {} MiB", peak / (1024 * 1024));
+}
+
+#[tokio::test]
+async fn a_websocket_echoes_once_authenticated() {
+    let g = gateway().await;
+    let url = format!("ws://{}/ws", g.host.addr);
+    // Without credentials: DRF's 401, and no handshake reaches the upstream.
+    let stream = tokio::net::TcpStream::connect(g.host.addr).await.unwrap();
+    let refused = tokio_tungstenite::client_async(url.as_str(), stream).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected a 401, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    assert!(g.ws_seen.lock().unwrap().is_empty());
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Token {ALICE_KEY}").parse().unwrap());
+    request.headers_mut().insert("x-authenticated-user", "root".parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(g.host.addr).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(request, stream).await.expect("handshake");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "second message"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let back = ws.next().await.expect("an answer").unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), text);
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_data().as_ref(), &[0u8, 1, 2, 255]);
+    ws.close(None).await.unwrap();
+    let seen = g.ws_seen.lock().unwrap().clone();
+    let user: Vec<&str> =
+        seen.iter().filter(|(n, _)| n == "x-authenticated-user").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(user, ["alice"], "{seen:?}");
+}
+
+/// Asks the forward_auth route about a request, with the given headers.
+async fn ask(host: &TestHost, path: &str, headers: &[(&str, &str)]) -> crate::support::Resp {
+    let mut req = host.get(path);
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    req.send().await
+}
+
+#[tokio::test]
+async fn forward_auth_decides_by_the_original_request_for_each_proxy_family() {
+    let g = gateway().await;
+    let token = format!("Token {ALICE_KEY}");
+    // Traefik and Caddy.
+    let resp = ask(
+        &g.host,
+        "/auth",
+        &[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/app/x?y=1"), ("authorization", &token)],
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.header("x-authenticated-user"), Some("alice"));
+    assert_eq!(resp.header("x-authenticated-email"), Some("alice@example.com"));
+    assert_eq!(resp.header("x-authenticated-scheme"), Some("token"));
+    assert_eq!(resp.header("x-authenticated-staff"), Some("false"));
+    // nginx.
+    let resp = ask(
+        &g.host,
+        "/auth",
+        &[("x-original-method", "GET"), ("x-original-uri", "/staff/"), ("authorization", &token)],
+    )
+    .await;
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.json(), json!({"detail": "You do not have permission to perform this action."}));
+    // Envoy: the original path after the route's own prefix.
+    let resp = ask(&g.host, "/auth/app/x", &[]).await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.header("www-authenticate"), Some("Token"));
+    assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));
+    // A decision-only route, and an anonymous allowed request: 200 with no identity.
+    let resp = ask(&g.host, "/auth", &[("x-forwarded-uri", "/decide/a"), ("authorization", &token)]).await;
+    assert_eq!((resp.status, resp.header("x-authenticated-user")), (200, Some("alice")));
+    let resp =
+        ask(&g.host, "/auth", &[("x-forwarded-uri", "/public/"), ("x-authenticated-user", "root")]).await;
+    assert_eq!((resp.status, resp.header("x-authenticated-user")), (200, None));
+    assert_eq!(g.echo.hits(), 0, "forward-auth never proxies");
+}
+
+#[tokio::test]
+async fn forward_auth_fails_closed() {
+    let g = gateway().await;
+    let token = format!("Token {ALICE_KEY}");
+    for (uri, why) in [
+        ("/nowhere", "no route"),
+        ("/auth/app/x", "a forward_auth route"),
+        ("/app/../staff/", "a dot segment"),
+        ("/app/%2e%2e/staff/", "an encoded dot segment"),
+        ("//staff/", "an empty segment"),
+        ("/app%2f..%2fstaff/", "an encoded slash"),
+        ("app/x", "not absolute"),
+    ] {
+        let resp = ask(&g.host, "/auth", &[("x-forwarded-uri", uri), ("authorization", &token)]).await;
+        assert_eq!(resp.status, 403, "{why}: {uri} got {} {}", resp.status, resp.body);
+        assert!(resp.header("x-authenticated-user").is_none());
+    }
+    let resp = ask(&g.host, "/auth", &[("authorization", &token)]).await;
+    assert_eq!(resp.status, 403, "no original request: {}", resp.body);
+    let doubled = g
+        .host
+        .get("/auth")
+        .header("x-forwarded-uri", "/public/")
+        .header("x-forwarded-uri", "/app/")
+        .send()
+        .await;
+    assert_eq!(doubled.status, 403);
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_a_trusted_proxy_gives_the_client_address_schemes_see() {
+    let g = gateway().await;
+    // remote-user trusts 10.0.0.0/8 only; the connection comes from 127.0.0.1, which the
+    // gateway trusts to say who its client is.
+    let from_lan = ask(
+        &g.host,
+        "/auth",
+        &[("x-forwarded-uri", "/by-proxy"), ("x-forwarded-for", "10.1.2.3"), ("x-remote-user", "alice")],
+    )
+    .await;
+    assert_eq!((from_lan.status, from_lan.header("x-authenticated-user")), (200, Some("alice")));
+    let direct = ask(&g.host, "/auth", &[("x-forwarded-uri", "/by-proxy"), ("x-remote-user", "alice")]).await;
+    assert_eq!(direct.status, 403, "{}", direct.body);
+    // The rightmost untrusted address counts: a forged leftmost entry does not.
+    let forged = ask(
+        &g.host,
+        "/auth",
+        &[
+            ("x-forwarded-uri", "/by-proxy"),
+            ("x-forwarded-for", "10.9.9.9, 192.0.2.1"),
+            ("x-remote-user", "alice"),
+        ],
+    )
+    .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+}

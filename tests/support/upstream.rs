@@ -1,0 +1,186 @@
+//! Upstreams for the gateway tests, served in the test process on 127.0.0.1:0: an HTTP
+//! echo (what it received, as JSON), a byte sink and source for large bodies, one that
+//! never answers, and a real WebSocket echo server (tokio-tungstenite).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+
+/// A running echo upstream.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    pub addr: SocketAddr,
+    /// How many requests reached it.
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Echo {
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts the echo upstream on the current runtime. Paths:
+/// - `/hang...`: never answers;
+/// - `/download/N`: N bytes of zeros, streamed;
+/// - `/upload...`: reads the whole body and answers `{"received": N}`;
+/// - anything else: `{"method", "uri", "headers": {name: [values]}}`, with an
+///   `X-Upstream: echo` header and a hop-by-hop `Keep-Alive` header that must not reach
+///   the client.
+pub async fn echo() -> Echo {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let counter = Arc::clone(&counter);
+            let service = service_fn(move |req| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                answer(req)
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    Echo { addr, hits }
+}
+
+async fn answer(req: Request<Incoming>) -> Result<Response<UpstreamBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/hang") {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if let Some(n) = path.strip_prefix("/download/") {
+        let left = n.parse().expect("byte count");
+        return Ok(Response::new(UpstreamBody::Zeros { left }));
+    }
+    if path.starts_with("/upload") {
+        let mut body = req.into_body();
+        let mut received: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("upload frame").into_data() {
+                received += data.len() as u64;
+            }
+        }
+        return Ok(json_answer(&json!({ "received": received })));
+    }
+    let mut headers = Map::new();
+    for (name, value) in req.headers() {
+        let values = headers.entry(name.as_str()).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = values {
+            list.push(Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        }
+    }
+    let mut resp = json_answer(&json!({
+        "method": req.method().as_str(),
+        "uri": req.uri().to_string(),
+        "headers": headers,
+    }));
+    resp.headers_mut().insert("x-upstream", "echo".parse().unwrap());
+    resp.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+    Ok(resp)
+}
+
+fn json_answer(value: &Value) -> Response<UpstreamBody> {
+    let mut resp = Response::new(UpstreamBody::Full(Full::new(Bytes::from(value.to_string()))));
+    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    resp
+}
+
+/// What the echo upstream answers with: a JSON document, or zeros streamed in chunks.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Full(Full<Bytes>),
+    Zeros { left: u64 },
+}
+
+/// 64 KiB of zeros, the chunk a download streams.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            UpstreamBody::Full(full) => Pin::new(full).poll_frame(cx),
+            UpstreamBody::Zeros { left } => {
+                if *left == 0 {
+                    return Poll::Ready(None);
+                }
+                let n = (*left).min(ZEROS.len() as u64);
+                *left -= n;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&ZEROS[..n as usize])))))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Full(full) => full.size_hint(),
+            UpstreamBody::Zeros { left } => SizeHint::with_exact(*left),
+        }
+    }
+}
+
+/// A request body of `n` zeros, streamed in chunks, for uploads.
+pub fn zeros(n: u64) -> UpstreamBody {
+    UpstreamBody::Zeros { left: n }
+}
+
+/// Starts a WebSocket echo server: every text or binary message comes back as sent. The
+/// handshake's request headers are kept, so a test can see what reached it.
+pub async fn websocket_echo() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind websocket upstream");
+    let addr = listener.local_addr().expect("address");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                // The signature is tungstenite's (its error is a whole response).
+                #[allow(clippy::result_large_err)]
+                let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                    let mut seen = record.lock().unwrap();
+                    for (name, value) in req.headers() {
+                        seen.push((name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
+                    }
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+                while let Some(Ok(message)) = ws.next().await {
+                    if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// An address nothing listens on (bound, then closed).
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address")
+}
