@@ -106,6 +106,14 @@ schemes = ["token"]
 permission = "is_authenticated"
 
 [[route]]
+path = "/metrics"
+handler = "metrics"
+
+[[route]]
+path = "/health"
+handler = "health"
+
+[[route]]
 path = "/by-proxy"
 handler = "allow"
 schemes = ["remote-user"]
@@ -115,7 +123,7 @@ permission = "is_authenticated"
 }
 
 pub(crate) struct Gateway {
-    _site: Site,
+    site: Site,
     pub(crate) host: TestHost,
     pub(crate) echo: Echo,
     ws_seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
@@ -132,7 +140,14 @@ pub(crate) async fn gateway() -> Gateway {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let host = site.serve();
-    Gateway { _site: site, host, echo, ws_seen }
+    Gateway { site, host, echo, ws_seen }
+}
+
+impl Gateway {
+    /// Another host on the same site and store, started with `args`.
+    pub(crate) fn serve_another(&self, args: &[&str]) -> TestHost {
+        self.site.serve_args(args)
+    }
 }
 
 /// The headers the echo upstream received, by name (lowercase), each with its values.

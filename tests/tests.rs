@@ -34,6 +34,8 @@ mod routes;
 mod gateway;
 // Real nginx and Caddy asking authhost's forward_auth route.
 mod gateway_peers;
+// Metrics (read back, checked by promtool) and the access log.
+mod metrics;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

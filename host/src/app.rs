@@ -4,24 +4,27 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use authhost_plugin_api::{Header, Inspected, LoginField, RequestView, TokenPolicy, User};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
-use crate::chain::{Chain, Faulted, Verdict};
+use crate::chain::{Chain, Faulted, Verdict, Watch};
 use crate::config::{Config, GatewayConfig, Handler, SessionConfig, TokenField};
 use crate::endpoints::obtain_token;
 use crate::endpoints::{self, jwt, session, tokens};
 use crate::error::Error;
-use crate::gateway::proxy::Forward;
+use crate::gateway::proxy::{Forward, UpstreamReport};
 use crate::gateway::{forward_auth, forwarded, identity, Identity, Upstream};
 use crate::loader::Scheme;
 use crate::loader::Schemes;
+use crate::metrics::{self, RouteMetrics, SchemeMetrics};
 use crate::permission::{Permission, Subject};
 use crate::pool::{PasswordPool, StorePool};
 use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
@@ -88,6 +91,47 @@ struct Route {
     token_fields: Vec<TokenField>,
     /// A proxy route's upstream and its pool.
     upstream: Option<Upstream>,
+    /// This route's counters, and its schemes', by position in the chain.
+    metrics: RouteMetrics,
+    scheme_metrics: Vec<SchemeMetrics>,
+    access_log: bool,
+}
+
+/// What one request came to, for its metrics and its access-log line.
+#[derive(Debug)]
+struct Record<'r> {
+    /// The route that decided (for forward-auth, the original request's route).
+    route: Option<&'r Route>,
+    scheme: Option<&'r str>,
+    /// `authenticated`, `anonymous`, `failed`, `forbidden`, `fault`, `busy`, `denied` (by
+    /// the permission), or `-` when no chain ran.
+    outcome: &'static str,
+    upstream: Option<UpstreamReport>,
+}
+
+impl Default for Record<'_> {
+    fn default() -> Self {
+        Record { route: None, scheme: None, outcome: "-", upstream: None }
+    }
+}
+
+/// Times each scheme of a chain into its metrics.
+struct SchemeTimer<'a> {
+    metrics: &'a [SchemeMetrics],
+    started: Instant,
+}
+
+impl Watch for SchemeTimer<'_> {
+    fn scheme_started(&mut self, _position: usize) {
+        self.started = Instant::now();
+    }
+
+    fn scheme_done(&mut self, position: usize, outcome: &'static str) {
+        if let Some(metrics) = self.metrics.get(position) {
+            let outcome = if outcome == "not attempted" { "not_attempted" } else { outcome };
+            metrics.record(outcome, self.started.elapsed());
+        }
+    }
 }
 
 /// A loaded config: schemes, routes and the services behind them.
@@ -101,6 +145,8 @@ pub struct App {
     token_secret: Option<TokenSecret>,
     session: SessionConfig,
     gateway: GatewayConfig,
+    /// Counts requests that match no route.
+    unrouted: RouteMetrics,
 }
 
 impl App {
@@ -166,6 +212,8 @@ impl App {
                     }
                     (None, _) => (None, None),
                 };
+            let route_metrics =
+                RouteMetrics::new(&if r.prefix { format!("{}*", r.path) } else { r.path.clone() });
             routes.push(Route {
                 pattern: Pattern { path: r.path.clone(), prefix: r.prefix },
                 handler: r.handler,
@@ -175,7 +223,10 @@ impl App {
                 minter,
                 login_field: r.login_field,
                 token_fields: r.token_fields.clone(),
-                upstream: r.upstream.clone().map(|u| Upstream::new(&r.path, u)),
+                upstream: r.upstream.clone().map(|u| Upstream::new(&r.path, u, route_metrics.clone())),
+                scheme_metrics: schemes.chain(&r.schemes).names().map(SchemeMetrics::new).collect(),
+                metrics: route_metrics,
+                access_log: r.access_log,
             });
         }
         // Exact routes first, then the longest prefix.
@@ -188,6 +239,7 @@ impl App {
             token_secret,
             session: config.session.clone(),
             gateway: config.gateway.clone(),
+            unrouted: RouteMetrics::unrouted(),
         })
     }
 
@@ -207,8 +259,43 @@ impl App {
         self.routes.iter().find(|r| r.pattern.matches(path))
     }
 
-    /// Answers one request.
+    /// Answers one request, counting it and logging it.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        // The path only: a query may carry a secret.
+        let path = req.uri().path().to_owned();
+        let mut record = Record::default();
+        let resp = self.answer(req, peer, &mut record).await;
+        let status = resp.status().as_u16();
+        let route = record.route.map_or(&self.unrouted, |r| &r.metrics);
+        route.answered(status);
+        if record.route.is_none_or(|r| r.access_log) {
+            let upstream_status = record.upstream.as_ref().map(|u| u.status);
+            let upstream_ms = record.upstream.as_ref().map(|u| u.elapsed.as_secs_f64() * 1000.0);
+            info!(
+                target: "authhost::access",
+                %method,
+                path,
+                route = route.name(),
+                scheme = record.scheme.unwrap_or("-"),
+                outcome = record.outcome,
+                status,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                upstream_status,
+                upstream_ms,
+                "request"
+            );
+        }
+        resp
+    }
+
+    async fn answer<'r>(
+        &'r self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        record: &mut Record<'r>,
+    ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let path = parts.uri.path();
         debug!(method = %parts.method, path, "request started");
@@ -218,6 +305,7 @@ impl App {
         let Some(route) = self.route(path) else {
             return Refusal::NotFound.into_response();
         };
+        record.route = Some(route);
         let head_bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
         if head_bytes > MAX_HEAD_BYTES {
             return Refusal::HeadersTooLarge.into_response();
@@ -226,20 +314,29 @@ impl App {
         identity::strip(&mut parts.headers, &self.gateway);
         let client = forwarded::client_addr(peer, &parts.headers, &self.gateway.trusted_proxies);
         match route.handler {
-            Handler::Proxy => self.proxy(route, parts, body, peer, client).await,
-            Handler::ForwardAuth => self.forward_auth(route, &parts, client).await,
-            _ => self.serve_handler(route, &parts, body, client).await,
+            Handler::Proxy => self.proxy(route, parts, body, peer, client, record).await,
+            Handler::ForwardAuth => self.forward_auth(route, &parts, client, record).await,
+            Handler::Metrics if matches!(parts.method.as_str(), "GET" | "HEAD") => {
+                let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let (text, content_type) = metrics::render(self.services.queue_depths(), accept);
+                let mut resp = Response::new(Body::full(text));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                resp
+            }
+            Handler::Metrics => method_not_allowed(parts.method.as_str(), "GET, HEAD"),
+            _ => self.serve_handler(route, &parts, body, client, record).await,
         }
     }
 
     /// A built-in handler's route: the body (small: forms, JSON credentials) is read whole
     /// first, since handlers and schemes may read it.
-    async fn serve_handler(
-        &self,
-        route: &Route,
+    async fn serve_handler<'r>(
+        &'r self,
+        route: &'r Route,
         parts: &Parts,
         body: Incoming,
         client: SocketAddr,
+        record: &mut Record<'r>,
     ) -> Response<Body> {
         let body = match Limited::new(body, MAX_BODY_BYTES) {
             body if body.size_hint().exact() == Some(0) => Ok(Bytes::new()),
@@ -263,7 +360,7 @@ impl App {
             client,
         )
         .with_body(&body);
-        let principal = match self.authorize(route, &view).await {
+        let principal = match self.authorize(route, &view, record).await {
             Ok(principal) => principal,
             Err(refused) => return refused,
         };
@@ -274,13 +371,14 @@ impl App {
 
     /// A proxy route: the chain and permission decide on the head alone, then the request,
     /// its body streaming, goes on to the upstream.
-    async fn proxy(
-        &self,
-        route: &Route,
+    async fn proxy<'r>(
+        &'r self,
+        route: &'r Route,
         parts: Parts,
         body: Incoming,
         peer: SocketAddr,
         client: SocketAddr,
+        record: &mut Record<'r>,
     ) -> Response<Body> {
         let Some(upstream) = route.upstream.as_ref() else {
             return host_error(&Error::config("a proxy route without its upstream"));
@@ -295,7 +393,7 @@ impl App {
                 &views,
                 client,
             );
-            match self.authorize(route, &view).await {
+            match self.authorize(route, &view, record).await {
                 Ok(principal) => principal,
                 Err(refused) => return refused,
             }
@@ -309,14 +407,22 @@ impl App {
             gateway: &self.gateway,
             session_cookie: &self.session.cookie_name,
         };
-        upstream.forward(forward).await
+        let (resp, report) = upstream.forward(forward).await;
+        record.upstream = report;
+        resp
     }
 
     /// Forward-auth: the route the ORIGINAL request names decides, with its own chain and
     /// permission; 200 with the identity headers when it allows. Anything that cannot be
     /// decided (no original request, a path not in normal form, no route, a forward_auth
     /// route) is 403: fail closed.
-    async fn forward_auth(&self, own: &Route, parts: &Parts, client: SocketAddr) -> Response<Body> {
+    async fn forward_auth<'r>(
+        &'r self,
+        own: &'r Route,
+        parts: &Parts,
+        client: SocketAddr,
+        record: &mut Record<'r>,
+    ) -> Response<Body> {
         let path = parts.uri.path();
         let rest = match path.strip_prefix(own.pattern.path.trim_end_matches('/')) {
             Some(rest) if own.pattern.prefix && rest.starts_with('/') => match parts.uri.query() {
@@ -336,11 +442,12 @@ impl App {
             Some(route) if route.handler != Handler::ForwardAuth => route,
             _ => return refuse(PERMISSION_DENIED),
         };
+        record.route = Some(route);
         let joined = joined_headers(&parts.headers);
         let views = header_views(&parts.headers, &joined);
         let view =
             RequestView::new(original.method.as_str(), &original.path, &original.query, &views, client);
-        match self.authorize(route, &view).await {
+        match self.authorize(route, &view, record).await {
             Ok(principal) => self.allowed(&principal),
             Err(refused) => refused,
         }
@@ -361,8 +468,19 @@ impl App {
         &self,
         route: &'r Route,
         req: &RequestView<'_>,
+        record: &mut Record<'r>,
     ) -> Result<Principal<'r>, Response<Body>> {
-        let principal = match route.chain.authenticate(req, &self.services).await {
+        let mut timer = SchemeTimer { metrics: &route.scheme_metrics, started: Instant::now() };
+        let verdict = route.chain.authenticate_watched(req, &self.services, &mut timer).await;
+        record.outcome = match &verdict {
+            Verdict::Authenticated { .. } => "authenticated",
+            Verdict::Anonymous => "anonymous",
+            Verdict::Failed { .. } => "failed",
+            Verdict::Forbidden { .. } => "forbidden",
+            Verdict::Fault => "fault",
+            Verdict::Busy => "busy",
+        };
+        let principal = match verdict {
             Verdict::Authenticated { user, auth, position } => {
                 let by = route.chain.scheme(position);
                 // The token in use, when a token scheme authenticated the request.
@@ -379,7 +497,9 @@ impl App {
             Verdict::Fault => return Err(Refusal::Internal.into_response()),
             Verdict::Busy => return Err(Refusal::Busy.into_response()),
         };
+        record.scheme = principal.scheme;
         if !route.permission.allows(principal.subject(req.method())) {
+            record.outcome = "denied";
             // DRF's permission_denied: not authenticated only when there are authenticators.
             return Err(if principal.user.is_none() && !route.chain.is_empty() {
                 self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned())
@@ -473,7 +593,9 @@ impl App {
             Handler::Logout => Err(method_not_allowed(method, "POST")),
             Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),
             // Answered before any handler runs.
-            Handler::Proxy | Handler::ForwardAuth => Err(Refusal::NotFound.into_response()),
+            Handler::Proxy | Handler::ForwardAuth | Handler::Metrics => {
+                Err(Refusal::NotFound.into_response())
+            }
         }
     }
 

@@ -120,6 +120,8 @@ struct RawRoute {
     strip_credentials: Option<bool>,
     connect_timeout: Option<toml::Value>,
     timeout: Option<toml::Value>,
+    /// One access-log line per request (default: on, but for health and metrics).
+    access_log: Option<bool>,
     schemes: Option<Vec<String>>,
     permission: Option<String>,
     /// For `login_token`: the token scheme whose policy new tokens follow.
@@ -195,13 +197,15 @@ pub enum Handler {
     ForwardAuth,
     /// A decision-only route for forward-auth: 200 when the chain and permission allow.
     Allow,
+    /// The Prometheus text format.
+    Metrics,
     /// A route with an `upstream`: allowed requests are forwarded to it.
     Proxy,
 }
 
 impl Handler {
     /// Every handler a route can name (`Proxy` comes from `upstream`, not by name).
-    const NAMED: [Handler; 13] = [
+    const NAMED: [Handler; 14] = [
         Handler::Whoami,
         Handler::Health,
         Handler::ObtainToken,
@@ -215,6 +219,7 @@ impl Handler {
         Handler::VerifyJwt,
         Handler::ForwardAuth,
         Handler::Allow,
+        Handler::Metrics,
     ];
 
     /// Views that issue credentials of the scheme the route names in `token_scheme`.
@@ -238,6 +243,7 @@ impl Handler {
             Handler::VerifyJwt => "verify_jwt",
             Handler::ForwardAuth => "forward_auth",
             Handler::Allow => "allow",
+            Handler::Metrics => "metrics",
             Handler::Proxy => "proxy",
         }
     }
@@ -321,6 +327,8 @@ pub struct RouteConfig {
     pub token_fields: Vec<TokenField>,
     /// For a proxy route: where allowed requests go.
     pub upstream: Option<UpstreamConfig>,
+    /// Whether each request gets an access-log line.
+    pub access_log: bool,
 }
 
 /// A validated config.
@@ -528,6 +536,9 @@ impl Resolver<'_> {
                 login_field,
                 token_fields,
                 upstream,
+                access_log: route
+                    .access_log
+                    .unwrap_or(!matches!(handler, Handler::Health | Handler::Metrics)),
             });
         }
         Ok(Config {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod library;
 pub mod loader;
+pub mod metrics;
 pub mod new_scheme;
 pub mod permission;
 pub mod pool;

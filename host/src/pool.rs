@@ -34,6 +34,8 @@ struct Workers {
     /// 0 when idle.
     busy_since: Box<[AtomicU64]>,
     stuck_after: Duration,
+    /// Jobs submitted and not yet taken by a worker (the metrics' queue depth).
+    queued: AtomicUsize,
 }
 
 impl Workers {
@@ -44,6 +46,7 @@ impl Workers {
             alive: AtomicUsize::new(0),
             busy_since: (0..count).map(|_| AtomicU64::new(0)).collect(),
             stuck_after,
+            queued: AtomicUsize::new(0),
         })
     }
 
@@ -103,6 +106,7 @@ impl Workers {
                     };
                     // Every sender is gone: the host is shutting down.
                     let Ok(job) = job else { return };
+                    workers.queued.fetch_sub(1, Ordering::Relaxed);
                     workers.busy_since[index].store(workers.now_ms() + 1, Ordering::SeqCst);
                     run(job);
                     workers.busy_since[index].store(0, Ordering::SeqCst);
@@ -164,7 +168,8 @@ impl StorePool {
         F: FnOnce(&mut dyn StoreConn) -> Result<T, Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        submit(&self.jobs, Box::new(move |conn| drop(tx.send(guarded("store", || f(conn))))), "store")?;
+        let job: StoreJob = Box::new(move |conn| drop(tx.send(guarded("store", || f(conn)))));
+        submit(&self.jobs, &self.workers, job, "store")?;
         rx.await.map_err(|_| Error::store("a store thread stopped"))?
     }
 
@@ -172,12 +177,23 @@ impl StorePool {
     pub fn health(&self) -> Result<(), String> {
         self.workers.health()
     }
+
+    /// Jobs waiting for a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.workers.queued.load(Ordering::Relaxed)
+    }
 }
 
-fn submit<J>(jobs: &SyncSender<J>, job: J, what: &str) -> Result<(), Error> {
-    jobs.try_send(job).map_err(|e| match e {
-        TrySendError::Full(_) => Error::busy(format!("the {what} queue is full")),
-        TrySendError::Disconnected(_) => Error::io(format!("the {what} pool has stopped")),
+/// Queues `job`, counting it in `workers.queued` until a worker takes it.
+fn submit<J>(jobs: &SyncSender<J>, workers: &Workers, job: J, what: &str) -> Result<(), Error> {
+    // Counted before the send, so that a worker taking it at once never counts below zero.
+    workers.queued.fetch_add(1, Ordering::Relaxed);
+    jobs.try_send(job).map_err(|e| {
+        workers.queued.fetch_sub(1, Ordering::Relaxed);
+        match e {
+            TrySendError::Full(_) => Error::busy(format!("the {what} queue is full")),
+            TrySendError::Disconnected(_) => Error::io(format!("the {what} pool has stopped")),
+        }
     })
 }
 
@@ -222,13 +238,18 @@ impl PasswordPool {
             });
             let _ = tx.send(ok);
         });
-        submit(&self.jobs, job, "password")?;
+        submit(&self.jobs, &self.workers, job, "password")?;
         rx.await.map_err(|_| Error::io("a password thread stopped"))?
     }
 
     /// `Err` with the reason when the pool cannot serve (no worker alive, or all stuck).
     pub fn health(&self) -> Result<(), String> {
         self.workers.health()
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.workers.queued.load(Ordering::Relaxed)
     }
 }
 
@@ -350,6 +371,7 @@ mod tests {
         for _ in 0..2 {
             submit(
                 &pool.jobs,
+                &pool.workers,
                 Box::new(|_: &mut dyn StoreConn| panic!("a worker dies")) as StoreJob,
                 "store",
             )

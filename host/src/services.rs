@@ -188,6 +188,11 @@ impl Services {
         self.passwords.health()
     }
 
+    /// Jobs waiting in the store pool's and the password pool's queues.
+    pub fn queue_depths(&self) -> (usize, usize) {
+        (self.store.queue_depth(), self.passwords.queue_depth())
+    }
+
     /// The store pool, for the host's handlers and for tests that exercise it in-process.
     pub fn store_pool(&self) -> &StorePool {
         &self.store

@@ -158,12 +158,17 @@ impl Site {
 
     /// Starts `authhost serve` on 127.0.0.1:0 and waits until it listens.
     pub fn serve(&self) -> TestHost {
-        TestHost::start(self, &build_dir().join("authhost"))
+        TestHost::start(self, &build_dir().join("authhost"), &[])
     }
 
     /// As `serve`, with another `authhost` executable (another release of the host).
     pub fn serve_with(&self, authhost: &Path) -> TestHost {
-        TestHost::start(self, authhost)
+        TestHost::start(self, authhost, &[])
+    }
+
+    /// As `serve`, with more arguments (`--log-format json`).
+    pub fn serve_args(&self, args: &[&str]) -> TestHost {
+        TestHost::start(self, &build_dir().join("authhost"), args)
     }
 }
 
@@ -183,8 +188,9 @@ pub struct TestHost {
 }
 
 impl TestHost {
-    fn start(site: &Site, authhost: &Path) -> TestHost {
+    fn start(site: &Site, authhost: &Path, args: &[&str]) -> TestHost {
         let mut child = Command::new(authhost)
+            .args(args)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(site.config_path())
             .current_dir(site.path())
@@ -214,7 +220,11 @@ impl TestHost {
                 log.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
             );
         };
-        let addr = addr.split_whitespace().next().expect("address").parse().expect("socket address");
+        // Text or JSON lines: the address is what follows, up to the first character that
+        // cannot be in one.
+        let addr: String =
+            addr.chars().take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c)).collect();
+        let addr = addr.parse().expect("socket address");
         TestHost { child, addr, log }
     }
 

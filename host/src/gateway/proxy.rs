@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::forwarded;
 use super::identity::{self, Identity};
 use crate::config::{GatewayConfig, UpstreamConfig};
+use crate::metrics::RouteMetrics;
 use crate::respond::{Body, Refusal};
 
 /// How long an idle upstream connection stays in the pool.
@@ -44,6 +45,15 @@ pub struct Upstream {
     route: String,
     config: UpstreamConfig,
     client: Client<HttpConnector, Body>,
+    metrics: RouteMetrics,
+}
+
+/// What the upstream answered, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamReport {
+    pub status: u16,
+    /// Until its response head arrived.
+    pub elapsed: Duration,
 }
 
 /// A request the app has allowed, as it goes on.
@@ -61,7 +71,7 @@ pub struct Forward<'a> {
 }
 
 impl Upstream {
-    pub fn new(route: &str, config: UpstreamConfig) -> Self {
+    pub fn new(route: &str, config: UpstreamConfig, metrics: RouteMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
@@ -69,11 +79,12 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(connector);
-        Upstream { route: route.to_owned(), config, client }
+        Upstream { route: route.to_owned(), config, client, metrics }
     }
 
-    /// Sends the request on and answers with the upstream's response, or 502/504.
-    pub async fn forward(&self, request: Forward<'_>) -> Response<Body> {
+    /// Sends the request on and answers with the upstream's response (and what it was), or
+    /// 502/504.
+    pub async fn forward(&self, request: Forward<'_>) -> (Response<Body>, Option<UpstreamReport>) {
         let Forward { mut parts, body, peer, trusted_peer, identity, gateway, session_cookie } = request;
         let upgrade = upgrade_protocol(&parts.headers);
         let on_client_upgrade = upgrade.as_ref().and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -93,7 +104,7 @@ impl Upstream {
         }
         parts.uri = match self.target(&parts.uri) {
             Some(uri) => uri,
-            None => return self.failed("the forwarded URI is not valid", StatusCode::BAD_GATEWAY),
+            None => return (self.failed("the forwarded URI is not valid", StatusCode::BAD_GATEWAY), None),
         };
         parts.version = hyper::Version::HTTP_11;
         let started = tokio::time::Instant::now();
@@ -102,21 +113,22 @@ impl Upstream {
         let mut response = match sent.await {
             Err(_) => {
                 let cause = format!("no response head within {:?}", self.config.timeout);
-                return self.failed(&cause, StatusCode::GATEWAY_TIMEOUT);
+                return (self.failed(&cause, StatusCode::GATEWAY_TIMEOUT), None);
             }
             Ok(Err(err)) => {
                 let status =
                     if timed_out(&err) { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
-                return self.failed(&causes(&err), status);
+                return (self.failed(&causes(&err), status), None);
             }
             Ok(Ok(response)) => response,
         };
-        debug!(route = %self.route, status = %response.status(), elapsed = ?started.elapsed(), "upstream answered");
+        let report = UpstreamReport { status: response.status().as_u16(), elapsed: started.elapsed() };
+        self.metrics.upstream_answered(report.elapsed);
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return self.tunnel(response, on_client_upgrade);
+            return (self.tunnel(response, on_client_upgrade), Some(report));
         }
         remove_hop_by_hop(response.headers_mut());
-        response.map(Body::Stream)
+        (response.map(Body::Stream), Some(report))
     }
 
     /// The upstream URI: its authority, its base path, then the request's path (after the
@@ -168,6 +180,7 @@ impl Upstream {
 
     fn failed(&self, cause: &str, status: StatusCode) -> Response<Body> {
         warn!(route = %self.route, upstream = %self.config.authority, status = status.as_u16(), cause, "upstream failed");
+        self.metrics.upstream_failed(status == StatusCode::GATEWAY_TIMEOUT);
         if status == StatusCode::GATEWAY_TIMEOUT {
             Refusal::GatewayTimeout.into_response()
         } else {
