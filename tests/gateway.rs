@@ -22,7 +22,7 @@ pub(crate) const ROOT_KEY: &str = "7007000000000000000000000000000000000077";
 
 /// The gateway config: proxy routes in front of `echo` (and of `ws`, a WebSocket echo),
 /// a forward_auth route, and a decision-only route.
-fn config(echo: SocketAddr, ws: SocketAddr, closed: SocketAddr) -> String {
+fn config(echo: SocketAddr, ws: SocketAddr, closed: SocketAddr, full: SocketAddr) -> String {
     format!(
         r#"
 [[scheme]]
@@ -67,6 +67,13 @@ permission = "is_authenticated"
 [[route]]
 path = "/down"
 upstream = "http://{closed}"
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/unreachable"
+upstream = "http://{full}"
+connect_timeout = "300ms"
 schemes = []
 permission = "allow_any"
 
@@ -124,6 +131,8 @@ permission = "is_authenticated"
 
 pub(crate) struct Gateway {
     site: Site,
+    /// A listener whose backlog is full: connecting to it hangs.
+    _full: upstream::FullListener,
     pub(crate) host: TestHost,
     pub(crate) echo: Echo,
     ws_seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
@@ -132,7 +141,8 @@ pub(crate) struct Gateway {
 pub(crate) async fn gateway() -> Gateway {
     let echo = upstream::echo().await;
     let (ws, ws_seen) = upstream::websocket_echo().await;
-    let site = Site::new(&config(echo.addr, ws, upstream::closed_port()));
+    let full = upstream::FullListener::new().await;
+    let site = Site::new(&config(echo.addr, ws, upstream::closed_port(), full.addr));
     site.add_user("alice", "alice-pw", &["--email", "alice@example.com"]);
     site.add_user("root", "root-pw", &["--staff"]);
     for (user, key) in [("alice", ALICE_KEY), ("root", ROOT_KEY)] {
@@ -140,7 +150,7 @@ pub(crate) async fn gateway() -> Gateway {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let host = site.serve();
-    Gateway { site, host, echo, ws_seen }
+    Gateway { site, _full: full, host, echo, ws_seen }
 }
 
 impl Gateway {
@@ -270,7 +280,7 @@ async fn strip_prefix_and_strip_credentials_rewrite_what_the_upstream_sees() {
 }
 
 #[tokio::test]
-async fn an_upstream_that_refuses_is_502_and_one_that_hangs_is_504_each_logged_once() {
+async fn an_upstream_that_refuses_is_502_and_one_that_hangs_or_cannot_be_reached_is_504_each_logged_once() {
     let g = gateway().await;
     let resp = g.host.get("/down").send().await;
     assert_eq!((resp.status, resp.json()), (502, json!({"detail": "Bad gateway."})));
@@ -282,8 +292,14 @@ async fn an_upstream_that_refuses_is_502_and_one_that_hangs_is_504_each_logged_o
     assert!(started.elapsed().as_secs() < 5, "the route's 300ms timeout was not applied");
     let line = g.host.wait_for_log(|l| l.contains("upstream failed") && l.contains("/slow"));
     assert!(line.contains("status=504"), "{line}");
+    let started = Instant::now();
+    let resp = g.host.get("/unreachable").send().await;
+    assert_eq!((resp.status, resp.json()), (504, json!({"detail": "Gateway timeout."})));
+    assert!(started.elapsed().as_secs() < 5, "the route's 300ms connect_timeout was not applied");
+    let line = g.host.wait_for_log(|l| l.contains("upstream failed") && l.contains("/unreachable"));
+    assert!(line.contains("status=504"), "{line}");
     let logs = g.host.logs();
-    assert_eq!(logs.matches("upstream failed").count(), 2, "{logs}");
+    assert_eq!(logs.matches("upstream failed").count(), 3, "{logs}");
     // The host keeps serving, and the pool has no stale connection to trip on.
     let resp = g.host.get("/slow/ok").send().await;
     assert_eq!(resp.status, 200);

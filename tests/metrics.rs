@@ -148,7 +148,9 @@ async fn the_access_log_can_be_json_lines() {
     let g = gateway().await;
     let host = g.serve_another(&["--log-format", "json"]);
     host.get("/public/").send().await;
-    let line = host.wait_for_log(|l| l.contains("\"path\":\"/public/\""));
+    let line = host.wait_for_log(|l| {
+        l.contains("\"target\":\"authhost::access\"") && l.contains("\"path\":\"/public/\"")
+    });
     let entry: Value = serde_json::from_str(&line).expect("a JSON line");
     assert_eq!(entry["target"], "authhost::access", "{entry}");
     assert_eq!(entry["fields"]["route"], "/public*", "{entry}");

@@ -263,8 +263,8 @@ impl App {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        // The path only: a query may carry a secret.
-        let path = req.uri().path().to_owned();
+        // A cheap clone (shared bytes); only its path is logged: a query may carry a secret.
+        let uri = req.uri().clone();
         let mut record = Record::default();
         let resp = self.answer(req, peer, &mut record).await;
         let status = resp.status().as_u16();
@@ -276,7 +276,7 @@ impl App {
             info!(
                 target: "authhost::access",
                 %method,
-                path,
+                path = uri.path(),
                 route = route.name(),
                 scheme = record.scheme.unwrap_or("-"),
                 outcome = record.outcome,

@@ -160,6 +160,9 @@ impl SchemeMetrics {
     }
 }
 
+/// The statuses a route's counters are kept at hand for (others go through the family).
+const COMMON_STATUSES: [u16; 12] = [200, 201, 204, 302, 303, 400, 401, 403, 404, 500, 502, 503];
+
 /// One route's handles; the route is named by its `path` (with `*` for a prefix route).
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
@@ -167,6 +170,9 @@ pub struct RouteMetrics {
     upstream_seconds: Histogram,
     refused: Counter,
     timeouts: Counter,
+    /// The counters of `COMMON_STATUSES`, each made on its first use (so that a status the
+    /// route never answered is not exposed), then counted with no look-up.
+    statuses: Arc<[OnceLock<Counter>; COMMON_STATUSES.len()]>,
 }
 
 impl RouteMetrics {
@@ -178,7 +184,8 @@ impl RouteMetrics {
         let (refused, timeouts) = (error("refused"), error("timeout"));
         let upstream_seconds =
             m.upstream_seconds.get_or_create(&RouteLabel { route: Arc::clone(&route) }).clone();
-        RouteMetrics { route, upstream_seconds, refused, timeouts }
+        let statuses = Arc::new(std::array::from_fn(|_| OnceLock::new()));
+        RouteMetrics { route, upstream_seconds, refused, timeouts, statuses }
     }
 
     /// For requests that match no route.
@@ -192,7 +199,13 @@ impl RouteMetrics {
 
     /// Counts one answer.
     pub fn answered(&self, status: u16) {
-        metrics().requests.get_or_create(&RouteStatus { route: Arc::clone(&self.route), status }).inc();
+        let family = || {
+            metrics().requests.get_or_create(&RouteStatus { route: Arc::clone(&self.route), status }).clone()
+        };
+        match COMMON_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => self.statuses[i].get_or_init(family).inc(),
+            None => family().inc(),
+        };
     }
 
     /// The upstream sent its response head after `elapsed`.

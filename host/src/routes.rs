@@ -53,26 +53,46 @@ impl BadPath {
 
 /// Checks that `path` (as sent, percent-encoded) is in normal form.
 pub fn check(path: &str) -> Result<(), BadPath> {
+    // Every request passes here: no allocation.
     let Some(rest) = path.strip_prefix('/') else {
         return Err(BadPath::NotAbsolute);
     };
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
-        return Err(BadPath::EncodedSeparator);
+    let bytes = path.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%' {
+            if let Some(code) = bytes.get(i + 1..i + 3) {
+                if code.eq_ignore_ascii_case(b"2f") || code.eq_ignore_ascii_case(b"5c") || code == b"00" {
+                    return Err(BadPath::EncodedSeparator);
+                }
+            }
+        }
     }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len() - 1;
-    for (i, segment) in segments.iter().enumerate() {
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
         // A trailing slash (an empty last segment) is normal: DRF's routes end with one.
-        if segment.is_empty() && i != last {
+        if segment.is_empty() && segments.peek().is_some() {
             return Err(BadPath::EmptySegment);
         }
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
+        if is_dot_segment(segment) {
             return Err(BadPath::DotSegment);
         }
     }
     Ok(())
+}
+
+/// `.` or `..`, each dot as sent or as `%2e`/`%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 #[cfg(test)]

@@ -184,3 +184,31 @@ pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address")
 }
+
+/// A listener that never accepts, its backlog of one filled by the test's own connections:
+/// a further connection attempt hangs (Linux drops the SYN), as to an unreachable host.
+#[derive(Debug)]
+pub struct FullListener {
+    pub addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _fillers: Vec<tokio::net::TcpStream>,
+}
+
+impl FullListener {
+    pub async fn new() -> FullListener {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let listener = socket.listen(1).expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let mut fillers = Vec::new();
+        // Fill the accept queue until a connection attempt no longer completes at once.
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+            {
+                Ok(Ok(stream)) => fillers.push(stream),
+                _ => break,
+            }
+        }
+        FullListener { addr, _listener: listener, _fillers: fillers }
+    }
+}

