@@ -157,3 +157,34 @@ async fn the_access_log_can_be_json_lines() {
     assert_eq!(entry["fields"]["status"], 200, "{entry}");
     assert_eq!(entry["fields"]["outcome"], "anonymous", "{entry}");
 }
+
+#[tokio::test]
+async fn a_metrics_route_keeps_its_chain_and_permission() {
+    let site = crate::support::Site::new(
+        r#"
+[[scheme]]
+name = "basic"
+plugin = "basic"
+realm = "metrics"
+
+[[route]]
+path = "/metrics"
+handler = "metrics"
+schemes = ["basic"]
+permission = "is_admin"
+"#,
+    );
+    site.add_user("alice", "alice-pw", &[]);
+    site.add_user("prom", "prom-pw", &["--staff"]);
+    let host = site.serve();
+    // base64 of alice:alice-pw and prom:prom-pw.
+    let (alice, prom) = ("Basic YWxpY2U6YWxpY2UtcHc=", "Basic cHJvbTpwcm9tLXB3");
+    let resp = host.get("/metrics").send().await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.header("www-authenticate"), Some("Basic realm=\"metrics\""));
+    let resp = host.get("/metrics").header("authorization", alice).send().await;
+    assert_eq!(resp.status, 403, "{}", resp.body);
+    let resp = host.get("/metrics").header("authorization", prom).send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(resp.body.contains("authhost_requests_total"), "{}", resp.body);
+}

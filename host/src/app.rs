@@ -9,7 +9,7 @@ use std::time::Instant;
 use authhost_plugin_api::{Header, Inspected, LoginField, RequestView, TokenPolicy, User};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body as _, Bytes, Incoming};
-use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
@@ -316,14 +316,6 @@ impl App {
         match route.handler {
             Handler::Proxy => self.proxy(route, parts, body, peer, client, record).await,
             Handler::ForwardAuth => self.forward_auth(route, &parts, client, record).await,
-            Handler::Metrics if matches!(parts.method.as_str(), "GET" | "HEAD") => {
-                let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-                let (text, content_type) = metrics::render(self.services.queue_depths(), accept);
-                let mut resp = Response::new(Body::full(text));
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-                resp
-            }
-            Handler::Metrics => method_not_allowed(parts.method.as_str(), "GET, HEAD"),
             _ => self.serve_handler(route, &parts, body, client, record).await,
         }
     }
@@ -352,14 +344,7 @@ impl App {
         };
         let joined = joined_headers(&parts.headers);
         let views = header_views(&parts.headers, &joined);
-        let view = RequestView::new(
-            parts.method.as_str(),
-            parts.uri.path(),
-            parts.uri.query().unwrap_or(""),
-            &views,
-            client,
-        )
-        .with_body(&body);
+        let view = head_view(parts, &views, client).with_body(&body);
         let principal = match self.authorize(route, &view, record).await {
             Ok(principal) => principal,
             Err(refused) => return refused,
@@ -386,13 +371,7 @@ impl App {
         let principal = {
             let joined = joined_headers(&parts.headers);
             let views = header_views(&parts.headers, &joined);
-            let view = RequestView::new(
-                parts.method.as_str(),
-                parts.uri.path(),
-                parts.uri.query().unwrap_or(""),
-                &views,
-                client,
-            );
+            let view = head_view(&parts, &views, client);
             match self.authorize(route, &view, record).await {
                 Ok(principal) => principal,
                 Err(refused) => return refused,
@@ -529,6 +508,14 @@ impl App {
                 Ok(json_response(StatusCode::OK, &body))
             }
             Handler::Allow => Ok(self.allowed(&principal)),
+            Handler::Metrics if matches!(method, "GET" | "HEAD") => {
+                let accept = req.header("accept").unwrap_or_default();
+                let (text, content_type) = metrics::render(self.services.queue_depths(), &accept);
+                let mut resp = Response::new(Body::full(text));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                Ok(resp)
+            }
+            Handler::Metrics => Err(method_not_allowed(method, "GET, HEAD")),
             Handler::Health if matches!(method, "GET" | "HEAD") => Ok(match self.services.health() {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ok" })),
                 Err(reason) => {
@@ -593,9 +580,7 @@ impl App {
             Handler::Logout => Err(method_not_allowed(method, "POST")),
             Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),
             // Answered before any handler runs.
-            Handler::Proxy | Handler::ForwardAuth | Handler::Metrics => {
-                Err(Refusal::NotFound.into_response())
-            }
+            Handler::Proxy | Handler::ForwardAuth => Err(Refusal::NotFound.into_response()),
         }
     }
 
@@ -637,6 +622,18 @@ fn host_error(err: &Error) -> Response<Body> {
 
 fn method_not_allowed(method: &str, allow: &'static str) -> Response<Body> {
     Refusal::MethodNotAllowed { method: method.to_owned(), allow }.into_response()
+}
+
+/// The request's head as schemes see it, from `client` (the address `X-Forwarded-For` gives
+/// when a trusted proxy sent it).
+fn head_view<'a>(parts: &'a Parts, headers: &'a [Header<'a>], client: SocketAddr) -> RequestView<'a> {
+    RequestView::new(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+        headers,
+        client,
+    )
 }
 
 /// The headers as schemes see them: hyper's map borrowed directly, or, when a name repeats,
