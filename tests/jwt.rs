@@ -247,6 +247,26 @@ async fn a_new_password_or_a_deactivation_invalidates_earlier_jwts() {
     let (status, _, body) = me(&host, &format!("Bearer {fresh}")).await;
     assert_eq!((status, body), (401, json!({"detail": "User account is disabled."})));
     assert!(!host.logs().contains(&fresh), "no JWT in the logs");
+
+    // Issue 12, item 5: a deactivation bumps the generation, so a JWT minted before it
+    // stays refused once the account is active again.
+    let logs_before = host.logs().matches("dropped cached entries").count();
+    let out = site.authhost(&["user", "activate", "alice"], "");
+    assert!(out.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while host.logs().matches("dropped cached entries").count() == logs_before {
+        assert!(std::time::Instant::now() < deadline, "the change was not seen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, _, body) = me(&host, &format!("Bearer {fresh}")).await;
+    assert_eq!((status, body), (401, json!({"detail": "Token has been revoked."})));
+    let resp = host
+        .request("POST", "/api-token-auth/")
+        .json(&json!({"username": "alice", "password": "new-pw"}))
+        .send()
+        .await;
+    let after = resp.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&host, &format!("Bearer {after}")).await.0, 200, "a JWT minted after reactivation works");
 }
 
 #[test]

@@ -235,9 +235,12 @@ impl StoreConn for SqliteConn {
     }
 
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
+        // A deactivation bumps the generation, as a new password does: credentials minted
+        // before it (JWTs) stay refused when the account is activated again.
         self.change(
             username,
-            &["UPDATE users SET is_active = ?2 WHERE username = ?1"],
+            &["UPDATE users SET is_active = ?2, generation = generation + (CASE WHEN ?2 THEN 0 ELSE 1 END) \
+               WHERE username = ?1"],
             params![username, active],
         )
     }
