@@ -36,6 +36,8 @@ mod gateway;
 mod gateway_peers;
 // Metrics (read back, checked by promtool) and the access log.
 mod metrics;
+// Hostile clients: slow and oversized bodies, Host headers, empty credentials.
+mod hardening;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

@@ -9,9 +9,9 @@ use std::time::Instant;
 use authhost_plugin_api::{Header, Inspected, LoginField, RequestView, TokenPolicy, User};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body as _, Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::http::request::Parts;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Version};
 use serde_json::json;
 use tracing::{debug, error, info};
 
@@ -147,6 +147,8 @@ pub struct App {
     gateway: GatewayConfig,
     /// Counts requests that match no route.
     unrouted: RouteMetrics,
+    /// `[server] body_timeout`.
+    body_timeout: std::time::Duration,
 }
 
 impl App {
@@ -240,6 +242,7 @@ impl App {
             session: config.session.clone(),
             gateway: config.gateway.clone(),
             unrouted: RouteMetrics::unrouted(),
+            body_timeout: config.body_timeout,
         })
     }
 
@@ -302,6 +305,11 @@ impl App {
         if let Err(bad) = routes::check(path) {
             return Refusal::BadPath { detail: bad.detail() }.into_response();
         }
+        // RFC 9112: an HTTP/1.1 request carries exactly one Host; none may carry two.
+        let hosts = parts.headers.get_all(HOST).iter().count();
+        if hosts > 1 || (hosts == 0 && parts.version == Version::HTTP_11) {
+            return Refusal::BadHost.into_response();
+        }
         let Some(route) = self.route(path) else {
             return Refusal::NotFound.into_response();
         };
@@ -330,14 +338,22 @@ impl App {
         client: SocketAddr,
         record: &mut Record<'r>,
     ) -> Response<Body> {
+        // A declared length over the limit is refused from the head: no body byte is read
+        // and no `100 Continue` invites one (hyper sends it only when the body is polled).
+        if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+            return Refusal::BodyTooLarge.into_response();
+        }
         let body = match Limited::new(body, MAX_BODY_BYTES) {
-            body if body.size_hint().exact() == Some(0) => Ok(Bytes::new()),
-            body => body.collect().await.map(|collected| collected.to_bytes()),
+            body if body.size_hint().exact() == Some(0) => Ok(Ok(Bytes::new())),
+            body => tokio::time::timeout(self.body_timeout, body.collect())
+                .await
+                .map(|read| read.map(|collected| collected.to_bytes())),
         };
         let body = match body {
-            Ok(body) => body,
-            Err(err) if err.is::<LengthLimitError>() => return Refusal::BodyTooLarge.into_response(),
-            Err(err) => {
+            Ok(Ok(body)) => body,
+            Err(_) => return Refusal::BodyTimeout.into_response(),
+            Ok(Err(err)) if err.is::<LengthLimitError>() => return Refusal::BodyTooLarge.into_response(),
+            Ok(Err(err)) => {
                 debug!(error = %err, "could not read the request body");
                 return Refusal::BadBody.into_response();
             }

@@ -44,6 +44,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    body_timeout: Option<toml::Value>,
     shutdown_timeout: Option<toml::Value>,
     store_workers: Option<usize>,
     password_workers: Option<usize>,
@@ -337,6 +338,8 @@ pub struct Config {
     pub file: PathBuf,
     pub listen: SocketAddr,
     pub shutdown_timeout: Duration,
+    /// How long a request body may take to arrive whole (built-in handlers): then 408.
+    pub body_timeout: Duration,
     pub store_workers: usize,
     pub password_workers: usize,
     pub store_url: String,
@@ -545,6 +548,11 @@ impl Resolver<'_> {
             file: self.file.to_owned(),
             listen,
             shutdown_timeout: self.duration("server.shutdown_timeout", raw.server.shutdown_timeout, 30)?,
+            body_timeout: self.at_most(
+                "server.body_timeout",
+                self.millis("server.body_timeout", raw.server.body_timeout, 30_000)?,
+                Duration::from_secs(3600),
+            )?,
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
             password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
             store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),

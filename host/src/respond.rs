@@ -66,6 +66,8 @@ pub const NOT_FOUND: &str = "Not found.";
 pub const HEADERS_TOO_LARGE: &str = "Request header fields too large.";
 pub const BODY_TOO_LARGE: &str = "Request body too large.";
 pub const BAD_BODY: &str = "Malformed request body.";
+pub const BODY_TIMEOUT: &str = "Request body timeout.";
+pub const BAD_HOST: &str = "Invalid Host header.";
 pub const BAD_GATEWAY: &str = "Bad gateway.";
 pub const GATEWAY_TIMEOUT: &str = "Gateway timeout.";
 
@@ -89,8 +91,13 @@ pub enum Refusal {
     NotFound,
     /// 431: the request's headers add up to more than the host accepts.
     HeadersTooLarge,
-    /// 413: the body is larger than the host reads.
+    /// 413: the body is larger than the host reads (the connection closes: the rest of the
+    /// body is never read).
     BodyTooLarge,
+    /// 408: the body did not arrive within `[server] body_timeout` (the connection closes).
+    BodyTimeout,
+    /// 400: an HTTP/1.1 request without a `Host` header, or any request with two.
+    BadHost,
     /// 400: the body could not be read (a broken chunked encoding).
     BadBody,
     /// 400: the path is not in normal form (`//`, dot segments, encoded separators).
@@ -133,7 +140,9 @@ impl Refusal {
                 resp
             }
             Refusal::NotFound => detail_response(StatusCode::NOT_FOUND, NOT_FOUND),
-            Refusal::BodyTooLarge => detail_response(StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE),
+            Refusal::BodyTooLarge => closing(detail_response(StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE)),
+            Refusal::BodyTimeout => closing(detail_response(StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT)),
+            Refusal::BadHost => detail_response(StatusCode::BAD_REQUEST, BAD_HOST),
             Refusal::BadBody => detail_response(StatusCode::BAD_REQUEST, BAD_BODY),
             Refusal::BadPath { detail } => detail_response(StatusCode::BAD_REQUEST, detail),
             Refusal::HeadersTooLarge => {
@@ -149,6 +158,12 @@ impl Refusal {
             }
         }
     }
+}
+
+/// `resp` with `Connection: close`: what is left of the request is never read.
+fn closing(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// `{"detail": detail}` with `status`.

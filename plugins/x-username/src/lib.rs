@@ -34,7 +34,8 @@ impl Scheme for XUsername {
     }
 
     fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
-        let Some(username) = request.header(&self.header) else {
+        // DRF's example: `if not username: return None`. An empty header is no credential.
+        let Some(username) = request.header(&self.header).filter(|name| !name.is_empty()) else {
             return Ok(Outcome::NotAttempted);
         };
         // `?` passes on a pending look-up: the host fetches the user off its async workers
@@ -69,6 +70,11 @@ mod tests {
     #[test]
     fn no_header_is_not_attempted() {
         assert_eq!(outcome(&[]), Outcome::NotAttempted);
+    }
+
+    #[test]
+    fn an_empty_header_is_not_attempted() {
+        assert_eq!(outcome(&[Header::new("x-username", b"")]), Outcome::NotAttempted);
     }
 
     #[test]
