@@ -38,6 +38,8 @@ mod gateway_peers;
 mod metrics;
 // Hostile clients: slow and oversized bodies, Host headers, empty credentials.
 mod hardening;
+// DRF's throttles: anon, user and scoped rates; 429 with Retry-After and DRF's detail.
+mod throttle;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

@@ -32,6 +32,7 @@ use crate::routes::{self, Pattern};
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
+use crate::throttle::{self, Throttle};
 use crate::tokens::TokenSecret;
 
 /// whoami's answer: who the request is, and which scheme said so.
@@ -95,6 +96,8 @@ struct Route {
     metrics: RouteMetrics,
     scheme_metrics: Vec<SchemeMetrics>,
     access_log: bool,
+    /// DRF's throttles, checked after the permission.
+    throttles: Vec<Throttle>,
 }
 
 /// What one request came to, for its metrics and its access-log line.
@@ -104,7 +107,7 @@ struct Record<'r> {
     route: Option<&'r Route>,
     scheme: Option<&'r str>,
     /// `authenticated`, `anonymous`, `failed`, `forbidden`, `fault`, `busy`, `denied` (by
-    /// the permission), or `-` when no chain ran.
+    /// the permission), `throttled`, or `-` when no chain ran.
     outcome: &'static str,
     upstream: Option<UpstreamReport>,
 }
@@ -229,6 +232,7 @@ impl App {
                 scheme_metrics: schemes.chain(&r.schemes).names().map(SchemeMetrics::new).collect(),
                 metrics: route_metrics,
                 access_log: r.access_log,
+                throttles: r.throttles.clone(),
             });
         }
         // Exact routes first, then the longest prefix.
@@ -457,7 +461,7 @@ impl App {
         resp
     }
 
-    /// DRF's `initial()`: the route's chain, then its permission (throttles will follow).
+    /// DRF's `initial()`: the route's chain, then its permission, then its throttles.
     /// Every route kind calls this one function: handlers, the proxy and forward-auth.
     async fn authorize<'r>(
         &self,
@@ -501,6 +505,16 @@ impl App {
             } else {
                 Refusal::Forbidden { detail: PERMISSION_DENIED.to_owned() }.into_response()
             });
+        }
+        if !route.throttles.is_empty() {
+            let user = principal.user.as_ref().map(|u| u.id);
+            if let Err(wait) = throttle::check(&route.throttles, user, req.peer().ip()) {
+                record.outcome = "throttled";
+                route.metrics.throttled();
+                // DRF: math.ceil of the longest wait.
+                let wait = wait.map(|w| w.ceil() as u64);
+                return Err(Refusal::Throttled { wait }.into_response());
+            }
         }
         Ok(principal)
     }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::permission::Permission;
 use crate::routes;
+use crate::throttle::{Rate, Throttle};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +37,8 @@ struct RawConfig {
     defaults: RawDefaults,
     #[serde(default)]
     gateway: RawGateway,
+    #[serde(default)]
+    throttle: RawThrottle,
     #[serde(default, rename = "route")]
     routes: Vec<RawRoute>,
 }
@@ -94,6 +97,16 @@ struct RawDefaults {
     #[serde(default)]
     schemes: Vec<String>,
     permission: Option<String>,
+    #[serde(default)]
+    throttle: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThrottle {
+    /// Scope → `"N/period"`.
+    #[serde(default)]
+    rates: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +136,8 @@ struct RawRoute {
     timeout: Option<toml::Value>,
     /// One access-log line per request (default: on, but for health and metrics).
     access_log: Option<bool>,
+    /// The throttle scopes that apply (default: `[defaults] throttle`).
+    throttle: Option<Vec<String>>,
     schemes: Option<Vec<String>>,
     permission: Option<String>,
     /// For `login_token`: the token scheme whose policy new tokens follow.
@@ -330,6 +345,8 @@ pub struct RouteConfig {
     pub upstream: Option<UpstreamConfig>,
     /// Whether each request gets an access-log line.
     pub access_log: bool,
+    /// The throttles that apply, in order, after the chain and the permission.
+    pub throttles: Vec<Throttle>,
 }
 
 /// A validated config.
@@ -431,6 +448,8 @@ impl Resolver<'_> {
             Some(p) => self.permission("defaults.permission", p)?,
             None => Permission::AllowAny,
         };
+        let rates = self.rates(&raw.throttle.rates)?;
+        let default_throttles = self.throttles("defaults.throttle", &raw.defaults.throttle, &rates)?;
         let mut paths = HashSet::new();
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, route) in raw.routes.into_iter().enumerate() {
@@ -529,7 +548,12 @@ impl Resolver<'_> {
                     return Err(self.err(&format!("{key}.fields"), "only obtain_token routes take fields"));
                 }
             };
+            let throttles = match &route.throttle {
+                Some(list) => self.throttles(&format!("{key}.throttle"), list, &rates)?,
+                None => default_throttles.clone(),
+            };
             routes.push(RouteConfig {
+                throttles,
                 path: route.path,
                 prefix: route.prefix,
                 handler,
@@ -790,6 +814,41 @@ impl Resolver<'_> {
             return Err(self.err("gateway", "two identity headers have the same name: give each its own"));
         }
         Ok(config)
+    }
+
+    /// `[throttle.rates]`, each checked.
+    fn rates(&self, raw: &std::collections::BTreeMap<String, String>) -> Result<Vec<(String, Rate)>, Error> {
+        raw.iter()
+            .map(|(scope, rate)| {
+                let parsed = rate.parse().map_err(|()| {
+                    self.err(
+                        &format!("throttle.rates.{scope}"),
+                        format!("{rate:?} is not a rate: use \"N/period\", like \"100/min\" (s, m, h or d)"),
+                    )
+                })?;
+                Ok((scope.clone(), parsed))
+            })
+            .collect()
+    }
+
+    /// A list of throttle scopes, each with its rate from `[throttle.rates]`.
+    fn throttles(
+        &self,
+        key: &str,
+        list: &[String],
+        rates: &[(String, Rate)],
+    ) -> Result<Vec<Throttle>, Error> {
+        let known: Vec<&str> = rates.iter().map(|(scope, _)| scope.as_str()).collect();
+        list.iter()
+            .enumerate()
+            .map(|(i, scope)| match rates.iter().find(|(s, _)| s == scope) {
+                Some((_, rate)) => Ok(Throttle::new(scope, *rate)),
+                None => Err(self.err(
+                    &format!("{key}[{i}]"),
+                    unknown("throttle scope", scope, &known) + "; give it a rate under [throttle.rates]",
+                )),
+            })
+            .collect()
     }
 
     fn chain(&self, key: &str, list: &[String], names: &[&str]) -> Result<Vec<usize>, Error> {

@@ -23,6 +23,7 @@ pub mod server;
 pub mod services;
 pub mod sessions;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 pub mod trial;
 

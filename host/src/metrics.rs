@@ -82,6 +82,7 @@ struct Metrics {
     requests: Family<RouteStatus, Counter>,
     upstream_seconds: Family<RouteLabel, Histogram, Buckets>,
     upstream_errors: Family<RouteError, Counter>,
+    throttled: Family<RouteLabel, Counter>,
     queue_depth: Family<PoolLabel, Gauge>,
 }
 
@@ -116,6 +117,8 @@ fn metrics() -> &'static Metrics {
             "Proxy requests that got no answer from the upstream: refused (502) or timeout (504)",
             upstream_errors.clone(),
         );
+        let throttled = Family::default();
+        registry.register("throttled_requests", "Requests refused by a throttle (429)", throttled.clone());
         registry.register(
             "pool_queue_depth",
             "Jobs waiting for a store or password worker",
@@ -128,6 +131,7 @@ fn metrics() -> &'static Metrics {
             requests,
             upstream_seconds,
             upstream_errors,
+            throttled,
             queue_depth,
         }
     })
@@ -170,6 +174,7 @@ pub struct RouteMetrics {
     upstream_seconds: Histogram,
     refused: Counter,
     timeouts: Counter,
+    throttled: Counter,
     /// The counters of `COMMON_STATUSES`, each made on its first use (so that a status the
     /// route never answered is not exposed), then counted with no look-up.
     statuses: Arc<[OnceLock<Counter>; COMMON_STATUSES.len()]>,
@@ -185,7 +190,8 @@ impl RouteMetrics {
         let upstream_seconds =
             m.upstream_seconds.get_or_create(&RouteLabel { route: Arc::clone(&route) }).clone();
         let statuses = Arc::new(std::array::from_fn(|_| OnceLock::new()));
-        RouteMetrics { route, upstream_seconds, refused, timeouts, statuses }
+        let throttled = m.throttled.get_or_create(&RouteLabel { route: Arc::clone(&route) }).clone();
+        RouteMetrics { route, upstream_seconds, refused, timeouts, throttled, statuses }
     }
 
     /// For requests that match no route.
@@ -211,6 +217,11 @@ impl RouteMetrics {
     /// The upstream sent its response head after `elapsed`.
     pub fn upstream_answered(&self, elapsed: Duration) {
         self.upstream_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A throttle refused a request.
+    pub fn throttled(&self) {
+        self.throttled.inc();
     }
 
     /// The upstream refused (`timeout: false`) or timed out.

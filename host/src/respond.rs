@@ -108,6 +108,10 @@ pub enum Refusal {
     Internal,
     /// 503.
     Busy,
+    /// 429, with DRF's wait (whole seconds, rounded up) when there is one.
+    Throttled {
+        wait: Option<u64>,
+    },
     /// 502: the upstream refused, reset or broke the exchange.
     BadGateway,
     /// 504: the upstream did not answer in time.
@@ -151,6 +155,20 @@ impl Refusal {
             Refusal::Internal => detail_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_AUTH_ERROR),
             Refusal::BadGateway => detail_response(StatusCode::BAD_GATEWAY, BAD_GATEWAY),
             Refusal::GatewayTimeout => detail_response(StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT),
+            Refusal::Throttled { wait } => {
+                // DRF's Throttled: the wait in the detail, singular or plural by the number,
+                // and in Retry-After when it is not zero.
+                let detail = match wait {
+                    Some(1) => "Request was throttled. Expected available in 1 second.".to_owned(),
+                    Some(n) => format!("Request was throttled. Expected available in {n} seconds."),
+                    None => "Request was throttled.".to_owned(),
+                };
+                let mut resp = detail_response(StatusCode::TOO_MANY_REQUESTS, &detail);
+                if let Some(n) = wait.filter(|n| *n > 0) {
+                    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(n));
+                }
+                resp
+            }
             Refusal::Busy => {
                 let mut resp = detail_response(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
                 resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -307,6 +307,8 @@ pub struct Req {
     addr: SocketAddr,
     builder: hyper::http::request::Builder,
     body: Vec<u8>,
+    /// The address the connection comes from (another client on loopback).
+    from: Option<std::net::IpAddr>,
 }
 
 impl Req {
@@ -316,6 +318,7 @@ impl Req {
             addr,
             builder: Request::builder().method(method).uri(path).header("host", "authhost.test"),
             body: Vec::new(),
+            from: None,
         }
     }
 
@@ -339,8 +342,21 @@ impl Req {
         self.header("content-type", "application/json").body(body.to_string())
     }
 
+    /// Connects from `ip` (127.0.0.x: another client on this machine).
+    pub fn from(mut self, ip: &str) -> Self {
+        self.from = Some(ip.parse().expect("an address"));
+        self
+    }
+
     pub async fn send(self) -> Resp {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let stream = match self.from {
+            None => tokio::net::TcpStream::connect(self.addr).await.expect("connect"),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket.bind(SocketAddr::new(ip, 0)).expect("bind the client address");
+                socket.connect(self.addr).await.expect("connect")
+            }
+        };
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(conn);

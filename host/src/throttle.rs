@@ -1,0 +1,180 @@
+//! DRF's throttles (`SimpleRateThrottle`): per scope, a window of recent request times per
+//! user or client address; a request is refused when the window is full, with DRF's wait.
+//! Scope `anon` counts unauthenticated requests by address (AnonRateThrottle), `user`
+//! counts by user id, or by address when anonymous (UserRateThrottle), and any other scope
+//! counts per scope and per user or address (ScopedRateThrottle). The windows live for the
+//! process, so that a reload does not reset them.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// `"N/period"`: N requests per second, minute, hour or day (DRF's `parse_rate`: the
+/// period by its first letter, so `"100/min"` and `"100/minute"` are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub requests: u32,
+    pub period: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (requests, period) = text.split_once('/').ok_or(())?;
+        let requests = requests.trim().parse().map_err(|_| ())?;
+        let seconds = match period.trim().chars().next() {
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3600,
+            Some('d') => 86400,
+            _ => return Err(()),
+        };
+        Ok(Rate { requests, period: Duration::from_secs(seconds) })
+    }
+}
+
+/// Which requests a scope counts, and by what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only anonymous requests, by address.
+    Anon,
+    /// By user, or by address when anonymous.
+    User,
+}
+
+/// One throttle a route applies.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    pub scope: Arc<str>,
+    pub kind: Kind,
+    pub rate: Rate,
+}
+
+impl Throttle {
+    pub fn new(scope: &str, rate: Rate) -> Self {
+        let kind = if scope == "anon" { Kind::Anon } else { Kind::User };
+        Throttle { scope: Arc::from(scope), kind, rate }
+    }
+}
+
+/// Whom a window counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Who {
+    User(i64),
+    Address(IpAddr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    scope: Arc<str>,
+    who: Who,
+}
+
+type Window = Arc<Mutex<VecDeque<Instant>>>;
+
+/// How many windows are kept; beyond it the least used go first (DRF's default cache
+/// culls too). Each holds at most its rate's number of times.
+const WINDOWS: usize = 200_000;
+
+fn windows() -> &'static quick_cache::sync::Cache<Key, Window> {
+    static WINDOWS_CACHE: OnceLock<quick_cache::sync::Cache<Key, Window>> = OnceLock::new();
+    WINDOWS_CACHE.get_or_init(|| quick_cache::sync::Cache::new(WINDOWS))
+}
+
+/// DRF's `check_throttles` for one request: every throttle counts it (a request refused by
+/// one is still recorded by the others that allowed it, as in DRF); `Err(wait)` when any
+/// refused, with the longest wait in seconds (None when DRF would give none).
+pub fn check(throttles: &[Throttle], user: Option<i64>, address: IpAddr) -> Result<(), Option<f64>> {
+    let now = Instant::now();
+    let mut refused = false;
+    let mut longest: Option<f64> = None;
+    for throttle in throttles {
+        let who = match (throttle.kind, user) {
+            (Kind::Anon, Some(_)) => continue,
+            (_, Some(id)) => Who::User(id),
+            (_, None) => Who::Address(address),
+        };
+        let key = Key { scope: Arc::clone(&throttle.scope), who };
+        let window =
+            windows().get_or_insert_with(&key, || Ok::<_, ()>(Window::default())).unwrap_or_default();
+        let mut history = window.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(wait) = allow(&mut history, throttle.rate, now) {
+            refused = true;
+            longest = match (longest, wait) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    if refused {
+        Err(longest)
+    } else {
+        Ok(())
+    }
+}
+
+/// DRF's `allow_request` and `wait` on one window (newest first).
+fn allow(history: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Result<(), Option<f64>> {
+    while history.back().is_some_and(|oldest| now.saturating_duration_since(*oldest) >= rate.period) {
+        history.pop_back();
+    }
+    if history.len() >= rate.requests as usize {
+        let remaining = match history.back() {
+            Some(oldest) => rate.period.saturating_sub(now.saturating_duration_since(*oldest)),
+            None => rate.period,
+        };
+        let available = i64::from(rate.requests) - history.len() as i64 + 1;
+        return Err((available > 0).then(|| remaining.as_secs_f64() / available as f64));
+    }
+    history.push_front(now);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_as_drf_parses_them() {
+        let per_minute = Rate { requests: 100, period: Duration::from_secs(60) };
+        assert_eq!("100/min".parse(), Ok(per_minute));
+        assert_eq!("100/minute".parse(), Ok(per_minute));
+        assert_eq!("100/m".parse(), Ok(per_minute));
+        assert_eq!("5/day".parse::<Rate>().unwrap().period, Duration::from_secs(86400));
+        assert_eq!("1/s".parse::<Rate>().unwrap().period, Duration::from_secs(1));
+        assert!("100".parse::<Rate>().is_err());
+        assert!("x/min".parse::<Rate>().is_err());
+        assert!("100/week".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn a_full_window_waits_for_its_oldest_request() {
+        let rate = Rate { requests: 2, period: Duration::from_secs(60) };
+        let start = Instant::now();
+        let mut history = VecDeque::new();
+        assert_eq!(allow(&mut history, rate, start), Ok(()));
+        assert_eq!(allow(&mut history, rate, start + Duration::from_secs(10)), Ok(()));
+        // The oldest is 20 s old: 40 s left, one slot when it goes.
+        let wait = allow(&mut history, rate, start + Duration::from_secs(20)).unwrap_err().unwrap();
+        assert!((wait - 40.0).abs() < 1e-9, "{wait}");
+        // Once the oldest has left the window, there is room again.
+        assert_eq!(allow(&mut history, rate, start + Duration::from_secs(60)), Ok(()));
+    }
+
+    #[test]
+    fn anon_skips_authenticated_requests_and_user_counts_each_user() {
+        let rate = Rate { requests: 1, period: Duration::from_secs(3600) };
+        let anon = [Throttle { scope: Arc::from("anon-test"), kind: Kind::Anon, rate }];
+        let ip: IpAddr = "192.0.2.77".parse().unwrap();
+        assert_eq!(check(&anon, Some(1), ip), Ok(()));
+        assert_eq!(check(&anon, Some(1), ip), Ok(()));
+        assert_eq!(check(&anon, None, ip), Ok(()));
+        assert!(check(&anon, None, ip).is_err());
+        let user = [Throttle { scope: Arc::from("user-test"), kind: Kind::User, rate }];
+        assert_eq!(check(&user, Some(7), ip), Ok(()));
+        assert!(check(&user, Some(7), ip).is_err());
+        assert_eq!(check(&user, Some(8), ip), Ok(()));
+    }
+}
