@@ -188,3 +188,36 @@ fn a_declared_option_of_the_wrong_kind_is_refused_before_the_constructor_runs() 
     let err = refused(&site);
     assert!(err.contains("scheme[0] (\"b\").relam: unknown option (did you mean \"realm\"?)"), "{err}");
 }
+
+/// Issue 12, item 2: every numeric option is bounded at load, naming the key, instead of
+/// being accepted and then panicking a request (an overflowing deadline, say).
+#[test]
+fn every_numeric_option_is_bounded_at_load_naming_the_key() {
+    // 2^63 - 1 seconds: accepted once, then every request panicked on its deadline.
+    const HUGE: &str = "9223372036854775807";
+    let cases: [(&str, &'static str, &str); 10] = [
+        ("[server]\nshutdown_timeout = HUGE\n", "", "server.shutdown_timeout"),
+        ("", "change_poll = 9223372036854775807", "store.change_poll"),
+        ("", "change_log_keep = 9223372036854775807", "store.change_log_keep"),
+        ("", "token_refresh_every = 9223372036854775807", "store.token_refresh_every"),
+        ("", "user_cache_ttl = 9223372036854775807", "store.user_cache_ttl"),
+        ("[session]\nttl = HUGE\n", "", "session.ttl"),
+        (
+            "[[route]]\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\ntimeout = HUGE\n",
+            "",
+            "route[0].timeout",
+        ),
+        (
+            "[[route]]\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nconnect_timeout = HUGE\n",
+            "",
+            "route[0].connect_timeout",
+        ),
+        ("[[scheme]]\nname = \"basic\"\nplugin = \"basic\"\ncache_ttl = HUGE\n", "", "cache_ttl"),
+        ("[[scheme]]\nname = \"token\"\nplugin = \"token\"\nttl = \"106751991167300d\"\n", "", "ttl"),
+    ];
+    for (config, store, key) in cases {
+        let site = Site::with_cache(&config.replace("HUGE", HUGE), store);
+        let err = refused(&site);
+        assert!(err.contains(key) && err.contains("too long"), "{key}: {err}");
+    }
+}

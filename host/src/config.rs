@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authhost_plugin_api::net::Cidr;
-use authhost_plugin_api::options::{edit_distance, parse_duration};
+use authhost_plugin_api::options::{edit_distance, parse_duration, MAX_DURATION};
 use authhost_plugin_api::{LoginField, OptionEntry};
 use hyper::header::HeaderName;
 use hyper::http::uri::Authority;
@@ -571,7 +571,11 @@ impl Resolver<'_> {
         Ok(Config {
             file: self.file.to_owned(),
             listen,
-            shutdown_timeout: self.duration("server.shutdown_timeout", raw.server.shutdown_timeout, 30)?,
+            shutdown_timeout: self.at_most(
+                "server.shutdown_timeout",
+                self.duration("server.shutdown_timeout", raw.server.shutdown_timeout, 30)?,
+                Duration::from_secs(3600),
+            )?,
             body_timeout: self.at_most(
                 "server.body_timeout",
                 self.millis("server.body_timeout", raw.server.body_timeout, 30_000)?,
@@ -595,7 +599,11 @@ impl Resolver<'_> {
                     ))
                 }
             },
-            change_poll: self.millis("store.change_poll", raw.store.change_poll, 250)?,
+            change_poll: self.at_most(
+                "store.change_poll",
+                self.millis("store.change_poll", raw.store.change_poll, 250)?,
+                Duration::from_secs(60),
+            )?,
             change_log_keep: match self.at_most(
                 "store.change_log_keep",
                 self.duration("store.change_log_keep", raw.store.change_log_keep, 24 * 60 * 60)?,
@@ -607,10 +615,10 @@ impl Resolver<'_> {
                 keep => keep,
             },
             token_for_new_users: raw.store.token_for_new_users.unwrap_or(false),
-            token_refresh_every: self.duration(
+            token_refresh_every: self.at_most(
                 "store.token_refresh_every",
-                raw.store.token_refresh_every,
-                60,
+                self.duration("store.token_refresh_every", raw.store.token_refresh_every, 60)?,
+                Duration::from_secs(86_400),
             )?,
             token_secret_file: PathBuf::from(
                 raw.store.token_secret_file.as_deref().unwrap_or("authhost.secret"),
@@ -771,8 +779,16 @@ impl Resolver<'_> {
             base,
             strip_prefix: route.strip_prefix.unwrap_or(false),
             strip_credentials: route.strip_credentials.unwrap_or(false),
-            connect_timeout: self.millis(&key_of("connect_timeout"), route.connect_timeout.clone(), 5_000)?,
-            timeout: self.millis(&key_of("timeout"), route.timeout.clone(), 60_000)?,
+            connect_timeout: self.at_most(
+                &key_of("connect_timeout"),
+                self.millis(&key_of("connect_timeout"), route.connect_timeout.clone(), 5_000)?,
+                Duration::from_secs(3600),
+            )?,
+            timeout: self.at_most(
+                &key_of("timeout"),
+                self.millis(&key_of("timeout"), route.timeout.clone(), 60_000)?,
+                Duration::from_secs(86_400),
+            )?,
         }))
     }
 
@@ -870,6 +886,16 @@ impl Resolver<'_> {
     }
 
     fn duration(&self, key: &str, value: Option<toml::Value>, default_secs: u64) -> Result<Duration, Error> {
+        let parsed = self.any_duration(key, value, default_secs)?;
+        self.at_most(key, parsed, MAX_DURATION)
+    }
+
+    fn any_duration(
+        &self,
+        key: &str,
+        value: Option<toml::Value>,
+        default_secs: u64,
+    ) -> Result<Duration, Error> {
         match value {
             None => Ok(Duration::from_secs(default_secs)),
             Some(toml::Value::Integer(n)) if n >= 0 => Ok(Duration::from_secs(n.unsigned_abs())),
@@ -896,7 +922,8 @@ impl Resolver<'_> {
                 .map(Duration::from_millis)
                 .ok_or_else(|| {
                     self.err(key, format!("{s:?} is not a duration: use \"250ms\", \"1s\" or seconds"))
-                }),
+                })
+                .and_then(|d| self.at_most(key, d, MAX_DURATION)),
             None => Ok(Duration::from_millis(default_ms)),
             other => match self.duration(key, other, 0)? {
                 d if d.is_zero() => Err(self.err(key, "must be more than zero")),

@@ -249,6 +249,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Lines are written by a thread of their own; the guard flushes them at exit.
     let _log_writer = init_logging(cli.log_format);
+    // A panic anywhere in the host is one log line with its location; a request's answer
+    // then becomes a 500 (server::guarded), a pool job's an error for that job alone.
+    std::panic::set_hook(Box::new(|info| {
+        let cause = authhost_plugin_api::export::payload_message(info.payload());
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        tracing::error!(target: "authhost::panic", thread, location, "the host panicked: {cause}");
+    }));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

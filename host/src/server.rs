@@ -4,17 +4,21 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::Response;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
 use crate::app::App;
+use crate::respond::{Body, Refusal};
 
 /// The largest request head hyper buffers while parsing; `App` also refuses a parsed head
 /// whose headers add up to more than this, with 431.
@@ -75,6 +79,16 @@ impl ConnApp {
     }
 }
 
+/// Answers with `answer`, or, when the host panics producing it, with 500 and DRF-shaped
+/// JSON, like a scheme fault: the connection is kept and the host keeps serving. (The
+/// panic hook main installs has logged the panic, with its location, as one line.)
+pub async fn guarded(answer: impl Future<Output = Response<Body>>) -> Response<Body> {
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => Refusal::Internal.into_response(),
+    }
+}
+
 /// Serves the app in `slot` on `listener` until `shutdown` resolves, then lets requests
 /// in flight finish for at most `grace`.
 pub async fn serve(
@@ -109,7 +123,7 @@ pub async fn serve(
                 let conn_app = ConnApp::new(Arc::clone(&slot));
                 let service = service_fn(move |req| {
                     let app = conn_app.app();
-                    async move { Ok::<_, Infallible>(app.0.handle(req, peer).await) }
+                    async move { Ok::<_, Infallible>(guarded(app.0.handle(req, peer)).await) }
                 });
                 // Upgrades: a proxied WebSocket takes the connection over once authenticated.
                 let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
@@ -205,5 +219,28 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_while_answering_is_a_500_with_the_usual_json() {
+        let resp = guarded(async {
+            let deadline = std::time::Instant::now();
+            // What the overflowing deadlines of issue 12 did.
+            let _ = deadline.checked_add(Duration::MAX).expect("overflow when adding duration to instant");
+            Refusal::NotFound.into_response()
+        })
+        .await;
+        assert_eq!(resp.status(), hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"detail":"Internal authentication error."}"#);
+        let fine = guarded(async { Refusal::NotFound.into_response() }).await;
+        assert_eq!(fine.status(), hyper::StatusCode::NOT_FOUND);
     }
 }

@@ -313,20 +313,28 @@ impl<'a> Options<'a> {
 
     /// A duration: `"30s"`, `"10m"`, `"10h"`, `"7d"`, or an integer number of seconds.
     pub fn duration(&self, key: &'static str) -> Result<Option<Duration>, SchemeError> {
+        let bounded = |d: Duration| {
+            if d > MAX_DURATION {
+                Err(SchemeError::option(key, "is too long: use at most 36500d (100 years)"))
+            } else {
+                Ok(Some(d))
+            }
+        };
         match self.get(key) {
             None => Ok(None),
             Some(OptionValue::Int(secs)) => u64::try_from(*secs)
-                .map(|s| Some(Duration::from_secs(s)))
-                .map_err(|_| SchemeError::option(key, "must not be negative")),
-            Some(OptionValue::Str(text)) => parse_duration(text).map(Some).ok_or_else(|| {
-                SchemeError::option(
+                .map_err(|_| SchemeError::option(key, "must not be negative"))
+                .and_then(|s| bounded(Duration::from_secs(s))),
+            Some(OptionValue::Str(text)) => match parse_duration(text) {
+                Some(d) => bounded(d),
+                None => Err(SchemeError::option(
                     key,
                     format!(
                         "{:?} is not a duration (use \"30s\", \"10m\", \"10h\", \"7d\" or seconds)",
                         text.as_str()
                     ),
-                )
-            }),
+                )),
+            },
             Some(other) => Err(wrong_type(key, "a duration", other)),
         }
     }
@@ -348,6 +356,10 @@ fn wrong_type(key: &str, expected: &str, found: &OptionValue) -> SchemeError {
 }
 
 /// Parses `"30s"`, `"10m"`, `"10h"`, `"7d"` or a bare number of seconds.
+/// The longest duration an option may give (100 years): longer ones are refused at load,
+/// so that no deadline computed from one can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
