@@ -104,3 +104,98 @@ fn a_body_that_stops_coming_is_408_after_body_timeout() {
         assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "answered after {took:?}");
     }
 }
+
+/// Item 8: `[server] allowed_hosts` as Django's ALLOWED_HOSTS: exact names, `.domain` for
+/// the domain and its subdomains, a port ignored; any other Host is 400 before any scheme.
+#[test]
+fn a_host_not_in_allowed_hosts_is_400_before_any_scheme_runs() {
+    let site = Site::new(
+        r#"
+[server]
+allowed_hosts = ["api.example.com", ".example.org", "127.0.0.1"]
+
+[[scheme]]
+name = "x-username"
+plugin = "x-username"
+
+[[route]]
+path = "/whoami"
+handler = "whoami"
+schemes = ["x-username"]
+permission = "is_authenticated"
+"#,
+    );
+    site.add_user("alice", "alice-pw", &[]);
+    let host = site.serve();
+    let ask = |h: &str| {
+        let text = host.raw(
+            format!("GET /whoami HTTP/1.1\r\nHost: {h}\r\nX-USERNAME: alice\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        status_and_body(&text)
+    };
+    for allowed in
+        ["api.example.com", "API.Example.com:8443", "example.org", "deep.sub.example.org", "127.0.0.1:80"]
+    {
+        assert_eq!(ask(allowed).0, 200, "{allowed}");
+    }
+    for refused in ["evil.com", "example.com", "api.example.com.evil.com", "notexample.org", "[::1]"] {
+        assert_eq!(ask(refused), (400, r#"{"detail":"Invalid Host header."}"#.to_owned()), "{refused}");
+    }
+    // Refused before any scheme ran: no user was looked up for it.
+    assert!(!host.logs().contains("evil.com"), "the refused Host reached a log line");
+}
+
+/// Item 1: beyond `[server] max_connections`, a new connection waits in the backlog and is
+/// served as soon as one closes; nothing crashes.
+#[test]
+fn connections_beyond_max_connections_wait_in_the_backlog() {
+    let site = Site::new(
+        r#"
+[server]
+max_connections = 2
+
+[[scheme]]
+name = "x-username"
+plugin = "x-username"
+
+[[route]]
+path = "/whoami"
+handler = "whoami"
+schemes = ["x-username"]
+permission = "allow_any"
+"#,
+    );
+    let host = site.serve();
+    let request = b"GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n";
+    let exchange = |stream: &mut TcpStream| {
+        stream.write_all(request).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // Two kept-alive connections take both places.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(host.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            assert!(exchange(&mut s).starts_with("HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    // A third connects (the kernel's backlog) but is not served while both are held.
+    let mut third = TcpStream::connect(host.addr).unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    third.write_all(request).unwrap();
+    let mut buf = [0u8; 4096];
+    match third.read(&mut buf) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        other => panic!("served beyond max_connections: {other:?}"),
+    }
+    // One closes: the third is served.
+    drop(held.pop());
+    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n = third.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(exchange(&mut held[0]).starts_with("HTTP/1.1 200"), "the held connection still works");
+}

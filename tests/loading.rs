@@ -149,6 +149,9 @@ fn the_shipped_config_loads_every_plugin() {
         );
     }
     assert!(stdout.contains("session -> basic -> token"), "{stdout}");
+    // Issue 12, item 8: no shipped route believes a client's X-USERNAME.
+    let routes = stdout.split("routes:").nth(1).expect("the routes");
+    assert!(!routes.contains("x-username"), "a shipped route hands out impersonation:\n{routes}");
 }
 
 #[test]

@@ -161,6 +161,7 @@ async fn a_panicking_store_job_fails_alone_and_health_stays_ok() {
             let _ = stopped.await;
         },
         Duration::from_secs(5),
+        64,
     ));
 
     // A request whose store job panics: 500 for that request alone.

@@ -152,6 +152,8 @@ pub struct App {
     unrouted: RouteMetrics,
     /// `[server] body_timeout`.
     body_timeout: std::time::Duration,
+    /// `[server] allowed_hosts`; None: any.
+    allowed_hosts: Option<Vec<String>>,
 }
 
 impl App {
@@ -247,6 +249,7 @@ impl App {
             gateway: config.gateway.clone(),
             unrouted: RouteMetrics::unrouted(),
             body_timeout: config.body_timeout,
+            allowed_hosts: config.allowed_hosts.clone(),
         })
     }
 
@@ -313,6 +316,13 @@ impl App {
         let hosts = parts.headers.get_all(HOST).iter().count();
         if hosts > 1 || (hosts == 0 && parts.version == Version::HTTP_11) {
             return Refusal::BadHost.into_response();
+        }
+        // Django's ALLOWED_HOSTS, before any scheme runs.
+        if let Some(allowed) = &self.allowed_hosts {
+            let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+            if !routes::host_allowed(host, allowed) {
+                return Refusal::BadHost.into_response();
+            }
         }
         let Some(route) = self.route(path) else {
             return Refusal::NotFound.into_response();

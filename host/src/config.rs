@@ -48,6 +48,8 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     body_timeout: Option<toml::Value>,
+    max_connections: Option<i64>,
+    allowed_hosts: Option<Vec<String>>,
     shutdown_timeout: Option<toml::Value>,
     store_workers: Option<usize>,
     password_workers: Option<usize>,
@@ -357,6 +359,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long a request body may take to arrive whole (built-in handlers): then 408.
     pub body_timeout: Duration,
+    /// Connections served at once; further ones wait in the backlog.
+    pub max_connections: usize,
+    /// Django's ALLOWED_HOSTS (lowercase); None: any host.
+    pub allowed_hosts: Option<Vec<String>>,
     pub store_workers: usize,
     pub password_workers: usize,
     pub store_url: String,
@@ -581,6 +587,16 @@ impl Resolver<'_> {
                 self.millis("server.body_timeout", raw.server.body_timeout, 30_000)?,
                 Duration::from_secs(3600),
             )?,
+            max_connections: match raw.server.max_connections {
+                None => 10_000,
+                Some(n @ 1..=1_000_000) => usize::try_from(n).unwrap_or(10_000),
+                Some(n) => {
+                    return Err(
+                        self.err("server.max_connections", format!("{n} is out of range: use 1 to 1000000"))
+                    )
+                }
+            },
+            allowed_hosts: self.allowed_hosts(raw.server.allowed_hosts)?,
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
             password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
             store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
@@ -830,6 +846,29 @@ impl Resolver<'_> {
             return Err(self.err("gateway", "two identity headers have the same name: give each its own"));
         }
         Ok(config)
+    }
+
+    /// `[server] allowed_hosts`: names, `.domain` suffixes or `*` (any, the default).
+    fn allowed_hosts(&self, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>, Error> {
+        let Some(list) = raw else { return Ok(None) };
+        if list.iter().any(|h| h == "*") {
+            return Ok(None);
+        }
+        if list.is_empty() {
+            return Err(self.err(
+                "server.allowed_hosts",
+                "empty: every request would be refused; name the hosts clients use, or \"*\"",
+            ));
+        }
+        for (i, host) in list.iter().enumerate() {
+            if host.is_empty() || host.contains(['/', ' ', '*']) {
+                return Err(self.err(
+                    &format!("server.allowed_hosts[{i}]"),
+                    format!("{host:?} is not a host name like \"api.example.com\" or \".example.com\""),
+                ));
+            }
+        }
+        Ok(Some(list.iter().map(|h| h.to_ascii_lowercase()).collect()))
     }
 
     /// `[throttle.rates]`, each checked.

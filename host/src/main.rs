@@ -371,7 +371,7 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
         tokio::spawn(reload);
         let shutdown = authhost::shutdown_signal();
         info!(config = %config.file.display(), "listening on http://{local}");
-        authhost::serve(listener, slot, shutdown, config.shutdown_timeout).await;
+        authhost::serve(listener, slot, shutdown, config.shutdown_timeout, config.max_connections).await;
         Ok(())
     })
 }

@@ -95,9 +95,79 @@ fn is_dot_segment(segment: &str) -> bool {
     dots == 1 || dots == 2
 }
 
+/// Django's `validate_host`: whether a `Host` header names one of `allowed` (lowercase
+/// names; `.example.com` is that domain and every subdomain). The port is ignored; a Host
+/// that is no valid host name (Django's `host_validation_re`) never matches.
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let Some(domain) = domain_of(host) else { return false };
+    allowed.iter().any(|pattern| match pattern.strip_prefix('.') {
+        Some(parent) => domain == parent || domain.ends_with(pattern.as_str()),
+        None => domain == *pattern,
+    })
+}
+
+/// Django's `split_domain_port`: the lowercase domain of a Host value, without its port
+/// and trailing dot; None when it is no valid host (`host_validation_re`).
+fn domain_of(host: &str) -> Option<String> {
+    let host = host.to_ascii_lowercase();
+    let (domain, port) = match host.strip_prefix('[') {
+        // An IPv6 literal, with or without a port.
+        Some(rest) => {
+            let (address, after) = rest.split_once(']')?;
+            let port =
+                if after.is_empty() { "" } else { after.strip_prefix(':').filter(|p| !p.is_empty())? };
+            let valid = address.contains(':')
+                && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+            (valid.then(|| format!("[{address}]"))?, port)
+        }
+        None => {
+            let (domain, port) = match host.rsplit_once(':') {
+                Some((_, "")) => return None,
+                Some((domain, port)) => (domain, port),
+                None => (host.as_str(), ""),
+            };
+            let valid = !domain.is_empty()
+                && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            (valid.then(|| domain.to_owned())?, port)
+        }
+    };
+    if !port.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(domain.strip_suffix('.').map(str::to_owned).unwrap_or(domain))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_match_as_djangos_allowed_hosts_do() {
+        let allowed = vec!["api.example.com".to_owned(), ".example.org".to_owned(), "[::1]".to_owned()];
+        for ok in [
+            "api.example.com",
+            "API.EXAMPLE.COM:443",
+            "api.example.com.",
+            "example.org",
+            "a.b.example.org",
+            "[::1]",
+            "[::1]:8000",
+        ] {
+            assert!(host_allowed(ok, &allowed), "{ok}");
+        }
+        for no in [
+            "example.com",
+            "api.example.com.evil",
+            "badexample.org",
+            "api.example.com:x",
+            "a b",
+            "",
+            "[::2]",
+            "api.example.com:",
+        ] {
+            assert!(!host_allowed(no, &allowed), "{no}");
+        }
+    }
 
     fn prefix(path: &str) -> Pattern {
         Pattern { path: path.into(), prefix: true }

@@ -96,7 +96,11 @@ pub async fn serve(
     slot: Arc<AppSlot>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    max_connections: usize,
 ) {
+    // One permit per open connection: with none left, the loop stops accepting and new
+    // connections wait in the kernel's backlog until one closes.
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     // Graceful shutdown by hand: hyper-util's GracefulShutdown cannot watch a connection
     // that allows upgrades. `stop` tells every connection to finish its request in flight;
     // each holds a clone of `open`, so `closed` ends when the last one has gone.
@@ -108,6 +112,12 @@ pub async fn serve(
     http.max_buf_size(MAX_HEAD_BYTES).timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        // The semaphore is never closed.
+        let Ok(permit) = permit else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -142,6 +152,7 @@ pub async fn serve(
                         debug!(%peer, error = %err, "connection ended with an error");
                     }
                     drop(open);
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,
