@@ -58,6 +58,7 @@ fn bench_passwords(c: &mut Criterion) {
                 LoginField::Username,
                 "nobody".into(),
                 "right password".into(),
+                std::net::Ipv4Addr::LOCALHOST.into(),
             ))
         })
     });
@@ -67,6 +68,7 @@ fn bench_passwords(c: &mut Criterion) {
                 LoginField::Username,
                 "alice".into(),
                 "wrong password".into(),
+                std::net::Ipv4Addr::LOCALHOST.into(),
             ))
         })
     });

@@ -1,5 +1,6 @@
 //! DRF's throttles over sockets: anon by address, user by user (or address), scoped;
-//! 429 with `Retry-After` and DRF's exact detail, singular and plural.
+//! 429 with `Retry-After` and DRF's exact detail, singular and plural. And beyond DRF,
+//! failed logins counted per address and per name, refused before any password work.
 //! See: issue 12 (item 9) and SPEC section 9.
 
 use serde_json::json;
@@ -131,4 +132,59 @@ async fn a_wait_of_one_second_is_singular() {
     };
     assert_eq!(refused.json(), json!({"detail": "Request was throttled. Expected available in 1 second."}));
     assert_eq!(refused.header("retry-after"), Some("1"));
+}
+
+const FAILURES: &str = r#"
+[throttle]
+failures = "5/min"
+
+[[scheme]]
+name = "basic"
+plugin = "basic"
+
+[[route]]
+path = "/api-token-auth/"
+handler = "obtain_token"
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/basic"
+handler = "whoami"
+schemes = ["basic"]
+permission = "is_authenticated"
+"#;
+
+/// Beyond DRF, `[throttle] failures`: one address's flood of wrong passwords is refused with
+/// 429 once its window is full, for every login route, while another address's login
+/// (the same user's, with the right password) still answers 200.
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_from_one_address_leaves_another_addresss_login_answering_200() {
+    let site = Site::new(FAILURES);
+    site.add_user("alice", "alice-pw", &[]);
+    let host = site.serve();
+    let login = |form: &'static str| host.request("POST", "/api-token-auth/").form(form);
+    for _ in 0..5 {
+        let resp = login("username=alice&password=wrong").send().await;
+        assert_eq!(resp.status, 400, "{}", resp.body);
+    }
+    assert_throttled(&login("username=alice&password=wrong").send().await, 60, 5);
+    // The right password from the flooding address waits too: nothing is tried there.
+    assert_throttled(&login("username=alice&password=alice-pw").send().await, 60, 5);
+    let basic = host.get("/basic").header("authorization", "Basic YWxpY2U6d3Jvbmc=").send().await;
+    assert_throttled(&basic, 60, 5);
+    // Another address logs in.
+    let other = Req::to(host.addr, "POST", "/api-token-auth/")
+        .from("127.0.0.2")
+        .form("username=alice&password=alice-pw")
+        .send()
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert!(other.json()["token"].is_string());
+    let other = Req::to(host.addr, "GET", "/basic")
+        .from("127.0.0.2")
+        .header("authorization", "Basic YWxpY2U6YWxpY2UtcHc=")
+        .send()
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
 }

@@ -187,8 +187,14 @@ impl App {
             None
         };
         let new_user_tokens = token_secret.clone().filter(|_| config.token_for_new_users);
-        let services =
-            Arc::new(Services::new(store_pool, passwords, policy, &config.session, new_user_tokens));
+        let services = Arc::new(Services::with_failures(
+            store_pool,
+            passwords,
+            policy,
+            &config.session,
+            new_user_tokens,
+            config.failures,
+        ));
         Services::spawn_change_poller(&services, store.connect()?)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
@@ -488,6 +494,7 @@ impl App {
             Verdict::Forbidden { .. } => "forbidden",
             Verdict::Fault => "fault",
             Verdict::Busy => "busy",
+            Verdict::Throttled { .. } => "throttled",
         };
         let principal = match verdict {
             Verdict::Authenticated { user, auth, position } => {
@@ -505,6 +512,10 @@ impl App {
             Verdict::Forbidden { detail } => return Err(Refusal::Forbidden { detail }.into_response()),
             Verdict::Fault => return Err(Refusal::Internal.into_response()),
             Verdict::Busy => return Err(Refusal::Busy.into_response()),
+            Verdict::Throttled { wait } => {
+                route.metrics.throttled();
+                return Err(Refusal::Throttled { wait }.into_response());
+            }
         };
         record.scheme = principal.scheme;
         if !route.permission.allows(principal.subject(req.method())) {
@@ -651,10 +662,14 @@ impl App {
     }
 }
 
-/// A host failure in a handler: 503 when a queue is full, else 500 with the cause logged.
+/// A host failure in a handler: 503 when a queue is full, 429 for a throttled login, else
+/// 500 with the cause logged.
 fn host_error(err: &Error) -> Response<Body> {
     if err.is_busy() {
         return Refusal::Busy.into_response();
+    }
+    if let Some(wait) = err.throttled_wait() {
+        return Refusal::Throttled { wait }.into_response();
     }
     error!(cause = err.with_cause(), "handler failed");
     Refusal::Internal.into_response()

@@ -29,6 +29,8 @@ pub enum Verdict {
     Fault,
     /// A bounded queue was full: 503.
     Busy,
+    /// `[throttle] failures` refused a login before any password work: 429.
+    Throttled { wait: Option<u64> },
 }
 
 /// A scheme broke while answering; the fault is logged and the answer is a 500.
@@ -135,6 +137,7 @@ fn outcome_label(outcome: &Result<Outcome, Verdict>) -> &'static str {
         Ok(Outcome::Failed { .. }) => "failed",
         Ok(Outcome::Forbidden { .. }) => "forbidden",
         Err(Verdict::Busy) => "busy",
+        Err(Verdict::Throttled { .. }) => "throttled",
         _ => "fault",
     }
 }
@@ -146,7 +149,7 @@ async fn run_scheme(
     request: &RequestView<'_>,
     services: &Services,
 ) -> Result<Outcome, Verdict> {
-    let host = RequestHost::new(services, scheme.name(), scheme.token_policy());
+    let host = RequestHost::new(services, scheme.name(), scheme.token_policy(), request.peer().ip());
     for _ in 0..=MAX_HOST_ROUNDS {
         let outcome = scheme.object.authenticate(request, &lend(&host));
         let Some(need) = host.take_need() else {
@@ -165,6 +168,9 @@ async fn run_scheme(
         match services.fulfil(&need).await {
             Ok(answer) => host.answer(need, answer),
             Err(err) if err.is_busy() => return Err(Verdict::Busy),
+            Err(err) if err.throttled_wait().is_some() => {
+                return Err(Verdict::Throttled { wait: err.throttled_wait().flatten() })
+            }
             Err(err) => {
                 log_fault(scheme, position, &format!("host service failed: {}", err.with_cause()));
                 return Err(Verdict::Fault);

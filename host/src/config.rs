@@ -109,6 +109,8 @@ struct RawThrottle {
     /// Scope → `"N/period"`.
     #[serde(default)]
     rates: std::collections::BTreeMap<String, String>,
+    /// Failed logins allowed per client address and per name, `"N/period"`.
+    failures: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,6 +363,8 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Connections served at once; further ones wait in the backlog.
     pub max_connections: usize,
+    /// `[throttle] failures`: failed logins per client address and per name.
+    pub failures: Option<Rate>,
     /// Django's ALLOWED_HOSTS (lowercase); None: any host.
     pub allowed_hosts: Option<Vec<String>>,
     pub store_workers: usize,
@@ -597,6 +601,15 @@ impl Resolver<'_> {
                 }
             },
             allowed_hosts: self.allowed_hosts(raw.server.allowed_hosts)?,
+            failures: match &raw.throttle.failures {
+                None => None,
+                Some(rate) => Some(rate.parse().map_err(|()| {
+                    self.err(
+                        "throttle.failures",
+                        format!("{rate:?} is not a rate: use \"N/period\", like \"10/min\" (s, m, h or d)"),
+                    )
+                })?),
+            },
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
             password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
             store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),

@@ -9,6 +9,8 @@ enum Kind {
     Store,
     Busy,
     Io,
+    /// Too many failed logins: 429 with this wait (whole seconds), when there is one.
+    Throttled(Option<u64>),
 }
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
@@ -49,6 +51,11 @@ impl Error {
         Error::new(Kind::Io, message)
     }
 
+    /// `[throttle] failures` refused a login before any password work: 429.
+    pub(crate) fn throttled(wait: Option<u64>) -> Self {
+        Error::new(Kind::Throttled(wait), "too many failed logins")
+    }
+
     pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
         self.source = Some(source.into());
         self
@@ -80,6 +87,14 @@ impl Error {
 
     pub fn is_io(&self) -> bool {
         self.kind == Kind::Io
+    }
+
+    /// For a throttled login: `Some(wait)`, the wait in whole seconds when there is one.
+    pub fn throttled_wait(&self) -> Option<Option<u64>> {
+        match self.kind {
+            Kind::Throttled(wait) => Some(wait),
+            _ => None,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! revocation is served after it.
 
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -26,13 +27,14 @@ use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
 use crate::sessions;
 use crate::store::{ClientToken, NewUser, StoreConn};
+use crate::throttle::{self, Rate};
 use crate::tokens::{self, TokenSecret};
 
 /// Something a scheme asked for that was not in memory.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Need {
     FindUser(String),
-    VerifyPassword { field: LoginField, login: String, password: String, cache: Duration },
+    VerifyPassword { field: LoginField, login: String, password: String, cache: Duration, client: IpAddr },
     CreateUser(String),
     FindToken([u8; 32]),
     FindSession([u8; 32]),
@@ -148,6 +150,8 @@ pub struct Services {
     session_settings: SessionSettings,
     /// Set when every new user gets a token (`[store] token_for_new_users`).
     new_user_tokens: Option<TokenSecret>,
+    /// `[throttle] failures`: failed logins allowed per client address and per name.
+    failures: Option<Rate>,
 }
 
 impl Services {
@@ -157,6 +161,18 @@ impl Services {
         policy: CachePolicy,
         session: &SessionConfig,
         new_user_tokens: Option<TokenSecret>,
+    ) -> Self {
+        Services::with_failures(store, passwords, policy, session, new_user_tokens, None)
+    }
+
+    /// As `new`, with `[throttle] failures`.
+    pub fn with_failures(
+        store: StorePool,
+        passwords: PasswordPool,
+        policy: CachePolicy,
+        session: &SessionConfig,
+        new_user_tokens: Option<TokenSecret>,
+        failures: Option<Rate>,
     ) -> Self {
         let mut credential_key = [0u8; 32];
         argon2::password_hash::rand_core::RngCore::fill_bytes(
@@ -178,6 +194,7 @@ impl Services {
                 trusted_origins: session.trusted_origins.iter().map(|o| o.as_str().into()).collect(),
             },
             new_user_tokens,
+            failures,
         }
     }
 
@@ -280,9 +297,9 @@ impl Services {
                 self.cache_user(Some(&user), stamp);
                 Answer::User(Some(user))
             }
-            Need::VerifyPassword { field, login, password, cache } => {
+            Need::VerifyPassword { field, login, password, cache, client } => {
                 let key = (!cache.is_zero()).then(|| self.credential_hash(field, &login, &password));
-                let user = self.verify_login(field, login, password).await?;
+                let user = self.verify_login(field, login, password, client).await?;
                 if let (Some(key), Some(user)) = (key, user.as_ref().filter(|u| u.is_active)) {
                     // Never longer than the host's own cache time.
                     let ttl = cache.min(self.policy.ttl);
@@ -346,12 +363,21 @@ impl Services {
     /// store read on the store pool, then argon2 on the password pool. An unknown user (or
     /// an e-mail address several users share) is verified against a dummy hash, so it
     /// costs the same.
+    ///
+    /// With `[throttle] failures`, a login from `client` is refused (a throttled error: 429)
+    /// before any store read or argon2 work while the client's or the name's failures fill
+    /// their window; a wrong password counts in both.
     pub async fn verify_login(
         &self,
         field: LoginField,
         login: String,
         password: String,
+        client: IpAddr,
     ) -> Result<Option<User>, Error> {
+        if let Some(rate) = self.failures {
+            throttle::failures::refused(rate, client, &login).map_err(Error::throttled)?;
+        }
+        let name = self.failures.map(|_| login.clone());
         let found = self
             .store
             .run(move |conn| match field {
@@ -364,6 +390,13 @@ impl Services {
             None => (None, None),
         };
         let ok = self.passwords.verify(hash, password).await?;
+        if let (Some(rate), Some(name)) = (self.failures, name) {
+            if ok {
+                throttle::failures::succeeded(client, &name);
+            } else {
+                throttle::failures::failed(rate, client, &name);
+            }
+        }
         Ok(user.filter(|_| ok))
     }
 
@@ -566,6 +599,8 @@ pub fn token_digest(key: &str) -> [u8; 32] {
 pub(crate) struct RequestHost<'s> {
     services: &'s Services,
     scheme: &'s str,
+    /// The client's address (after a trusted proxy's `X-Forwarded-For`).
+    client: IpAddr,
     /// The calling scheme's token policy, applied to the tokens it finds.
     token_policy: Option<&'s TokenPolicy>,
     answers: RefCell<Vec<(Need, Answer)>>,
@@ -577,8 +612,16 @@ impl<'s> RequestHost<'s> {
         services: &'s Services,
         scheme: &'s str,
         token_policy: Option<&'s TokenPolicy>,
+        client: IpAddr,
     ) -> Self {
-        RequestHost { services, scheme, token_policy, answers: RefCell::default(), need: RefCell::default() }
+        RequestHost {
+            services,
+            scheme,
+            client,
+            token_policy,
+            answers: RefCell::default(),
+            need: RefCell::default(),
+        }
     }
 
     /// What the last call asked for and did not get.
@@ -675,6 +718,7 @@ impl HostServices for RequestHost<'_> {
                 login: login.to_string(),
                 password: password.to_string(),
                 cache,
+                client: self.client,
             };
             self.user_lookup(need, || {
                 if cache.is_zero() {

@@ -64,6 +64,8 @@ impl Throttle {
 enum Who {
     User(i64),
     Address(IpAddr),
+    /// A login name (username or e-mail address) that failed.
+    Login(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -117,6 +119,13 @@ pub fn check(throttles: &[Throttle], user: Option<i64>, address: IpAddr) -> Resu
 
 /// DRF's `allow_request` and `wait` on one window (newest first).
 fn allow(history: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Result<(), Option<f64>> {
+    full(history, rate, now)?;
+    history.push_front(now);
+    Ok(())
+}
+
+/// DRF's check without the recording: `Err(wait)` when the window is full.
+fn full(history: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Result<(), Option<f64>> {
     while history.back().is_some_and(|oldest| now.saturating_duration_since(*oldest) >= rate.period) {
         history.pop_back();
     }
@@ -128,8 +137,83 @@ fn allow(history: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Result<()
         let available = i64::from(rate.requests) - history.len() as i64 + 1;
         return Err((available > 0).then(|| remaining.as_secs_f64() / available as f64));
     }
-    history.push_front(now);
     Ok(())
+}
+
+/// Beyond DRF, `[throttle] failures`: failed logins are counted per client address (any
+/// name) and per login name (from any address), and a login is refused before any argon2
+/// work while either window is full. A flood against one name must not lock its owner
+/// out: an address's refused attempts are not counted, so one address adds at most its
+/// rate to a name's window, and a name's window holds `NAME_FACTOR` times the rate (no
+/// single address can fill it); and an address that logged in as that name in the last
+/// day is exempt from the name's window altogether (never from its own).
+pub mod failures {
+    use super::*;
+
+    /// A name's window holds this many times the rate.
+    pub const NAME_FACTOR: u32 = 5;
+
+    /// How long a successful login exempts its address from the name's window.
+    const KNOWN_FOR: Duration = Duration::from_secs(86_400);
+    const KNOWN: usize = 100_000;
+
+    fn known() -> &'static quick_cache::sync::Cache<(String, IpAddr), Instant> {
+        static KNOWN_CACHE: OnceLock<quick_cache::sync::Cache<(String, IpAddr), Instant>> = OnceLock::new();
+        KNOWN_CACHE.get_or_init(|| quick_cache::sync::Cache::new(KNOWN))
+    }
+
+    fn window(scope: &str, who: Who) -> Window {
+        let key = Key { scope: Arc::from(scope), who };
+        windows().get_or_insert_with(&key, || Ok::<_, ()>(Window::default())).unwrap_or_default()
+    }
+
+    /// The address's window and the name's, each with its rate and whether it applies.
+    fn windows_for(rate: Rate, address: IpAddr, login: &str) -> [(Window, Rate, bool); 2] {
+        let exempt = known().get(&(login.to_owned(), address)).is_some_and(|at| at.elapsed() < KNOWN_FOR);
+        let name_rate = Rate { requests: rate.requests.saturating_mul(NAME_FACTOR), ..rate };
+        [
+            (window("failures:address", Who::Address(address)), rate, true),
+            (window("failures:login", Who::Login(login.to_owned())), name_rate, !exempt),
+        ]
+    }
+
+    /// `Err(wait in whole seconds)` when a login as `login` from `address` must not be
+    /// tried now.
+    pub fn refused(rate: Rate, address: IpAddr, login: &str) -> Result<(), Option<u64>> {
+        let now = Instant::now();
+        let mut longest: Option<Option<f64>> = None;
+        for (window, rate, applies) in windows_for(rate, address, login) {
+            if !applies {
+                continue;
+            }
+            let mut history = window.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(wait) = full(&mut history, rate, now) {
+                longest = Some(match (longest.flatten(), wait) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                });
+            }
+        }
+        match longest {
+            None => Ok(()),
+            Some(wait) => Err(wait.map(|w| w.ceil() as u64)),
+        }
+    }
+
+    /// Counts a failed login.
+    pub fn failed(rate: Rate, address: IpAddr, login: &str) {
+        let now = Instant::now();
+        for (window, rate, _) in windows_for(rate, address, login) {
+            let mut history = window.lock().unwrap_or_else(|e| e.into_inner());
+            history.push_front(now);
+            history.truncate(rate.requests as usize);
+        }
+    }
+
+    /// Remembers a successful login: its address is exempt from the name's window.
+    pub fn succeeded(address: IpAddr, login: &str) {
+        known().insert((login.to_owned(), address), Instant::now());
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +245,33 @@ mod tests {
         assert!((wait - 40.0).abs() < 1e-9, "{wait}");
         // Once the oldest has left the window, there is room again.
         assert_eq!(allow(&mut history, rate, start + Duration::from_secs(60)), Ok(()));
+    }
+
+    #[test]
+    fn failures_refuse_an_address_and_a_name_but_not_the_names_known_address() {
+        let rate = Rate { requests: 2, period: Duration::from_secs(3600) };
+        let owner: IpAddr = "198.51.100.200".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.201".parse().unwrap();
+        failures::succeeded(owner, "carol-unit");
+        // One address fills its own window, and only part of the name's.
+        let attacker: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..2 {
+            assert_eq!(failures::refused(rate, attacker, "carol-unit"), Ok(()));
+            failures::failed(rate, attacker, "carol-unit");
+        }
+        let wait = failures::refused(rate, attacker, "carol-unit").unwrap_err().unwrap();
+        assert!((3590..=3600).contains(&wait), "{wait}");
+        assert!(failures::refused(rate, attacker, "someone-else").is_err(), "the address, for any name");
+        assert_eq!(failures::refused(rate, stranger, "carol-unit"), Ok(()), "one address cannot lock a name");
+        // Many addresses fill the name's window: a stranger is refused, the owner is not.
+        for i in 2..=failures::NAME_FACTOR {
+            let other: IpAddr = format!("198.51.100.{i}").parse().unwrap();
+            for _ in 0..2 {
+                failures::failed(rate, other, "carol-unit");
+            }
+        }
+        assert!(failures::refused(rate, stranger, "carol-unit").is_err());
+        assert_eq!(failures::refused(rate, owner, "carol-unit"), Ok(()));
     }
 
     #[test]

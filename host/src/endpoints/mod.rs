@@ -31,7 +31,9 @@ pub(crate) async fn active_user(
         Ok(credentials) => credentials,
         Err(errors) => return Ok(Err(json_response(StatusCode::BAD_REQUEST, &errors))),
     };
-    let user = services.verify_login(credentials.field, credentials.login, credentials.password).await?;
+    let user = services
+        .verify_login(credentials.field, credentials.login, credentials.password, req.peer().ip())
+        .await?;
     Ok(user
         .filter(|u| u.is_active)
         .ok_or_else(|| json_response(StatusCode::BAD_REQUEST, &obtain_token::bad_credentials())))
