@@ -199,3 +199,92 @@ permission = "allow_any"
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     assert!(exchange(&mut held[0]).starts_with("HTTP/1.1 200"), "the held connection still works");
 }
+
+/// Item 7: the remote-user scheme refuses a joined value (two headers, which the host
+/// joins as WSGI servers do) or one no username can be, and never creates a user from it.
+#[test]
+fn remote_user_refuses_a_joined_or_overlong_name_and_creates_nobody() {
+    let site = Site::new(
+        r#"
+[[scheme]]
+name = "remote-user"
+plugin = "remote-user"
+trusted_proxies = ["127.0.0.1"]
+
+[[route]]
+path = "/whoami"
+handler = "whoami"
+schemes = ["remote-user"]
+permission = "is_authenticated"
+"#,
+    );
+    let host = site.serve();
+    let long = "a".repeat(151);
+    for headers in [
+        "X-Remote-User: alice\r\nX-Remote-User: root\r\n".to_owned(),
+        "X-Remote-User: alice, root\r\n".to_owned(),
+        format!("X-Remote-User: {long}\r\n"),
+    ] {
+        let text = host
+            .raw(format!("GET /whoami HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n").as_bytes());
+        let (status, body) = status_and_body(&text);
+        assert!(status == 401 || status == 403, "{headers}: {text}");
+        assert_eq!(body, r#"{"detail":"Invalid remote user."}"#, "{headers}");
+    }
+    // A well-formed name still works, and is the only user there is.
+    let text =
+        host.raw(b"GET /whoami HTTP/1.1\r\nHost: a\r\nX-Remote-User: alice\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_and_body(&text).0, 200, "{text}");
+    let users = site.authhost(&["user", "list"], "");
+    let list = String::from_utf8_lossy(&users.stdout);
+    assert!(list.contains("alice") && !list.contains("root") && !list.contains(&long), "{list}");
+}
+
+/// Item 7: the store holds argon2 hashes and token digests: the database and its WAL
+/// files are readable by their owner only (they were created 0644).
+#[test]
+fn the_store_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (site, host) = host();
+    // Serving, with a write behind it, so that the -wal and -shm files exist.
+    let body = r#"{"username":"alice","password":"alice-pw"}"#;
+    let text = host.raw(
+        format!(
+            "POST /api-token-auth/ HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_and_body(&text).0, 200, "{text}");
+    let db = site.db_path();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        let mode = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{} is {:o}", file.display(), mode & 0o777);
+    }
+}
+
+/// Item 7: a reload to a config with no routes is refused (it would turn every route into
+/// a 404), and a rejected reload's log line carries the underlying cause.
+#[tokio::test]
+async fn a_reload_to_no_routes_is_refused_and_a_rejection_names_its_cause() {
+    let (site, host) = host();
+    site.write_config("");
+    host.signal("HUP");
+    let line = host.wait_for_log(|l| l.contains("reload rejected"));
+    assert!(line.contains("no [[route]]"), "{line}");
+    let text = host.raw(b"GET /whoami HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_and_body(&text).0, 200, "the running config stays: {text}");
+    // A store that cannot be opened: the line says why, not only that.
+    site.write_raw_config(&format!(
+        "[plugins]\ndir = {:?}\n[store]\nurl = \"sqlite:///nonexistent-folder-{}/a.db\"\n{CONFIG}",
+        site.plugins_dir().display(),
+        std::process::id()
+    ));
+    host.signal("HUP");
+    let line = host.wait_for_log(|l| l.contains("reload rejected") && l.contains("nonexistent-folder"));
+    assert!(line.contains("unable to open database file"), "the cause is missing: {line}");
+}

@@ -163,6 +163,18 @@ impl App {
         App::with_schemes(config, &schemes)
     }
 
+    /// As `build`, for a reload: a config with no routes is refused, since a config cut
+    /// short (an editor's half-written file, say) would answer 404 to everything.
+    pub fn rebuild(config: &Config) -> Result<App, Error> {
+        if config.routes.is_empty() {
+            return Err(Error::config(format!(
+                "{}: no [[route]]: the new config routes nothing; keep at least one route",
+                config.file.display()
+            )));
+        }
+        App::build(config)
+    }
+
     /// Builds the app around schemes already loaded (or linked statically, in benches).
     pub fn with_schemes(config: &Config, schemes: &Schemes) -> Result<App, Error> {
         let store = store::open(&config.store_url, config.change_log_keep)?;

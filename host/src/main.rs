@@ -367,7 +367,8 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let file = config.file.clone();
-        let reload = authhost::reload_on_hangup(Arc::clone(&slot), move || App::build(&Config::load(&file)?));
+        let reload =
+            authhost::reload_on_hangup(Arc::clone(&slot), move || App::rebuild(&Config::load(&file)?));
         tokio::spawn(reload);
         let shutdown = authhost::shutdown_signal();
         info!(config = %config.file.display(), "listening on http://{local}");

@@ -197,7 +197,7 @@ pub fn reload_on_hangup(
                     slot.replace(app);
                     info!("config reloaded");
                 }
-                Ok(Err(err)) => error!("reload rejected, keeping the running config: {err}"),
+                Ok(Err(err)) => error!("reload rejected, keeping the running config: {}", err.with_cause()),
                 Err(err) => error!("reload rejected, keeping the running config: {err}"),
             }
         }

@@ -75,7 +75,9 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating if need be) the database at `path`; its change log
+    /// Opens (creating and migrating if need be) the database at `path`, readable by its
+    /// owner only (0600: it holds password hashes and token digests; SQLite gives the WAL
+    /// files the database's mode); its change log
     /// keeps changes for `change_log_keep`.
     pub fn open(path: impl AsRef<Path>, change_log_keep: Duration) -> Result<Self, Error> {
         let keep_changes = i64::try_from(change_log_keep.as_secs()).unwrap_or(i64::MAX);
@@ -88,6 +90,7 @@ impl SqliteStore {
     }
 
     fn open_connection(&self) -> Result<Connection, Error> {
+        owner_only(&self.path)?;
         let conn = Connection::open(&self.path).map_err(|e| {
             Error::store(format!("{}: cannot open the SQLite store", self.path.display())).with_source(e)
         })?;
@@ -528,6 +531,32 @@ impl StoreConn for SqliteConn {
         tx.commit()?;
         Ok(changes)
     }
+}
+
+/// Creates the database file 0600 when it is missing, and takes group and other access
+/// away from it and its WAL files when an older authhost left them readable.
+fn owner_only(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // Let SQLite report what it makes of the path (a missing folder, say).
+        Err(_) => return Ok(()),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&file) else { continue };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)).map_err(|e| {
+                Error::store(format!("{}: cannot make the store readable by its owner only", file.display()))
+                    .with_source(e)
+            })?;
+            tracing::warn!(file = %file.display(), "the store was readable by others: now 0600");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -74,6 +74,12 @@ impl Scheme for RemoteUser {
         if username.is_empty() {
             return Ok(Outcome::NotAttempted);
         }
+        // Two headers arrive joined ("alice, root"), and a proxy may pass on anything: only
+        // a name Django's username validator accepts (letters, digits, @ . + - _; at most
+        // 150 characters) is looked up or created; anything else fails.
+        if !is_username(username) {
+            return Ok(Outcome::failed("Invalid remote user."));
+        }
         let user = if self.create_unknown_user {
             Some(host.create_user(username)?)
         } else {
@@ -84,6 +90,11 @@ impl Scheme for RemoteUser {
             _ => Outcome::NotAttempted,
         })
     }
+}
+
+/// Django's `UnicodeUsernameValidator` (`^[\w.@+-]+\Z`) and `max_length = 150`.
+fn is_username(name: &str) -> bool {
+    name.chars().count() <= 150 && name.chars().all(|c| c.is_alphanumeric() || "_.@+-".contains(c))
 }
 
 impl RemoteUser {
@@ -143,6 +154,30 @@ mod tests {
         assert_eq!(outcome(&s, &host, "10.1.2.3:5", Some("nobody")), Outcome::NotAttempted);
         assert_eq!(outcome(&s, &host, "10.1.2.3:5", Some("  ")), Outcome::NotAttempted);
         assert_eq!(outcome(&s, &host, "10.1.2.3:5", None), Outcome::NotAttempted);
+    }
+
+    #[test]
+    fn only_a_valid_username_is_looked_up_or_created() {
+        let mut host = MemoryHost::new();
+        for good in ["alice", "alice@example.com", "a.b+c-d_e", "zoë"] {
+            host = host.with_user(good, None, true, false);
+        }
+        let s = scheme(false);
+        for bad in ["alice, root", "al ice", "alice\troot", "a/b", &"a".repeat(151)] {
+            assert_eq!(
+                outcome(&s, &host, "10.1.2.3:5", Some(bad)),
+                Outcome::failed("Invalid remote user."),
+                "{bad}"
+            );
+        }
+        for good in ["alice", "alice@example.com", "a.b+c-d_e", "zoë"] {
+            assert!(
+                matches!(outcome(&s, &host, "10.1.2.3:5", Some(good)), Outcome::Authenticated { .. }),
+                "{good}"
+            );
+        }
+        // 150 characters is a name (not found here), 151 is none.
+        assert_eq!(outcome(&s, &host, "10.1.2.3:5", Some(&"a".repeat(150))), Outcome::NotAttempted);
     }
 
     #[test]
