@@ -288,3 +288,42 @@ async fn a_reload_to_no_routes_is_refused_and_a_rejection_names_its_cause() {
     let line = host.wait_for_log(|l| l.contains("reload rejected") && l.contains("nonexistent-folder"));
     assert!(line.contains("unable to open database file"), "the cause is missing: {line}");
 }
+
+/// Item 3: a store file replaced under a running host (backup, remove, copy back) is
+/// noticed: the host reopens it, and a change the CLI makes to the new file reaches it
+/// within the usual poll bound (it used to keep reading the deleted file).
+#[tokio::test]
+async fn a_store_file_replaced_under_a_running_host_is_reopened() {
+    let (site, host) = host();
+    site.add_user("carol", "carol-pw", &[]);
+    let whoami = || host.get("/whoami").header("x-username", "carol").send();
+    assert_eq!(whoami().await.json()["user"], "carol");
+    // sqlite3 a.db ".backup b.db"; rm a.db*; cp b.db a.db
+    let db = site.db_path();
+    let copy = site.path().join("copy.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute("VACUUM INTO ?1", [copy.display().to_string()]).unwrap();
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&copy, &db).unwrap();
+    let out = site.authhost(&["user", "deactivate", "carol"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Polled with a deadline: the change poll (250 ms), the reopen, then the next read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = whoami().await;
+        if resp.json()["user"] != "carol" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "carol is still authenticated from the replaced store:\n{}",
+            host.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    host.wait_for_log(|l| l.contains("the store file was replaced"));
+}

@@ -168,6 +168,17 @@ pub async fn serve(
     }
 }
 
+/// Asks the running host to reload, as a SIGHUP does (the change poll does, when the store
+/// file it reads was replaced). Nothing happens where no `reload_on_hangup` runs.
+pub fn request_reload() {
+    reload_requests().notify_one();
+}
+
+fn reload_requests() -> &'static tokio::sync::Notify {
+    static RELOAD: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    RELOAD.get_or_init(tokio::sync::Notify::new)
+}
+
 /// Re-reads the config on every SIGHUP and swaps the app in `slot` when the new config
 /// loads completely; otherwise the running app stays and the log says why. The signal is
 /// caught from this call on (call it before announcing the address); the reloads happen
@@ -188,8 +199,16 @@ pub fn reload_on_hangup(
                 return;
             }
         };
-        while hangup.recv().await.is_some() {
-            info!("SIGHUP received: reloading the config");
+        loop {
+            tokio::select! {
+                received = hangup.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    info!("SIGHUP received: reloading the config");
+                }
+                () = reload_requests().notified() => info!("reload requested: reloading the config"),
+            }
             let build = Arc::clone(&build);
             // Loading plugins and opening the store block: not on a worker.
             match tokio::task::spawn_blocking(move || build()).await {

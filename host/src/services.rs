@@ -26,7 +26,7 @@ use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::pool::{PasswordPool, StorePool};
 use crate::sessions;
-use crate::store::{ClientToken, NewUser, StoreConn};
+use crate::store::{ClientToken, NewUser, StoreConn, StoreFile};
 use crate::throttle::{self, Rate};
 use crate::tokens::{self, TokenSecret};
 
@@ -234,6 +234,7 @@ impl Services {
         let weak: Weak<Services> = Arc::downgrade(services);
         let period = services.policy.poll;
         let mut failing = false;
+        let mut reload_asked: Option<std::time::Instant> = None;
         std::thread::Builder::new()
             .name("authhost-changes".into())
             .spawn(move || loop {
@@ -243,6 +244,26 @@ impl Services {
                     return;
                 };
                 let caches = &services.caches;
+                // A store file removed or replaced under the host: nothing read from the old
+                // one can be vouched for, so caches are dropped on every poll. Once another
+                // file is at the path, a reload (asked for now, and again every 5 s while it
+                // has not happened) opens it; while none is, none is created.
+                match conn.store_file() {
+                    StoreFile::Same => {}
+                    StoreFile::Missing => {
+                        caches.forget_everything();
+                        continue;
+                    }
+                    StoreFile::Replaced => {
+                        caches.forget_everything();
+                        if reload_asked.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                            warn!("the store file was replaced under this host: reloading to reopen it");
+                            crate::server::request_reload();
+                            reload_asked = Some(std::time::Instant::now());
+                        }
+                        continue;
+                    }
+                }
                 match conn.changes_since(seq) {
                     Ok(changes) => {
                         if failing {

@@ -35,7 +35,22 @@ pub struct NewUser<'a> {
 }
 
 /// One connection. Blocking.
+/// Whether a connection still reads the store its URL names (the change poll asks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFile {
+    Same,
+    /// Another file is at the path now (a backup copied over it, say).
+    Replaced,
+    /// Nothing is at the path.
+    Missing,
+}
+
 pub trait StoreConn: Send {
+    /// Whether what this connection reads is still the store its URL names.
+    fn store_file(&self) -> StoreFile {
+        StoreFile::Same
+    }
+
     fn find_user(&mut self, username: &str) -> Result<Option<User>, Error>;
 
     /// The user and their password hash (`None` when the password is unusable).

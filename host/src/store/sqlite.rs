@@ -7,8 +7,8 @@ use authhost_plugin_api::User;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    Changes, ClientToken, NewToken, NewUser, Store, StoreConn, StoredSession, StoredToken, TokenGot,
-    TokenRow, TokenSet,
+    Changes, ClientToken, NewToken, NewUser, Store, StoreConn, StoreFile, StoredSession, StoredToken,
+    TokenGot, TokenRow, TokenSet,
 };
 use crate::error::Error;
 
@@ -122,13 +122,24 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 impl Store for SqliteStore {
     fn connect(&self) -> Result<Box<dyn StoreConn>, Error> {
-        Ok(Box::new(SqliteConn { conn: self.open_connection()?, keep_changes: self.keep_changes }))
+        let conn = self.open_connection()?;
+        // The file this connection has open, by device and inode, read after opening.
+        let file = file_identity(&self.path);
+        Ok(Box::new(SqliteConn { conn, keep_changes: self.keep_changes, path: self.path.clone(), file }))
     }
 }
 
 struct SqliteConn {
     conn: Connection,
     keep_changes: i64,
+    path: PathBuf,
+    /// (device, inode) of the file opened.
+    file: Option<(u64, u64)>,
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Records that `username` changed, for running hosts to drop what they cached of them,
@@ -189,6 +200,14 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
 }
 
 impl StoreConn for SqliteConn {
+    fn store_file(&self) -> StoreFile {
+        match file_identity(&self.path) {
+            None => StoreFile::Missing,
+            now if now == self.file => StoreFile::Same,
+            Some(_) => StoreFile::Replaced,
+        }
+    }
+
     fn find_user(&mut self, username: &str) -> Result<Option<User>, Error> {
         Ok(self.find_credentials(username)?.map(|(user, _)| user))
     }
