@@ -327,3 +327,30 @@ async fn a_store_file_replaced_under_a_running_host_is_reopened() {
     }
     host.wait_for_log(|l| l.contains("the store file was replaced"));
 }
+
+/// Item 7: usernames are normalised as Django's `normalize_username` does (NFKC), on
+/// creation and on look-up: a fullwidth `ａｌｉｃｅ` is alice, never a second account.
+#[tokio::test]
+async fn a_fullwidth_lookalike_is_the_same_user_not_a_new_one() {
+    let (site, host) = host();
+    let out = site.authhost(&["user", "add", "ａｌｉｃｅ", "--password-stdin"], "other-pw\n");
+    assert!(!out.status.success(), "a lookalike of alice was created");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    site.add_user("ｂｏｂ", "bob-pw", &[]);
+    let list = site.authhost(&["user", "list"], "");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().any(|l| l.split('\t').nth(1) == Some("bob")), "{list}");
+    assert!(!list.contains('ｂ'), "{list}");
+    // A login by username and X-USERNAME name the same user either way.
+    let resp =
+        host.request("POST", "/api-token-auth/").form("username=ａｌｉｃｅ&password=alice-pw").send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let resp = host.get("/whoami").header("x-username", "ｂｏｂ".as_bytes()).send().await;
+    assert_eq!(resp.json()["user"], "bob", "{}", resp.body);
+    let out = site.authhost(&["user", "deactivate", "ｂｏｂ"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

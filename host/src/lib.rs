@@ -26,6 +26,7 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 pub mod trial;
+pub mod usernames;
 
 pub use app::App;
 pub use chain::{Chain, Verdict, Watch};

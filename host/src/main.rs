@@ -445,9 +445,12 @@ fn check(config: &Config) -> Result<()> {
 fn user(config: &Config, command: UserCommand) -> Result<()> {
     let store = store::open(&config.store_url, config.change_log_keep)?;
     let mut conn = store.connect()?;
+    // Django's normalize_username (NFKC): `ａｌｉｃｅ` names alice.
+    let normal = |name: &str| authhost::usernames::normalize(name).into_owned();
     match command {
         UserCommand::Add { name, staff, inactive, email, password_stdin } => {
-            let name = name.trim();
+            let name = normal(name.trim());
+            let name = name.as_str();
             if name.is_empty() {
                 bail!("a username cannot be blank");
             }
@@ -475,6 +478,7 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
             }
         }
         UserCommand::Passwd { name, password_stdin } => {
+            let name = normal(&name);
             if conn.find_user(&name)?.is_none() {
                 bail!("no user {name:?}");
             }
@@ -483,18 +487,21 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
             info!(user = %name, "password changed");
         }
         UserCommand::Deactivate { name } => {
+            let name = normal(&name);
             if !conn.set_active(&name, false)? {
                 bail!("no user {name:?}");
             }
             info!(user = %name, "user deactivated");
         }
         UserCommand::Activate { name } => {
+            let name = normal(&name);
             if !conn.set_active(&name, true)? {
                 bail!("no user {name:?}");
             }
             info!(user = %name, "user activated");
         }
         UserCommand::Set { name, email, staff, no_staff } => {
+            let name = normal(&name);
             if email.is_none() && !staff && !no_staff {
                 bail!("nothing to set: give --email ADDR, --staff or --no-staff");
             }
@@ -519,6 +526,7 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
             }
         }
         UserCommand::Delete { name } => {
+            let name = normal(&name);
             if !conn.delete_user(&name)? {
                 bail!("no user {name:?}");
             }

@@ -29,6 +29,7 @@ use crate::sessions;
 use crate::store::{ClientToken, NewUser, StoreConn, StoreFile};
 use crate::throttle::{self, Rate};
 use crate::tokens::{self, TokenSecret};
+use crate::usernames;
 
 /// Something a scheme asked for that was not in memory.
 #[derive(Clone, PartialEq, Eq)]
@@ -395,6 +396,10 @@ impl Services {
         password: String,
         client: IpAddr,
     ) -> Result<Option<User>, Error> {
+        let login = match field {
+            LoginField::Username => usernames::normalize(&login).into_owned(),
+            LoginField::Email => login,
+        };
         if let Some(rate) = self.failures {
             throttle::failures::refused(rate, client, &login).map_err(Error::throttled)?;
         }
@@ -707,7 +712,8 @@ fn mismatch<T>(need: &Need, answer: &Answer) -> RResult<T, HostError> {
 impl HostServices for RequestHost<'_> {
     fn find_user(&self, username: RStr<'_>) -> RResult<ROption<User>, HostError> {
         self.guarded("find_user", || {
-            let name = username.as_str();
+            let name = usernames::normalize(username.as_str());
+            let name = name.as_ref();
             let caches = &self.services.caches;
             self.user_lookup(Need::FindUser(name.to_owned()), || caches.users.get(name, &caches.revocations))
         })
@@ -734,6 +740,10 @@ impl HostServices for RequestHost<'_> {
                 return RResult::RErr(HostError::internal(format!("no login field {:?}", field.as_str())));
             };
             let cache = Duration::from_millis(cache_ms);
+            let login = match field {
+                LoginField::Username => usernames::normalize(login.as_str()),
+                LoginField::Email => std::borrow::Cow::Borrowed(login.as_str()),
+            };
             let need = Need::VerifyPassword {
                 field,
                 login: login.to_string(),
@@ -746,7 +756,7 @@ impl HostServices for RequestHost<'_> {
                     return None;
                 }
                 let caches = &self.services.caches;
-                let key = self.services.credential_hash(field, login.as_str(), password.as_str());
+                let key = self.services.credential_hash(field, &login, password.as_str());
                 caches.credentials.get(&key, &caches.revocations)
             })
         })
@@ -754,7 +764,8 @@ impl HostServices for RequestHost<'_> {
 
     fn create_user(&self, username: RStr<'_>) -> RResult<User, HostError> {
         self.guarded("create_user", || {
-            let name = username.as_str();
+            let name = usernames::normalize(username.as_str());
+            let name = name.as_ref();
             if name.is_empty() {
                 return RResult::RErr(HostError::internal("cannot create a user with an empty name"));
             }
