@@ -354,3 +354,59 @@ async fn a_fullwidth_lookalike_is_the_same_user_not_a_new_one() {
     let out = site.authhost(&["user", "deactivate", "ｂｏｂ"], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Item 8: with `[session] secure = true` (the host is reached over https), an unsafe
+/// request without an `Origin` needs a same-origin `Referer`, with Django's reasons.
+#[tokio::test]
+async fn over_https_an_unsafe_request_without_origin_needs_a_same_origin_referer() {
+    let site = Site::new(
+        r#"
+[session]
+secure = true
+
+[[route]]
+path = "/login"
+handler = "login"
+schemes = []
+permission = "allow_any"
+"#,
+    );
+    site.add_user("alice", "alice-pw", &[]);
+    let host = site.serve();
+    let form = host.get("/login").send().await;
+    let cookie = form.cookie("csrftoken").expect("csrftoken");
+    let token = form.json()["csrftoken"].as_str().unwrap().to_owned();
+    let post = |referer: Option<&'static str>| {
+        let mut req = host
+            .request("POST", "/login")
+            .header("cookie", format!("csrftoken={cookie}"))
+            .header("x-csrftoken", &token)
+            .form("username=alice&password=alice-pw");
+        if let Some(r) = referer {
+            req = req.header("referer", r);
+        }
+        req.send()
+    };
+    for (referer, reason) in [
+        (None, "Referer checking failed - no Referer.".to_owned()),
+        (Some("not a url"), "Referer checking failed - Referer is malformed.".to_owned()),
+        (
+            Some("http://authhost.test/"),
+            "Referer checking failed - Referer is insecure while host is secure.".to_owned(),
+        ),
+        (
+            Some("https://evil.test/page"),
+            "Referer checking failed - https://evil.test/page does not match any trusted origins.".to_owned(),
+        ),
+    ] {
+        let resp = post(referer).await;
+        assert_eq!(resp.status, 403, "{referer:?}: {}", resp.body);
+        assert_eq!(
+            resp.json(),
+            serde_json::json!({ "detail": format!("CSRF Failed: {reason}") }),
+            "{referer:?}"
+        );
+    }
+    let resp = post(Some("https://authhost.test/login")).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}

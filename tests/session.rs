@@ -76,6 +76,8 @@ async fn login(host: &TestHost) -> (Browser, Resp) {
         .request("POST", "/login")
         .header("cookie", browser.cookie_header())
         .header("x-csrftoken", &browser.token)
+        // What a browser sends from the login page (needed over https, issue 12 item 8).
+        .header("referer", "https://authhost.test/login")
         .form("username=alice&password=alice-pw")
         .send()
         .await;

@@ -121,6 +121,8 @@ pub fn check(
         if !trusted {
             return Err(format!("Origin checking failed - {origin} does not match any trusted origins."));
         }
+    } else if settings.secure {
+        check_referer(request, settings)?;
     }
     let cookie = cookie_secret(request, settings)?.ok_or_else(|| "CSRF cookie not set.".to_owned())?;
     let expected = expected.unwrap_or(&cookie);
@@ -140,6 +142,42 @@ pub fn check(
         return Err(format!("CSRF token from {source} incorrect."));
     }
     Ok(())
+}
+
+/// Django's `_check_referer`, for an unsafe request over https without an `Origin`: the
+/// `Referer` must be an https URL of the host itself or of a trusted origin.
+fn check_referer(request: &RequestView<'_>, settings: &CsrfSettings<'_>) -> Result<(), String> {
+    let Some(referer) = request.header("referer") else {
+        return Err("Referer checking failed - no Referer.".to_owned());
+    };
+    let malformed = || "Referer checking failed - Referer is malformed.".to_owned();
+    let (scheme, rest) = referer.split_once("://").ok_or_else(malformed)?;
+    let netloc = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if scheme.is_empty() || netloc.is_empty() {
+        return Err(malformed());
+    }
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err("Referer checking failed - Referer is insecure while host is secure.".to_owned());
+    }
+    let trusted_hosts = settings.trusted_origins.iter().filter_map(|o| o.split_once("://").map(|(_, h)| h));
+    let own = request.header("host");
+    let good = trusted_hosts
+        .map(|h| h.trim_start_matches('*'))
+        .chain(own.as_deref())
+        .any(|h| same_domain(netloc, h));
+    if !good {
+        return Err(format!("Referer checking failed - {referer} does not match any trusted origins."));
+    }
+    Ok(())
+}
+
+/// Django's `is_same_domain`: `pattern` itself, or with a leading `.`, any subdomain too.
+fn same_domain(host: &str, pattern: &str) -> bool {
+    let (host, pattern) = (host.to_ascii_lowercase(), pattern.to_ascii_lowercase());
+    match pattern.strip_prefix('.') {
+        Some(parent) => host == parent || host.ends_with(&pattern),
+        None => !pattern.is_empty() && host == pattern,
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +216,41 @@ mod tests {
         let headers: Vec<Header<'_>> = headers.iter().map(|(n, v)| Header::new(n, v.as_bytes())).collect();
         let req = RequestView::new("POST", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
         check(&req, &settings(), Some(SECRET), form)
+    }
+
+    #[test]
+    fn over_https_without_an_origin_the_referer_must_be_our_own_or_trusted() {
+        let secure = CsrfSettings { secure: true, ..settings() };
+        let run = |referer: Option<&str>| {
+            let mut headers = vec![
+                Header::new("cookie", b"csrftoken=abcdefghijklmnopqrstuvwxyzABCDEF"),
+                Header::new("host", b"api.test"),
+                Header::new("x-csrftoken", SECRET.as_bytes()),
+            ];
+            if let Some(r) = referer {
+                headers.push(Header::new("referer", r.as_bytes()));
+            }
+            let req = RequestView::new("POST", "/", "", &headers, "127.0.0.1:1".parse().unwrap());
+            check(&req, &secure, Some(SECRET), None)
+        };
+        assert_eq!(run(None), Err("Referer checking failed - no Referer.".into()));
+        assert_eq!(run(Some("nonsense")), Err("Referer checking failed - Referer is malformed.".into()));
+        assert_eq!(run(Some("https://")), Err("Referer checking failed - Referer is malformed.".into()));
+        assert_eq!(
+            run(Some("http://api.test/form")),
+            Err("Referer checking failed - Referer is insecure while host is secure.".into())
+        );
+        assert_eq!(
+            run(Some("https://evil.test/form")),
+            Err("Referer checking failed - https://evil.test/form does not match any trusted origins.".into())
+        );
+        assert_eq!(run(Some("https://api.test/form?x=1")), Ok(()));
+        assert_eq!(run(Some("https://app.example/page")), Ok(()), "a trusted origin");
+        // Over http, Django checks no Referer.
+        assert_eq!(
+            check_with(&[("cookie", format!("csrftoken={SECRET}")), ("x-csrftoken", SECRET.into())], None),
+            Ok(())
+        );
     }
 
     #[test]
