@@ -212,6 +212,19 @@ async fn refresh_keeps_orig_iat_and_verify_returns_the_token() {
     );
 }
 
+/// Runs a CLI change and waits (at most 5 s) until the host's change poll has seen it.
+fn cli_change_seen(site: &Site, host: &TestHost, args: &[&str]) {
+    // Counted before the change, so that a poll that sees it at once is not missed.
+    let logs_before = host.logs().matches("dropped cached entries").count();
+    let out = site.authhost(args, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while host.logs().matches("dropped cached entries").count() == logs_before {
+        assert!(std::time::Instant::now() < deadline, "the change was not seen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn a_new_password_or_a_deactivation_invalidates_earlier_jwts() {
     let site = site("");
@@ -235,29 +248,14 @@ async fn a_new_password_or_a_deactivation_invalidates_earlier_jwts() {
         .await;
     let fresh = resp.json()["token"].as_str().unwrap().to_owned();
     assert_eq!(me(&host, &format!("Bearer {fresh}")).await.0, 200);
-    // Counted before the change, so that a poll that sees it at once is not missed.
-    let logs_before = host.logs().matches("dropped cached entries").count();
-    let out = site.authhost(&["user", "deactivate", "alice"], "");
-    assert!(out.status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while host.logs().matches("dropped cached entries").count() == logs_before {
-        assert!(std::time::Instant::now() < deadline, "the change was not seen");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    cli_change_seen(&site, &host, &["user", "deactivate", "alice"]);
     let (status, _, body) = me(&host, &format!("Bearer {fresh}")).await;
     assert_eq!((status, body), (401, json!({"detail": "User account is disabled."})));
     assert!(!host.logs().contains(&fresh), "no JWT in the logs");
 
     // Issue 12, item 5: a deactivation bumps the generation, so a JWT minted before it
     // stays refused once the account is active again.
-    let logs_before = host.logs().matches("dropped cached entries").count();
-    let out = site.authhost(&["user", "activate", "alice"], "");
-    assert!(out.status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while host.logs().matches("dropped cached entries").count() == logs_before {
-        assert!(std::time::Instant::now() < deadline, "the change was not seen");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    cli_change_seen(&site, &host, &["user", "activate", "alice"]);
     let (status, _, body) = me(&host, &format!("Bearer {fresh}")).await;
     assert_eq!((status, body), (401, json!({"detail": "Token has been revoked."})));
     let resp = host
