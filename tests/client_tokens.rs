@@ -218,7 +218,7 @@ async fn no_key_in_the_store_or_the_logs() {
     let (_, body) = login(&host, "laptop").await;
     let key = body["token"].as_str().unwrap().to_owned();
     assert_eq!(me(&host, &key).await, 200);
-    let logs = host.logs();
+    let logs = host.settled_logs();
     drop(host);
     let store = String::from_utf8_lossy(&site.store_bytes()).into_owned();
     for secret in [key.as_str(), &key[3..], "alice-pw"] {

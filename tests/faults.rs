@@ -73,7 +73,8 @@ async fn panicking_scheme_gives_500_logs_it_and_the_host_keeps_serving() {
     assert_eq!(other.json()["user"], json!("alice"));
     let after = host.get("/me").send().await;
     assert_eq!(after.status, 200);
-    assert_eq!(host.logs().matches("faulted").count(), 2, "one line per fault:\n{}", host.logs());
+    let logs = host.settled_logs();
+    assert_eq!(logs.matches("faulted").count(), 2, "one line per fault:\n{logs}");
 }
 
 #[tokio::test]

@@ -143,7 +143,7 @@ permission = "is_authenticated"
         assert_eq!(ask(refused), (400, r#"{"detail":"Invalid Host header."}"#.to_owned()), "{refused}");
     }
     // Refused before any scheme ran: no user was looked up for it.
-    assert!(!host.logs().contains("evil.com"), "the refused Host reached a log line");
+    assert!(!host.settled_logs().contains("evil.com"), "the refused Host reached a log line");
 }
 
 /// Item 1: beyond `[server] max_connections`, a new connection waits in the backlog and is
@@ -409,4 +409,65 @@ permission = "allow_any"
     }
     let resp = post(Some("https://authhost.test/login")).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+/// Item 6: a FIFO (or anything but a regular file) where authhost reads a file at load
+/// (the config, the token secret, a plugin's key file) is refused at once, naming the
+/// file; it used to wedge `check`, the reload and shutdown waiting for a writer.
+#[test]
+fn a_fifo_where_a_file_is_read_is_refused_at_once() {
+    let mkfifo = |path: &std::path::Path| {
+        let status = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo");
+        assert!(status.success());
+    };
+    let run = |site: &Site, args: &[&str], config: &std::path::Path| {
+        let mut child = std::process::Command::new(crate::support::build_dir().join("authhost"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .current_dir(site.path())
+            .env_remove("AUTHHOST_TOKEN_SECRET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run authhost");
+        // Polled with a deadline: a wedged process is killed, and the test fails.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{args:?} is waiting on a FIFO");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "{args:?} accepted a FIFO");
+        let mut err = String::new();
+        child.stderr.take().expect("stderr").read_to_string(&mut err).expect("read stderr");
+        err
+    };
+    // The config itself.
+    let site = Site::new("");
+    let fifo_config = site.path().join("fifo.toml");
+    mkfifo(&fifo_config);
+    let err = run(&site, &["check"], &fifo_config);
+    assert!(err.contains("fifo.toml") && err.contains("not a regular file"), "{err}");
+    // The token secret.
+    let site = Site::with_cache(
+        "[[route]]\npath = \"/t\"\nhandler = \"obtain_token\"\nschemes = []\npermission = \"allow_any\"\n",
+        "token_secret_file = \"secret.fifo\"",
+    );
+    mkfifo(&site.path().join("secret.fifo"));
+    let err = run(&site, &["check"], &site.config_path());
+    assert!(err.contains("secret.fifo") && err.contains("not a regular file"), "{err}");
+    // A plugin's key file.
+    let site = Site::new(
+        "[[scheme]]\nname = \"jwt\"\nplugin = \"jwt\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"key.fifo\"\n",
+    );
+    mkfifo(&site.path().join("key.fifo"));
+    let err = run(&site, &["check"], &site.config_path());
+    assert!(err.contains("key.fifo") && err.contains("not a regular file"), "{err}");
 }

@@ -189,7 +189,7 @@ async fn the_store_holds_no_key_and_no_password() {
     let (status, body) = post_form(&host, "username=bob&password=bob-pw").await;
     assert_eq!(status, 200);
     let bob_key = body["token"].as_str().unwrap().to_owned();
-    let logs = host.logs();
+    let logs = host.settled_logs();
     drop(host);
     let bytes = site.store_bytes();
     assert!(!bytes.is_empty());

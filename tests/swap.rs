@@ -70,7 +70,8 @@ async fn a_library_copied_over_the_loaded_one_runs_from_the_next_reload_on() {
     assert_eq!(resp.json()["user"], json!(ANONYMOUS), "it finished on the code it started with");
     let (status, body) = who(&host).await;
     assert_eq!((status, &body["user"], &body["scheme"]), (200, &json!("alice"), &json!("mine")), "{body}");
-    assert!(!host.logs().contains("panicked"), "{}", host.logs());
+    let logs = host.settled_logs();
+    assert!(!logs.contains("panicked"), "{logs}");
 }
 
 /// `authhost check` on the site: it fails with exactly one line on stderr, returned.

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use authhost_plugin_api::files::MAX_SMALL_FILE;
 use authhost_plugin_api::net::Cidr;
 use authhost_plugin_api::options::{edit_distance, parse_duration, MAX_DURATION};
 use authhost_plugin_api::{LoginField, OptionEntry};
@@ -398,7 +399,7 @@ pub struct Config {
 impl Config {
     /// Reads and validates the config at `file`.
     pub fn load(file: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(file).map_err(|e| {
+        let text = authhost_plugin_api::files::read_text(file, MAX_SMALL_FILE).map_err(|e| {
             Error::config(format!(
                 "{}: cannot read the config ({e}); pass --config PATH or set AUTHHOST_CONFIG",
                 file.display()

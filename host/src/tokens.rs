@@ -39,7 +39,7 @@ impl TokenSecret {
                 Error::config(format!("${SECRET_ENV} must be 64 hex characters (32 random bytes)"))
             });
         }
-        match std::fs::read_to_string(file) {
+        match authhost_plugin_api::files::read_text(file, authhost_plugin_api::files::MAX_SMALL_FILE) {
             Ok(text) => parse_hex(text.trim()).ok_or_else(|| {
                 Error::config(format!(
                     "{}: the token secret must be 64 hex characters; delete the file to make a new one \
@@ -49,7 +49,7 @@ impl TokenSecret {
             }),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => create(file),
             Err(err) => {
-                Err(Error::io(format!("{}: cannot read the token secret", file.display())).with_source(err))
+                Err(Error::config(format!("{}: cannot read the token secret: {err}", file.display())))
             }
         }
     }

@@ -24,6 +24,7 @@
 pub mod authorization;
 pub mod csrf;
 pub mod export;
+pub mod files;
 pub mod form;
 pub mod host;
 pub mod mint;

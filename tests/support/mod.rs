@@ -228,6 +228,20 @@ impl TestHost {
         TestHost { child, addr, log }
     }
 
+    /// Everything the host has logged up to now, for assertions on what is (not) in the
+    /// log: the host writes log lines on a thread of its own, so a marker request is sent
+    /// first and its access-log line waited for; every line queued before it is then in.
+    pub fn settled_logs(&self) -> String {
+        static MARKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MARKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = format!("/log-barrier-{n}");
+        let _ = self.raw(
+            format!("GET {marker} HTTP/1.1\r\nHost: authhost.test\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        self.wait_for_log(|l| l.contains(&format!("path=\"{marker}\"")));
+        self.logs()
+    }
+
     /// Everything the host has logged so far.
     pub fn logs(&self) -> String {
         self.log.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")

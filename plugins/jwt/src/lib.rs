@@ -89,9 +89,12 @@ impl Key {
 
 fn read_pem(options: &Options<'_>, key: &'static str) -> Result<Option<String>, SchemeError> {
     let Some(path) = options.str(key)? else { return Ok(None) };
-    std::fs::read_to_string(path)
-        .map(Some)
-        .map_err(|e| SchemeError::option(key, format!("cannot read {path:?}: {e}")))
+    authhost_plugin_api::files::read_text(
+        std::path::Path::new(path),
+        authhost_plugin_api::files::MAX_SMALL_FILE,
+    )
+    .map(Some)
+    .map_err(|e| SchemeError::option(key, format!("cannot read {path:?}: {e}")))
 }
 
 fn eddsa_key(options: &Options<'_>) -> Result<Key, SchemeError> {
