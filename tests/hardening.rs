@@ -471,3 +471,26 @@ fn a_fifo_where_a_file_is_read_is_refused_at_once() {
     let err = run(&site, &["check"], &site.config_path());
     assert!(err.contains("key.fifo") && err.contains("not a regular file"), "{err}");
 }
+
+/// Item 6: SIGTERM ends the host within `shutdown_timeout` even while a reload is wedged
+/// (a plugin constructor that never returns, here); it used to wait for the reload.
+#[test]
+fn sigterm_exits_within_the_shutdown_timeout_while_a_reload_is_wedged() {
+    let config = |delay: u64| {
+        format!(
+            "[server]\nshutdown_timeout = \"1s\"\n\n[[scheme]]\nname = \"probe\"\npath = {:?}\nstart_delay_ms = {delay}\n\n\
+             [[route]]\npath = \"/whoami\"\nhandler = \"whoami\"\nschemes = [\"probe\"]\npermission = \"allow_any\"\n",
+            crate::support::plugin_path("probe").display().to_string()
+        )
+    };
+    let site = Site::new(&config(0));
+    let mut host = site.serve();
+    site.write_config(&config(600_000));
+    host.signal("HUP");
+    host.wait_for_log(|l| l.contains("SIGHUP received"));
+    let started = Instant::now();
+    host.signal("TERM");
+    let status = host.wait_exit();
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert!(status.success(), "{status}");
+}

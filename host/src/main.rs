@@ -361,7 +361,7 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Inside the runtime, so that the app can start its background tasks.
     let slot = Arc::new(AppSlot::new(runtime.block_on(async { App::build(config) })?));
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let addr = listen.unwrap_or(config.listen);
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -374,7 +374,11 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
         info!(config = %config.file.display(), "listening on http://{local}");
         authhost::serve(listener, slot, shutdown, config.shutdown_timeout, config.max_connections).await;
         Ok(())
-    })
+    });
+    // Requests are done (or their grace is over): a reload still loading (a plugin whose
+    // constructor never returns, say) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    served
 }
 
 #[allow(clippy::print_stdout)] // `bench` reports to the terminal

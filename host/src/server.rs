@@ -168,6 +168,9 @@ pub async fn serve(
     }
 }
 
+/// How long a reload may take to load the new config before it is abandoned.
+const RELOAD_BOUND: Duration = Duration::from_secs(60);
+
 /// Asks the running host to reload, as a SIGHUP does (the change poll does, when the store
 /// file it reads was replaced). Nothing happens where no `reload_on_hangup` runs.
 pub fn request_reload() {
@@ -210,14 +213,24 @@ pub fn reload_on_hangup(
                 () = reload_requests().notified() => info!("reload requested: reloading the config"),
             }
             let build = Arc::clone(&build);
-            // Loading plugins and opening the store block: not on a worker.
-            match tokio::task::spawn_blocking(move || build()).await {
-                Ok(Ok(app)) => {
+            // Loading plugins and opening the store block: not on a worker. A load that
+            // takes longer than RELOAD_BOUND is abandoned (its thread finishes, or not, on
+            // its own; what it builds is dropped) and the running config stays.
+            let loading = tokio::task::spawn_blocking(move || build());
+            match tokio::time::timeout(RELOAD_BOUND, loading).await {
+                Ok(Ok(Ok(app))) => {
                     slot.replace(app);
                     info!("config reloaded");
                 }
-                Ok(Err(err)) => error!("reload rejected, keeping the running config: {}", err.with_cause()),
-                Err(err) => error!("reload rejected, keeping the running config: {err}"),
+                Ok(Ok(Err(err))) => {
+                    error!("reload rejected, keeping the running config: {}", err.with_cause())
+                }
+                Ok(Err(err)) => error!("reload rejected, keeping the running config: {err}"),
+                Err(_) => error!(
+                    "reload abandoned after {}s, keeping the running config: loading it did not finish \
+                     (a plugin constructor or the store that never returns?)",
+                    RELOAD_BOUND.as_secs()
+                ),
             }
         }
     }
