@@ -451,12 +451,12 @@ impl App {
         record: &mut Record<'r>,
     ) -> Response<Body> {
         let path = parts.uri.path();
-        let rest = match path.strip_prefix(own.pattern.path.trim_end_matches('/')) {
-            Some(rest) if own.pattern.prefix && rest.starts_with('/') => match parts.uri.query() {
+        let rest = match routes::below(&own.pattern.path, path).filter(|_| own.pattern.prefix) {
+            Some(rest) => match parts.uri.query() {
                 Some(query) => format!("{rest}?{query}"),
                 None => rest.to_owned(),
             },
-            _ => String::new(),
+            None => String::new(),
         };
         let refuse = |detail: &str| Refusal::Forbidden { detail: detail.to_owned() }.into_response();
         let Ok(original) = forward_auth::original(&parts.headers, &parts.method, &rest) else {
@@ -544,8 +544,6 @@ impl App {
             if let Err(wait) = throttle::check(&route.throttles, user, req.peer().ip()) {
                 record.outcome = "throttled";
                 route.metrics.throttled();
-                // DRF: math.ceil of the longest wait.
-                let wait = wait.map(|w| w.ceil() as u64);
                 return Err(Refusal::Throttled { wait }.into_response());
             }
         }

@@ -27,6 +27,12 @@ impl Pattern {
     }
 }
 
+/// The part of `path` below the prefix route `route` (from its `/`): `/x` for `/api/x` under
+/// `/api` or `/api/`; None when nothing is below it (`/api` itself).
+pub fn below<'p>(route: &str, path: &'p str) -> Option<&'p str> {
+    path.strip_prefix(route.trim_end_matches('/')).filter(|rest| rest.starts_with('/'))
+}
+
 /// Why a path is not in normal form, for the 400 answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadPath {
@@ -100,10 +106,7 @@ fn is_dot_segment(segment: &str) -> bool {
 /// that is no valid host name (Django's `host_validation_re`) never matches.
 pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let Some(domain) = domain_of(host) else { return false };
-    allowed.iter().any(|pattern| match pattern.strip_prefix('.') {
-        Some(parent) => domain == parent || domain.ends_with(pattern.as_str()),
-        None => domain == *pattern,
-    })
+    allowed.iter().any(|pattern| authhost_plugin_api::csrf::is_same_domain(&domain, pattern))
 }
 
 /// Django's `split_domain_port`: the lowercase domain of a Host value, without its port

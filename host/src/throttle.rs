@@ -85,36 +85,58 @@ fn windows() -> &'static quick_cache::sync::Cache<Key, Window> {
     WINDOWS_CACHE.get_or_init(|| quick_cache::sync::Cache::new(WINDOWS))
 }
 
+/// The window of `scope` for `who`, made on first use.
+fn window(scope: Arc<str>, who: Who) -> Window {
+    let key = Key { scope, who };
+    windows().get_or_insert_with(&key, || Ok::<_, ()>(Window::default())).unwrap_or_default()
+}
+
+/// What the windows that refused a request say (DRF's `throttled()`: the longest wait).
+#[derive(Debug, Default)]
+struct Refusals {
+    refused: bool,
+    longest: Option<f64>,
+}
+
+impl Refusals {
+    fn add(&mut self, wait: Option<f64>) {
+        self.refused = true;
+        self.longest = match (self.longest, wait) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// `Err(wait)` when any window refused, the wait in whole seconds rounded up (DRF's
+    /// `math.ceil`), None when DRF would give none.
+    fn result(self) -> Result<(), Option<u64>> {
+        if self.refused {
+            Err(self.longest.map(|w| w.ceil() as u64))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// DRF's `check_throttles` for one request: every throttle counts it (a request refused by
 /// one is still recorded by the others that allowed it, as in DRF); `Err(wait)` when any
-/// refused, with the longest wait in seconds (None when DRF would give none).
-pub fn check(throttles: &[Throttle], user: Option<i64>, address: IpAddr) -> Result<(), Option<f64>> {
+/// refused, with the longest wait in whole seconds (None when DRF would give none).
+pub fn check(throttles: &[Throttle], user: Option<i64>, address: IpAddr) -> Result<(), Option<u64>> {
     let now = Instant::now();
-    let mut refused = false;
-    let mut longest: Option<f64> = None;
+    let mut refusals = Refusals::default();
     for throttle in throttles {
         let who = match (throttle.kind, user) {
             (Kind::Anon, Some(_)) => continue,
             (_, Some(id)) => Who::User(id),
             (_, None) => Who::Address(address),
         };
-        let key = Key { scope: Arc::clone(&throttle.scope), who };
-        let window =
-            windows().get_or_insert_with(&key, || Ok::<_, ()>(Window::default())).unwrap_or_default();
+        let window = window(Arc::clone(&throttle.scope), who);
         let mut history = window.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(wait) = allow(&mut history, throttle.rate, now) {
-            refused = true;
-            longest = match (longest, wait) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
+            refusals.add(wait);
         }
     }
-    if refused {
-        Err(longest)
-    } else {
-        Ok(())
-    }
+    refusals.result()
 }
 
 /// DRF's `allow_request` and `wait` on one window (newest first).
@@ -162,18 +184,13 @@ pub mod failures {
         KNOWN_CACHE.get_or_init(|| quick_cache::sync::Cache::new(KNOWN))
     }
 
-    fn window(scope: &str, who: Who) -> Window {
-        let key = Key { scope: Arc::from(scope), who };
-        windows().get_or_insert_with(&key, || Ok::<_, ()>(Window::default())).unwrap_or_default()
-    }
-
     /// The address's window and the name's, each with its rate and whether it applies.
     fn windows_for(rate: Rate, address: IpAddr, login: &str) -> [(Window, Rate, bool); 2] {
         let exempt = known().get(&(login.to_owned(), address)).is_some_and(|at| at.elapsed() < KNOWN_FOR);
         let name_rate = Rate { requests: rate.requests.saturating_mul(NAME_FACTOR), ..rate };
         [
-            (window("failures:address", Who::Address(address)), rate, true),
-            (window("failures:login", Who::Login(login.to_owned())), name_rate, !exempt),
+            (window(Arc::from("failures:address"), Who::Address(address)), rate, true),
+            (window(Arc::from("failures:login"), Who::Login(login.to_owned())), name_rate, !exempt),
         ]
     }
 
@@ -181,23 +198,17 @@ pub mod failures {
     /// tried now.
     pub fn refused(rate: Rate, address: IpAddr, login: &str) -> Result<(), Option<u64>> {
         let now = Instant::now();
-        let mut longest: Option<Option<f64>> = None;
+        let mut refusals = Refusals::default();
         for (window, rate, applies) in windows_for(rate, address, login) {
             if !applies {
                 continue;
             }
             let mut history = window.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(wait) = full(&mut history, rate, now) {
-                longest = Some(match (longest.flatten(), wait) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                });
+                refusals.add(wait);
             }
         }
-        match longest {
-            None => Ok(()),
-            Some(wait) => Err(wait.map(|w| w.ceil() as u64)),
-        }
+        refusals.result()
     }
 
     /// Counts a failed login.

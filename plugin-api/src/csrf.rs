@@ -164,15 +164,16 @@ fn check_referer(request: &RequestView<'_>, settings: &CsrfSettings<'_>) -> Resu
     let good = trusted_hosts
         .map(|h| h.trim_start_matches('*'))
         .chain(own.as_deref())
-        .any(|h| same_domain(netloc, h));
+        .any(|h| is_same_domain(netloc, h));
     if !good {
         return Err(format!("Referer checking failed - {referer} does not match any trusted origins."));
     }
     Ok(())
 }
 
-/// Django's `is_same_domain`: `pattern` itself, or with a leading `.`, any subdomain too.
-fn same_domain(host: &str, pattern: &str) -> bool {
+/// Django's `is_same_domain`: `pattern` itself, or with a leading `.`, any subdomain too
+/// (also the host's `[server] allowed_hosts`).
+pub fn is_same_domain(host: &str, pattern: &str) -> bool {
     let (host, pattern) = (host.to_ascii_lowercase(), pattern.to_ascii_lowercase());
     match pattern.strip_prefix('.') {
         Some(parent) => host == parent || host.ends_with(&pattern),

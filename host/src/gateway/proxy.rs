@@ -23,6 +23,7 @@ use super::identity::{self, Identity};
 use crate::config::{GatewayConfig, UpstreamConfig};
 use crate::metrics::RouteMetrics;
 use crate::respond::{Body, Refusal};
+use crate::routes;
 
 /// How long an idle upstream connection stays in the pool.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -144,11 +145,8 @@ impl Upstream {
             uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
         } else {
             let path = uri.path();
-            let path = match path.strip_prefix(self.route.trim_end_matches('/')) {
-                Some(rest) if self.config.strip_prefix && rest.starts_with('/') => rest,
-                Some(_) if self.config.strip_prefix => "/",
-                _ => path,
-            };
+            let path =
+                if self.config.strip_prefix { routes::below(&self.route, path).unwrap_or("/") } else { path };
             let mut target = String::with_capacity(self.config.base.len() + uri.path().len() + 16);
             target.push_str(&self.config.base);
             target.push_str(path);
