@@ -93,8 +93,9 @@ async fn the_counters_move_as_the_requests_say_and_promtool_accepts_them() {
         |route, e| sample(&text, "authhost_upstream_errors_total", &[("route", route), ("error", e)]);
     assert_eq!(errors("/down", "refused"), 1.0, "{text}");
     assert_eq!(errors("/slow*", "timeout"), 1.0, "{text}");
-    assert!(text.contains("authhost_pool_queue_depth{pool=\"store\"} 0"), "{text}");
-    assert!(text.contains("authhost_pool_queue_depth{pool=\"password\"} 0"), "{text}");
+    for pool in ["store_read", "store_write", "password"] {
+        assert!(text.contains(&format!("authhost_pool_queue_depth{{pool=\"{pool}\"}} 0")), "{text}");
+    }
 
     promtool_accepts(&text, "the_counters_move_as_the_requests_say_and_promtool_accepts_them");
     // Prometheus itself asks for OpenMetrics, and gets it: the same samples, `# EOF` last.

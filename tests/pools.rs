@@ -28,9 +28,21 @@ impl Store for PanicsOn {
     fn connect(&self) -> Result<Box<dyn StoreConn>, Error> {
         Ok(Box::new(PanicsOnConn(self.0.connect()?, self.1)))
     }
+    fn connect_reader(&self) -> Result<Box<dyn StoreConn>, Error> {
+        Ok(Box::new(PanicsOnConn(self.0.connect_reader()?, self.1)))
+    }
 }
 
 impl StoreConn for PanicsOnConn {
+    fn set_busy_timeout(&mut self, timeout: Duration) {
+        self.0.set_busy_timeout(timeout)
+    }
+    fn purge_expired(&mut self, now: i64, batch: usize) -> Result<usize, Error> {
+        self.0.purge_expired(now, batch)
+    }
+    fn token_nonce(&mut self, username: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.0.token_nonce(username)
+    }
     fn find_user(&mut self, username: &str) -> Result<Option<User>, Error> {
         assert_ne!(username, self.1, "the store was told to panic on this user");
         self.0.find_user(username)
@@ -172,12 +184,12 @@ async fn a_panicking_store_job_fails_alone_and_health_stays_ok() {
     let err = app
         .services()
         .store_pool()
-        .run(|_| -> Result<(), authhost::Error> { panic!("injected into the store pool") })
+        .read(|_| -> Result<(), authhost::Error> { panic!("injected into the store pool") })
         .await
         .expect_err("the job's caller gets the panic as an error");
     assert!(!err.is_busy());
     assert!(
-        err.with_cause().contains("a store job panicked: injected into the store pool"),
+        err.with_cause().contains("a store-read job panicked: injected into the store pool"),
         "{}",
         err.with_cause()
     );

@@ -40,6 +40,8 @@ mod metrics;
 mod hardening;
 // DRF's throttles: anon, user and scoped rates; 429 with Retry-After and DRF's detail.
 mod throttle;
+// A store another process holds locked: 503 within busy_timeout; reads go on.
+mod store_lock;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

@@ -13,7 +13,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode, Version};
 use serde_json::json;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::chain::{Chain, Faulted, Verdict, Watch};
 use crate::config::{Config, GatewayConfig, Handler, SessionConfig, TokenField};
@@ -26,7 +26,7 @@ use crate::loader::Scheme;
 use crate::loader::Schemes;
 use crate::metrics::{self, RouteMetrics, SchemeMetrics};
 use crate::permission::{Permission, Subject};
-use crate::pool::{PasswordPool, StorePool};
+use crate::pool::{StorePoolConfig, PasswordPool, StorePool};
 use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
 use crate::routes::{self, Pattern};
 use crate::server::MAX_HEAD_BYTES;
@@ -184,7 +184,14 @@ impl App {
     /// Builds the app on a store opened by the caller (embedding, and tests that wrap the
     /// real store to make it fail on purpose); `[store] url` is not read.
     pub fn with_store(config: &Config, schemes: &Schemes, store: &dyn store::Store) -> Result<App, Error> {
-        let store_pool = StorePool::start(store, config.store_workers, 1024)?;
+        let store_pool = StorePool::start(
+            store,
+            StorePoolConfig {
+                busy_timeout: config.busy_timeout,
+                purge_every: config.purge_every,
+                ..StorePoolConfig::new(config.store_workers, 1024)
+            },
+        )?;
         let passwords = PasswordPool::start(config.password_workers, 64)?;
         let policy = CachePolicy {
             ttl: config.user_cache_ttl,
@@ -506,6 +513,7 @@ impl App {
             Verdict::Forbidden { .. } => "forbidden",
             Verdict::Fault => "fault",
             Verdict::Busy => "busy",
+            Verdict::Unavailable => "unavailable",
             Verdict::Throttled { .. } => "throttled",
         };
         let principal = match verdict {
@@ -524,6 +532,7 @@ impl App {
             Verdict::Forbidden { detail } => return Err(Refusal::Forbidden { detail }.into_response()),
             Verdict::Fault => return Err(Refusal::Internal.into_response()),
             Verdict::Busy => return Err(Refusal::Busy.into_response()),
+            Verdict::Unavailable => return Err(Refusal::StoreUnavailable.into_response()),
             Verdict::Throttled { wait } => {
                 route.metrics.throttled();
                 return Err(Refusal::Throttled { wait }.into_response());
@@ -571,7 +580,7 @@ impl App {
             Handler::Allow => Ok(self.allowed(&principal)),
             Handler::Metrics if matches!(method, "GET" | "HEAD") => {
                 let accept = req.header("accept").unwrap_or_default();
-                let (text, content_type) = metrics::render(self.services.queue_depths(), &accept);
+                let (text, content_type) = metrics::render(&self.services.queue_depths(), &accept);
                 let mut resp = Response::new(Body::full(text));
                 resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
                 Ok(resp)
@@ -672,11 +681,16 @@ impl App {
     }
 }
 
-/// A host failure in a handler: 503 when a queue is full, 429 for a throttled login, else
-/// 500 with the cause logged.
+/// A host failure in a handler: 503 when a queue is full or the store cannot answer in
+/// time, 429 for a throttled login, else 500 with the cause logged.
 fn host_error(err: &Error) -> Response<Body> {
     if err.is_busy() {
         return Refusal::Busy.into_response();
+    }
+    if err.is_unavailable() {
+        let cause = err.with_cause();
+        warn!(cause, "store unavailable: {cause}");
+        return Refusal::StoreUnavailable.into_response();
     }
     if let Some(wait) = err.throttled_wait() {
         return Refusal::Throttled { wait }.into_response();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use authhost_plugin_api::host::lend;
 use authhost_plugin_api::{Outcome, RequestView, User};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::loader::Scheme;
 use crate::services::{RequestHost, Services};
@@ -29,6 +29,8 @@ pub enum Verdict {
     Fault,
     /// A bounded queue was full: 503.
     Busy,
+    /// The store did not answer within `[store] busy_timeout`: 503. Already logged.
+    Unavailable,
     /// `[throttle] failures` refused a login before any password work: 429.
     Throttled { wait: Option<u64> },
 }
@@ -137,6 +139,7 @@ fn outcome_label(outcome: &Result<Outcome, Verdict>) -> &'static str {
         Ok(Outcome::Failed { .. }) => "failed",
         Ok(Outcome::Forbidden { .. }) => "forbidden",
         Err(Verdict::Busy) => "busy",
+        Err(Verdict::Unavailable) => "unavailable",
         Err(Verdict::Throttled { .. }) => "throttled",
         _ => "fault",
     }
@@ -168,6 +171,11 @@ async fn run_scheme(
         match services.fulfil(&need).await {
             Ok(answer) => host.answer(need, answer),
             Err(err) if err.is_busy() => return Err(Verdict::Busy),
+            Err(err) if err.is_unavailable() => {
+                let cause = err.with_cause();
+                warn!(scheme = %scheme.name(), cause, "store unavailable: {cause}");
+                return Err(Verdict::Unavailable);
+            }
             Err(err) if err.throttled_wait().is_some() => {
                 return Err(Verdict::Throttled { wait: err.throttled_wait().flatten() })
             }

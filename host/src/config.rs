@@ -67,6 +67,8 @@ struct RawStore {
     token_secret_file: Option<String>,
     token_for_new_users: Option<bool>,
     token_refresh_every: Option<toml::Value>,
+    busy_timeout: Option<toml::Value>,
+    purge_every: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +379,11 @@ pub struct Config {
     /// How many entries each cache holds at most (0: caching off).
     pub cache_capacity: usize,
     pub change_poll: Duration,
+    /// How long a store call may wait (in the queue and for SQLite's locks) before it
+    /// answers 503.
+    pub busy_timeout: Duration,
+    /// How often expired tokens and sessions are purged.
+    pub purge_every: Duration,
     /// How long the store's change log keeps a change.
     pub change_log_keep: Duration,
     /// Where the token secret lives (`$AUTHHOST_TOKEN_SECRET` wins), relative to the
@@ -634,6 +641,22 @@ impl Resolver<'_> {
                 self.millis("store.change_poll", raw.store.change_poll, 250)?,
                 Duration::from_secs(60),
             )?,
+            busy_timeout: match self.at_most(
+                "store.busy_timeout",
+                self.millis("store.busy_timeout", raw.store.busy_timeout, 1000)?,
+                Duration::from_secs(60),
+            )? {
+                t if t.is_zero() => return Err(self.err("store.busy_timeout", "must be at least 1ms")),
+                t => t,
+            },
+            purge_every: match self.at_most(
+                "store.purge_every",
+                self.millis("store.purge_every", raw.store.purge_every, 60_000)?,
+                Duration::from_secs(24 * 60 * 60),
+            )? {
+                t if t.is_zero() => return Err(self.err("store.purge_every", "must be at least 1ms")),
+                t => t,
+            },
             change_log_keep: match self.at_most(
                 "store.change_log_keep",
                 self.duration("store.change_log_keep", raw.store.change_log_keep, 24 * 60 * 60)?,

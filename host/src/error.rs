@@ -8,6 +8,8 @@ enum Kind {
     Plugin,
     Store,
     Busy,
+    /// The store did not answer within `[store] busy_timeout` (locked, or its queue slow).
+    Unavailable,
     Io,
     /// Too many failed logins: 429 with this wait (whole seconds), when there is one.
     Throttled(Option<u64>),
@@ -45,6 +47,11 @@ impl Error {
     /// A bounded queue is full: the client should retry (503).
     pub(crate) fn busy(message: impl Into<String>) -> Self {
         Error::new(Kind::Busy, message)
+    }
+
+    /// The store cannot answer now: 503, and the client should retry.
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(Kind::Unavailable, message)
     }
 
     pub(crate) fn io(message: impl Into<String>) -> Self {
@@ -85,6 +92,10 @@ impl Error {
         self.kind == Kind::Busy
     }
 
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == Kind::Unavailable
+    }
+
     pub fn is_io(&self) -> bool {
         self.kind == Kind::Io
     }
@@ -123,7 +134,14 @@ impl std::error::Error for Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
-        Error::store("store error").with_source(err)
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match err.sqlite_error_code() {
+            // Another connection held the lock for longer than busy_timeout.
+            Some(DatabaseBusy | DatabaseLocked) => {
+                Error::unavailable("the store is locked (busy for longer than busy_timeout)").with_source(err)
+            }
+            _ => Error::store("store error").with_source(err),
+        }
     }
 }
 

@@ -235,10 +235,10 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// The Prometheus text format 0.0.4, for every other client (curl, promtool).
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Every metric, with the pools' queue depths as they are now (store, password): as
+/// Every metric, with the pools' queue depths as they are now (by pool name): as
 /// OpenMetrics when `accept` (the request's `Accept`) asks for it, else in the Prometheus
 /// text format. Returns the body and its content type.
-pub fn render(queue_depths: (usize, usize), accept: &str) -> (String, &'static str) {
+pub fn render(queue_depths: &[(&'static str, usize)], accept: &str) -> (String, &'static str) {
     let text = render_openmetrics(queue_depths);
     if accept.contains("application/openmetrics-text") {
         (text, OPENMETRICS)
@@ -272,11 +272,11 @@ fn prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-fn render_openmetrics(queue_depths: (usize, usize)) -> String {
+fn render_openmetrics(queue_depths: &[(&'static str, usize)]) -> String {
     let m = metrics();
-    let depth = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    m.queue_depth.get_or_create(&PoolLabel { pool: "store" }).set(depth(queue_depths.0));
-    m.queue_depth.get_or_create(&PoolLabel { pool: "password" }).set(depth(queue_depths.1));
+    for &(pool, depth) in queue_depths {
+        m.queue_depth.get_or_create(&PoolLabel { pool }).set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &m.registry);

@@ -4,7 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use authhost_plugin_api::export::payload_message;
 use tokio::sync::oneshot;
-use tracing::error;
+use tracing::{debug, error, warn};
 
 use crate::error::Error;
 use crate::store::{Store, StoreConn};
@@ -77,13 +77,15 @@ impl Workers {
         Ok(())
     }
 
-    /// Runs worker `index`'s loop on a new thread: jobs from `rx`, each through `run`. The
-    /// worker counts as alive until its thread ends, however it ends.
+    /// Runs worker `index`'s loop on a new thread: jobs from `rx`, each through `run`. `run`
+    /// says how long to wait for the next job before it is called with none (a tick, for
+    /// work between jobs), or `None` to wait for a job without limit. The worker counts as
+    /// alive until its thread ends, however it ends.
     fn spawn<J: Send + 'static>(
         self: &Arc<Self>,
         index: usize,
         rx: Arc<Mutex<Receiver<J>>>,
-        mut run: impl FnMut(J) + Send + 'static,
+        mut run: impl FnMut(Option<J>) -> Option<Duration> + Send + 'static,
     ) -> Result<(), Error> {
         struct Alive(Arc<Workers>, usize);
         impl Drop for Alive {
@@ -99,16 +101,27 @@ impl Workers {
             .spawn(move || {
                 let alive = Alive(workers, index);
                 let workers = &alive.0;
+                // A first tick at once.
+                let mut wait = Some(Duration::ZERO);
                 loop {
                     let job = match rx.lock() {
-                        Ok(rx) => rx.recv(),
+                        Ok(rx) => match wait {
+                            None => rx.recv().map(Some).map_err(|_| ()),
+                            Some(wait) => match rx.recv_timeout(wait) {
+                                Ok(job) => Ok(Some(job)),
+                                Err(RecvTimeoutError::Timeout) => Ok(None),
+                                Err(RecvTimeoutError::Disconnected) => Err(()),
+                            },
+                        },
                         Err(_) => return,
                     };
                     // Every sender is gone: the host is shutting down.
                     let Ok(job) = job else { return };
-                    workers.queued.fetch_sub(1, Ordering::Relaxed);
+                    if job.is_some() {
+                        workers.queued.fetch_sub(1, Ordering::Relaxed);
+                    }
                     workers.busy_since[index].store(workers.now_ms() + 1, Ordering::SeqCst);
-                    run(job);
+                    wait = run(job);
                     workers.busy_since[index].store(0, Ordering::SeqCst);
                 }
             })
@@ -129,58 +142,186 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Err
     })
 }
 
-/// A fixed set of threads, each owning one store connection.
+/// The store's threads, each owning one connection: readers (WAL readers never wait for a
+/// writer) and one writer, each behind its own bounded queue. One writer, so that the
+/// host's own writes wait for each other in its queue, in order, and never in SQLite's busy
+/// loop (which is not fair: two writers starved each other for seconds). Every job gives up
+/// once `busy_timeout` has passed since it was submitted, queue wait included: the caller
+/// gets an `unavailable` error (503), never a wait without bound.
 #[derive(Debug, Clone)]
 pub struct StorePool {
+    reads: Lane,
+    writes: Lane,
+    busy_timeout: Duration,
+}
+
+/// One queue and the threads that take jobs from it.
+#[derive(Debug, Clone)]
+struct Lane {
     jobs: SyncSender<StoreJob>,
     workers: Arc<Workers>,
 }
 
-impl StorePool {
-    /// Starts `workers` threads with a queue of `queue` jobs.
-    pub fn start(store: &dyn Store, workers: usize, queue: usize) -> Result<Self, Error> {
-        StorePool::start_watched(store, workers, queue, STUCK_AFTER)
-    }
+/// How the store pool runs: its size and its time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct StorePoolConfig {
+    /// Reader threads (the writer is one more).
+    pub readers: usize,
+    /// Jobs each queue holds; beyond them, callers are told the pool is busy.
+    pub queue: usize,
+    /// How long a job may take to start and get its locks (`[store] busy_timeout`).
+    pub busy_timeout: Duration,
+    /// How often the writer purges expired tokens and sessions (`[store] purge_every`).
+    pub purge_every: Duration,
+    /// A lane whose every worker has been on one job this long is stuck.
+    pub stuck_after: Duration,
+}
 
-    /// As `start`, calling the pool stuck after `stuck_after` (tests use a short one).
-    pub fn start_watched(
-        store: &dyn Store,
-        workers: usize,
-        queue: usize,
-        stuck_after: Duration,
-    ) -> Result<Self, Error> {
-        let (jobs, rx) = sync_channel::<StoreJob>(queue);
-        let rx = Arc::new(Mutex::new(rx));
-        let count = workers.max(1);
-        let state = Workers::new("store", count, stuck_after);
-        for i in 0..count {
-            let mut conn = store.connect()?;
-            state.spawn(i, Arc::clone(&rx), move |job: StoreJob| job(conn.as_mut()))?;
+impl StorePoolConfig {
+    /// `readers` reader threads and a queue of `queue` jobs, with the shipped time limits.
+    pub fn new(readers: usize, queue: usize) -> Self {
+        StorePoolConfig {
+            readers,
+            queue,
+            busy_timeout: Duration::from_secs(1),
+            purge_every: Duration::from_secs(60),
+            stuck_after: STUCK_AFTER,
         }
-        Ok(StorePool { jobs, workers: state })
+    }
+}
+
+/// Expired tokens and sessions deleted per purge transaction: the writer takes the jobs
+/// waiting between batches, so a purge of many never holds a login back for long.
+const PURGE_BATCH: usize = 1000;
+
+impl StorePool {
+    pub fn start(store: &dyn Store, config: StorePoolConfig) -> Result<Self, Error> {
+        let readers = config.readers.max(1);
+        let (read_jobs, rx) = sync_channel::<StoreJob>(config.queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let read_workers = Workers::new("store-read", readers, config.stuck_after);
+        for i in 0..readers {
+            let mut conn = store.connect_reader()?;
+            read_workers.spawn(i, Arc::clone(&rx), move |job: Option<StoreJob>| {
+                if let Some(job) = job {
+                    job(conn.as_mut());
+                }
+                None
+            })?;
+        }
+        let (write_jobs, rx) = sync_channel::<StoreJob>(config.queue);
+        let write_workers = Workers::new("store-write", 1, config.stuck_after);
+        let mut conn = store.connect()?;
+        let mut purge = Purge::new(config.purge_every, config.busy_timeout);
+        write_workers.spawn(0, Arc::new(Mutex::new(rx)), move |job: Option<StoreJob>| {
+            if let Some(job) = job {
+                job(conn.as_mut());
+            }
+            purge.run_if_due(conn.as_mut());
+            Some(purge.wait())
+        })?;
+        Ok(StorePool {
+            reads: Lane { jobs: read_jobs, workers: read_workers },
+            writes: Lane { jobs: write_jobs, workers: write_workers },
+            busy_timeout: config.busy_timeout,
+        })
     }
 
-    /// Runs `f` on a store thread. Busy when the queue is full; a panic in `f` is this
-    /// call's error alone (the thread goes on with the next job).
-    pub async fn run<T, F>(&self, f: F) -> Result<T, Error>
+    /// Runs `f`, which only reads, on a reader thread. Busy when the queue is full; a panic
+    /// in `f` is this call's error alone (the thread goes on with the next job).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn StoreConn) -> Result<T, Error> + Send + 'static,
+    {
+        self.run_on(&self.reads, f).await
+    }
+
+    /// Runs `f`, which writes, on the writer thread, after the writes queued before it.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn StoreConn) -> Result<T, Error> + Send + 'static,
+    {
+        self.run_on(&self.writes, f).await
+    }
+
+    async fn run_on<T, F>(&self, lane: &Lane, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn StoreConn) -> Result<T, Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: StoreJob = Box::new(move |conn| drop(tx.send(guarded("store", || f(conn)))));
-        submit(&self.jobs, &self.workers, job, "store")?;
-        rx.await.map_err(|_| Error::store("a store thread stopped"))?
+        let (timeout, what) = (self.busy_timeout, lane.workers.what);
+        let deadline = Instant::now() + timeout;
+        let job: StoreJob = Box::new(move |conn| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = if left.is_zero() {
+                Err(Error::unavailable(format!(
+                    "a {what} job waited in the queue for longer than busy_timeout ({}ms)",
+                    timeout.as_millis()
+                )))
+            } else {
+                conn.set_busy_timeout(left);
+                guarded(what, || f(conn))
+            };
+            drop(tx.send(result));
+        });
+        submit(&lane.jobs, &lane.workers, job, what)?;
+        rx.await.map_err(|_| Error::store(format!("a {what} thread stopped")))?
     }
 
     /// `Err` with the reason when the pool cannot serve (no worker alive, or all stuck).
     pub fn health(&self) -> Result<(), String> {
-        self.workers.health()
+        self.reads.workers.health().and_then(|()| self.writes.workers.health())
     }
 
-    /// Jobs waiting for a worker.
-    pub fn queue_depth(&self) -> usize {
-        self.workers.queued.load(Ordering::Relaxed)
+    /// Jobs waiting for a reader, and for the writer.
+    pub fn queue_depths(&self) -> (usize, usize) {
+        let depth = |lane: &Lane| lane.workers.queued.load(Ordering::Relaxed);
+        (depth(&self.reads), depth(&self.writes))
+    }
+}
+
+/// The writer's purge of expired tokens and sessions: every `every`, and again straight
+/// after a full batch until none is left, between jobs.
+#[derive(Debug, Clone)]
+struct Purge {
+    every: Duration,
+    busy_timeout: Duration,
+    next: Instant,
+}
+
+impl Purge {
+    fn new(every: Duration, busy_timeout: Duration) -> Self {
+        // The first purge soon after start-up: a host that was down leaves some.
+        Purge { every, busy_timeout, next: Instant::now() }
+    }
+
+    /// How long the writer may wait for a job before the next purge is due.
+    fn wait(&self) -> Duration {
+        self.next.saturating_duration_since(Instant::now())
+    }
+
+    fn run_if_due(&mut self, conn: &mut dyn StoreConn) {
+        if Instant::now() < self.next {
+            return;
+        }
+        conn.set_busy_timeout(self.busy_timeout);
+        let purged = guarded("store-write", || conn.purge_expired(crate::sessions::now(), PURGE_BATCH));
+        self.next = match purged {
+            Ok(n) if n >= PURGE_BATCH => Instant::now(),
+            Ok(n) => {
+                if n > 0 {
+                    debug!(purged = n, "expired tokens and sessions purged");
+                }
+                Instant::now() + self.every
+            }
+            Err(err) => {
+                warn!(error = %err.with_cause(), "cannot purge expired tokens and sessions; trying again later");
+                Instant::now() + self.every
+            }
+        };
     }
 }
 
@@ -216,7 +357,12 @@ impl PasswordPool {
             let argon2 = Argon2::default();
             // Unknown users are verified against this, so that they cost the same.
             let dummy = hash_with(&argon2, "authhost dummy password");
-            state.spawn(i, Arc::clone(&rx), move |job: PasswordJob| job(&argon2, &dummy))?;
+            state.spawn(i, Arc::clone(&rx), move |job: Option<PasswordJob>| {
+                if let Some(job) = job {
+                    job(&argon2, &dummy);
+                }
+                None
+            })?;
         }
         Ok(PasswordPool { jobs, workers: state })
     }
@@ -323,23 +469,32 @@ mod tests {
     #[test]
     fn a_panicking_job_fails_alone_and_the_pool_stays_healthy() {
         let (_dir, store) = store();
-        let pool = StorePool::start(&store, 2, 16).unwrap();
+        let pool = StorePool::start(&store, StorePoolConfig::new(2, 16)).unwrap();
         let rt = runtime();
-        let err = rt.block_on(pool.run(|_| -> Result<(), Error> { panic!("injected") })).unwrap_err();
+        let err = rt.block_on(pool.read(|_| -> Result<(), Error> { panic!("injected") })).unwrap_err();
         assert!(!err.is_busy());
-        assert!(err.with_cause().contains("a store job panicked: injected"), "{}", err.with_cause());
-        // Both threads still serve: more jobs than threads, each answered.
+        assert!(err.with_cause().contains("a store-read job panicked: injected"), "{}", err.with_cause());
+        let err = rt.block_on(pool.write(|_| -> Result<(), Error> { panic!("injected") })).unwrap_err();
+        assert!(err.with_cause().contains("a store-write job panicked: injected"), "{}", err.with_cause());
+        // Every thread still serves: more jobs than threads, each answered.
         for _ in 0..8 {
-            assert_eq!(rt.block_on(pool.run(|conn| conn.last_change())).unwrap(), 0);
+            assert_eq!(rt.block_on(pool.read(|conn| conn.last_change())).unwrap(), 0);
+            assert_eq!(rt.block_on(pool.write(|conn| conn.last_change())).unwrap(), 0);
         }
         assert_eq!(pool.health(), Ok(()));
-        assert_eq!(pool.workers.alive.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.reads.workers.alive.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.writes.workers.alive.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn health_reports_a_stuck_pool_and_recovers() {
         let (_dir, store) = store();
-        let pool = StorePool::start_watched(&store, 2, 16, Duration::from_millis(50)).unwrap();
+        let config = StorePoolConfig {
+            stuck_after: Duration::from_millis(50),
+            busy_timeout: Duration::from_secs(60),
+            ..StorePoolConfig::new(2, 16)
+        };
+        let pool = StorePool::start(&store, config).unwrap();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let hold = Arc::new(Mutex::new(hold));
         let rt = runtime();
@@ -347,7 +502,7 @@ mod tests {
         for _ in 0..2 {
             let (hold, pool) = (Arc::clone(&hold), pool.clone());
             stuck.push(rt.spawn(async move {
-                pool.run(move |_| {
+                pool.read(move |_| {
                     let _ = hold.lock().map(|h| h.recv());
                     Ok(())
                 })
@@ -355,7 +510,7 @@ mod tests {
             }));
         }
         let health = wait_for_health(&pool, Result::is_err);
-        assert!(health.unwrap_err().contains("the store pool is stuck"));
+        assert!(health.unwrap_err().contains("the store-read pool is stuck"));
         drop(release);
         for job in stuck {
             rt.block_on(job).unwrap().unwrap();
@@ -366,18 +521,18 @@ mod tests {
     #[test]
     fn health_reports_a_pool_whose_workers_are_gone() {
         let (_dir, store) = store();
-        let pool = StorePool::start(&store, 2, 16).unwrap();
-        // A panic outside `run`'s guard ends its thread, as nothing else can.
+        let pool = StorePool::start(&store, StorePoolConfig::new(2, 16)).unwrap();
+        // A panic outside `run_on`'s guard ends its thread, as nothing else can.
         for _ in 0..2 {
             submit(
-                &pool.jobs,
-                &pool.workers,
+                &pool.reads.jobs,
+                &pool.reads.workers,
                 Box::new(|_: &mut dyn StoreConn| panic!("a worker dies")) as StoreJob,
                 "store",
             )
             .unwrap();
         }
         let health = wait_for_health(&pool, |h| h.as_ref().is_err_and(|e| e.contains("no running worker")));
-        assert_eq!(health, Err("the store pool has no running worker".to_owned()));
+        assert_eq!(health, Err("the store-read pool has no running worker".to_owned()));
     }
 }

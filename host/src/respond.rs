@@ -62,6 +62,7 @@ pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provide
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
 pub const INTERNAL_AUTH_ERROR: &str = "Internal authentication error.";
 pub const UNAVAILABLE: &str = "Service temporarily unavailable, try again later.";
+pub const STORE_UNAVAILABLE: &str = "Authentication store unavailable.";
 pub const NOT_FOUND: &str = "Not found.";
 pub const HEADERS_TOO_LARGE: &str = "Request header fields too large.";
 pub const BODY_TOO_LARGE: &str = "Request body too large.";
@@ -106,8 +107,10 @@ pub enum Refusal {
     },
     /// A scheme fault or host error: 500, details only in the log.
     Internal,
-    /// 503.
+    /// 503: a bounded queue is full.
     Busy,
+    /// 503: the store did not answer within `[store] busy_timeout`.
+    StoreUnavailable,
     /// 429, with DRF's wait (whole seconds, rounded up) when there is one.
     Throttled {
         wait: Option<u64>,
@@ -169,8 +172,9 @@ impl Refusal {
                 }
                 resp
             }
-            Refusal::Busy => {
-                let mut resp = detail_response(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+            Refusal::Busy | Refusal::StoreUnavailable => {
+                let detail = if self == Refusal::Busy { UNAVAILABLE } else { STORE_UNAVAILABLE };
+                let mut resp = detail_response(StatusCode::SERVICE_UNAVAILABLE, detail);
                 resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 resp
             }

@@ -206,9 +206,10 @@ impl Services {
         self.passwords.health()
     }
 
-    /// Jobs waiting in the store pool's and the password pool's queues.
-    pub fn queue_depths(&self) -> (usize, usize) {
-        (self.store.queue_depth(), self.passwords.queue_depth())
+    /// Jobs waiting in each pool's queue, by pool.
+    pub fn queue_depths(&self) -> [(&'static str, usize); 3] {
+        let (reads, writes) = self.store.queue_depths();
+        [("store_read", reads), ("store_write", writes), ("password", self.passwords.queue_depth())]
     }
 
     /// The store pool, for the host's handlers and for tests that exercise it in-process.
@@ -309,13 +310,13 @@ impl Services {
         let now = sessions::now();
         Ok(match need.clone() {
             Need::FindUser(name) => {
-                let user = self.store.run(move |conn| conn.find_user(&name)).await?;
+                let user = self.store.read(move |conn| conn.find_user(&name)).await?;
                 self.cache_user(user.as_ref(), stamp);
                 Answer::User(user)
             }
             Need::CreateUser(name) => {
                 let tokens = self.new_user_tokens.clone();
-                let user = self.store.run(move |conn| create_or_find(conn, &name, tokens.as_ref())).await?;
+                let user = self.store.write(move |conn| create_or_find(conn, &name, tokens.as_ref())).await?;
                 self.cache_user(Some(&user), stamp);
                 Answer::User(Some(user))
             }
@@ -330,7 +331,7 @@ impl Services {
                 Answer::User(user)
             }
             Need::FindToken(digest) => {
-                let found = self.store.run(move |conn| conn.find_token(&digest, now)).await?;
+                let found = self.store.read(move |conn| conn.find_token(&digest, now)).await?;
                 let token = found.map(|t| CachedToken {
                     id: t.id,
                     expires: t.expires,
@@ -346,7 +347,7 @@ impl Services {
                 Answer::Token(token)
             }
             Need::FindSession(digest) => {
-                let found = self.store.run(move |conn| conn.find_session(&digest, now)).await?;
+                let found = self.store.read(move |conn| conn.find_session(&digest, now)).await?;
                 let session = found.map(|s| {
                     let found = SessionMatch {
                         user: s.user,
@@ -406,7 +407,7 @@ impl Services {
         let name = self.failures.map(|_| login.clone());
         let found = self
             .store
-            .run(move |conn| match field {
+            .read(move |conn| match field {
                 LoginField::Username => conn.find_credentials(&login),
                 LoginField::Email => conn.find_credentials_by_email(&login),
             })
@@ -464,7 +465,7 @@ impl Services {
         let new_ttl = cache_ttl(self.policy.ttl, Some(expires), now);
         let (id, store) = (token.id, self.store.clone());
         runtime.spawn(async move {
-            match store.run(move |conn| conn.refresh_token(id, expires, now)).await {
+            match store.write(move |conn| conn.refresh_token(id, expires, now)).await {
                 Ok(true) => {
                     debug!(token_id = id, expires, "token expiry refreshed");
                     caches.tokens.put(
@@ -501,7 +502,7 @@ impl Services {
         let (user_id, limit) = (user.id, policy.limit_per_user);
         let created = self
             .store
-            .run(move |conn| {
+            .write(move |conn| {
                 let token = ClientToken { digest: &digest, client: client.as_deref(), expires, max_expires };
                 conn.create_client_token(user_id, &token, limit)
             })
@@ -513,7 +514,7 @@ impl Services {
     /// other hosts' caches.
     pub async fn delete_token(&self, user: &User, id: i64) -> Result<bool, Error> {
         let user_id = user.id;
-        let deleted = self.store.run(move |conn| conn.delete_token(user_id, id)).await?;
+        let deleted = self.store.write(move |conn| conn.delete_token(user_id, id)).await?;
         // The store first, then memory: a fill that read the token before is void now.
         self.caches.forget(&[user.username.to_string()]);
         Ok(deleted)
@@ -524,7 +525,7 @@ impl Services {
         let name = user.username.to_string();
         let deleted = {
             let name = name.clone();
-            self.store.run(move |conn| conn.delete_tokens(&name)).await?
+            self.store.write(move |conn| conn.delete_tokens(&name)).await?
         };
         self.caches.forget(&[name]);
         Ok(deleted)
@@ -542,7 +543,7 @@ impl Services {
         let digest = token_digest(&key);
         let expires = sessions::now().saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
         let user_id = user.id;
-        self.store.run(move |conn| conn.create_session(user_id, &digest, &csrf_secret, expires)).await?;
+        self.store.write(move |conn| conn.create_session(user_id, &digest, &csrf_secret, expires)).await?;
         Ok(key)
     }
 
@@ -550,7 +551,7 @@ impl Services {
     /// hosts), then in memory. Whether there was one.
     pub async fn delete_session(&self, key: &str) -> Result<bool, Error> {
         let digest = token_digest(key);
-        let owner = self.store.run(move |conn| conn.delete_session(&digest)).await?;
+        let owner = self.store.write(move |conn| conn.delete_session(&digest)).await?;
         if let Some(owner) = &owner {
             self.caches.forget(std::slice::from_ref(owner));
         }
@@ -584,13 +585,18 @@ impl Services {
         }
     }
 
-    /// The user's token key, made if they have none, on the store pool.
+    /// The user's token key, made if they have none: read on a reader (the usual case, so
+    /// a held write lock does not stop it), written by the writer only when there is none.
     pub async fn get_or_create_token(
         &self,
         secret: TokenSecret,
         username: String,
     ) -> Result<Option<String>, Error> {
-        self.store.run(move |conn| tokens::get_or_create(conn, &secret, &username)).await
+        let name = username.clone();
+        if let Some(nonce) = self.store.read(move |conn| conn.token_nonce(&name)).await? {
+            return Ok(Some(secret.derive(&nonce)));
+        }
+        self.store.write(move |conn| tokens::get_or_create(conn, &secret, &username)).await
     }
 }
 

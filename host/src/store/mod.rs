@@ -20,6 +20,12 @@ pub const CHANGE_LOG_KEEP: Duration = Duration::from_secs(24 * 60 * 60);
 /// A store: something that hands out connections.
 pub trait Store: Send + Sync + 'static {
     fn connect(&self) -> Result<Box<dyn StoreConn>, Error>;
+
+    /// A connection that only reads (the store pool's readers): it never waits for a
+    /// writer, and refuses to write.
+    fn connect_reader(&self) -> Result<Box<dyn StoreConn>, Error> {
+        self.connect()
+    }
 }
 
 /// A user to create. `password_hash` is an argon2id PHC string, or `None` for a user who
@@ -50,6 +56,14 @@ pub trait StoreConn: Send {
     fn store_file(&self) -> StoreFile {
         StoreFile::Same
     }
+
+    /// How long the next call may wait for a lock another connection holds before it
+    /// fails as unavailable.
+    fn set_busy_timeout(&mut self, _timeout: Duration) {}
+
+    /// Deletes up to `batch` expired tokens and up to `batch` expired sessions (by their
+    /// expiry indexes); how many it deleted.
+    fn purge_expired(&mut self, now: i64, batch: usize) -> Result<usize, Error>;
 
     fn find_user(&mut self, username: &str) -> Result<Option<User>, Error>;
 
@@ -82,11 +96,11 @@ pub trait StoreConn: Send {
     fn list_users(&mut self) -> Result<Vec<User>, Error>;
 
     /// The live token whose key has this digest at time `now`, with its user. An expired
-    /// one is deleted and not found.
+    /// one is not found (the writer's purge deletes it).
     fn find_token(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error>;
 
     /// Stores a per-client token, unless the user already holds `limit` live ones (0: no
-    /// limit); purges the user's expired tokens first.
+    /// limit); expired ones do not count.
     fn create_client_token(
         &mut self,
         user_id: i64,
@@ -117,6 +131,9 @@ pub trait StoreConn: Send {
     /// `Token.objects.get_or_create(user=user)`), in one transaction.
     fn get_or_create_token(&mut self, username: &str, token: &NewToken<'_>) -> Result<TokenGot, Error>;
 
+    /// The nonce of the user's first derivable token, when they have one.
+    fn token_nonce(&mut self, username: &str) -> Result<Option<Vec<u8>>, Error>;
+
     /// Deletes the user's tokens; how many there were.
     fn delete_tokens(&mut self, username: &str) -> Result<usize, Error>;
 
@@ -124,7 +141,7 @@ pub trait StoreConn: Send {
     fn users_without_token(&mut self) -> Result<Vec<String>, Error>;
 
     /// Stores a session (the digest of its key) for `user_id`, expiring at `expires` (Unix
-    /// seconds), and purges expired sessions.
+    /// seconds).
     fn create_session(
         &mut self,
         user_id: i64,

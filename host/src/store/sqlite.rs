@@ -64,6 +64,11 @@ const MIGRATIONS: &[&str] = &[
     // Users' e-mail addresses ('' when none), found case-insensitively for logins by e-mail.
     "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
     CREATE INDEX users_email ON users (lower(email));",
+    // Live tokens are counted per user by expiry, and expired ones purged by expiry, each
+    // by an index: a user holding many tokens costs a login nothing.
+    "DROP INDEX tokens_user;
+    CREATE INDEX tokens_user_expires ON tokens (user_id, expires);
+    CREATE INDEX tokens_expires ON tokens (expires) WHERE expires IS NOT NULL;",
 ];
 // Append new migrations only: a database records how many it has applied.
 
@@ -94,6 +99,7 @@ impl SqliteStore {
         let conn = Connection::open(&self.path).map_err(|e| {
             Error::store(format!("{}: cannot open the SQLite store", self.path.display())).with_source(e)
         })?;
+        // The command line's default; the store pool sets each job's own.
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -120,12 +126,23 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-impl Store for SqliteStore {
-    fn connect(&self) -> Result<Box<dyn StoreConn>, Error> {
-        let conn = self.open_connection()?;
+impl SqliteStore {
+    fn conn(&self, conn: Connection) -> Box<dyn StoreConn> {
         // The file this connection has open, by device and inode, read after opening.
         let file = file_identity(&self.path);
-        Ok(Box::new(SqliteConn { conn, keep_changes: self.keep_changes, path: self.path.clone(), file }))
+        Box::new(SqliteConn { conn, keep_changes: self.keep_changes, path: self.path.clone(), file })
+    }
+}
+
+impl Store for SqliteStore {
+    fn connect(&self) -> Result<Box<dyn StoreConn>, Error> {
+        Ok(self.conn(self.open_connection()?))
+    }
+
+    fn connect_reader(&self) -> Result<Box<dyn StoreConn>, Error> {
+        let conn = self.open_connection()?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(self.conn(conn))
     }
 }
 
@@ -206,6 +223,27 @@ impl StoreConn for SqliteConn {
             now if now == self.file => StoreFile::Same,
             Some(_) => StoreFile::Replaced,
         }
+    }
+
+    fn set_busy_timeout(&mut self, timeout: Duration) {
+        // Only fails for a closed connection, which the next call reports.
+        let _ = self.conn.busy_timeout(timeout);
+    }
+
+    fn purge_expired(&mut self, now: i64, batch: usize) -> Result<usize, Error> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let tokens = tx.execute(
+            "DELETE FROM tokens WHERE id IN
+                 (SELECT id FROM tokens WHERE expires IS NOT NULL AND expires <= ?1 LIMIT ?2)",
+            params![now, batch],
+        )?;
+        let sessions = tx.execute(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires <= ?1 LIMIT ?2)",
+            params![now, batch],
+        )?;
+        tx.commit()?;
+        Ok(tokens.max(sessions))
     }
 
     fn find_user(&mut self, username: &str) -> Result<Option<User>, Error> {
@@ -296,10 +334,11 @@ impl StoreConn for SqliteConn {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.id, u.username, u.is_active, u.is_staff, u.password, u.generation, u.email,
                     t.id, t.expires, t.max_expires, t.last_used
-             FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ?1",
+             FROM tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.digest = ?1 AND (t.expires IS NULL OR t.expires > ?2)",
         )?;
         let row = stmt
-            .query_row([digest], |row| {
+            .query_row(params![digest, now], |row| {
                 Ok(StoredToken {
                     user: user_from_row(row)?.0,
                     id: row.get(7)?,
@@ -309,13 +348,7 @@ impl StoreConn for SqliteConn {
                 })
             })
             .optional()?;
-        match row {
-            Some(token) if token.expires.is_some_and(|e| e <= now) => {
-                self.conn.prepare_cached("DELETE FROM tokens WHERE id = ?1")?.execute([token.id])?;
-                Ok(None)
-            }
-            other => Ok(other),
-        }
+        Ok(row)
     }
 
     fn create_client_token(
@@ -325,13 +358,14 @@ impl StoreConn for SqliteConn {
         limit: u32,
     ) -> Result<Option<i64>, Error> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM tokens WHERE user_id = ?1 AND expires IS NOT NULL AND expires <= strftime('%s', 'now')",
-            [user_id],
-        )?;
         if limit > 0 {
-            let live: i64 =
-                tx.query_row("SELECT count(*) FROM tokens WHERE user_id = ?1", [user_id], |r| r.get(0))?;
+            // Two ranges of tokens_user_expires: never a scan of the user's expired tokens.
+            let live: i64 = tx.query_row(
+                "SELECT (SELECT count(*) FROM tokens WHERE user_id = ?1 AND expires IS NULL)
+                      + (SELECT count(*) FROM tokens WHERE user_id = ?1 AND expires > CAST(strftime('%s', 'now') AS INTEGER))",
+                [user_id],
+                |r| r.get(0),
+            )?;
             if live >= i64::from(limit) {
                 return Ok(None);
             }
@@ -441,6 +475,14 @@ impl StoreConn for SqliteConn {
         Ok(TokenGot::Created)
     }
 
+    fn token_nonce(&mut self, username: &str) -> Result<Option<Vec<u8>>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.nonce FROM tokens t JOIN users u ON u.id = t.user_id
+             WHERE u.username = ?1 AND t.nonce IS NOT NULL ORDER BY t.id LIMIT 1",
+        )?;
+        Ok(stmt.query_row([username], |r| r.get(0)).optional()?)
+    }
+
     fn delete_tokens(&mut self, username: &str) -> Result<usize, Error> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let deleted = tx.execute(
@@ -467,15 +509,12 @@ impl StoreConn for SqliteConn {
         csrf_secret: &str,
         expires: i64,
     ) -> Result<i64, Error> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM sessions WHERE expires <= strftime('%s', 'now')", [])?;
-        tx.execute(
-            "INSERT INTO sessions (digest, user_id, csrf_secret, expires) VALUES (?1, ?2, ?3, ?4)",
-            params![digest, user_id, csrf_secret, expires],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(id)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (digest, user_id, csrf_secret, expires) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![digest, user_id, csrf_secret, expires])?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     fn find_session(&mut self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error> {
