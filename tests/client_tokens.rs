@@ -143,6 +143,43 @@ async fn the_limit_per_user_is_kept() {
     assert_eq!(body, json!({"detail": "Maximum amount of tokens allowed per user exceeded."}));
 }
 
+/// Issue 12, item 4: a user holding many expired tokens costs a login nothing (they do not
+/// count towards the limit, and the writer purges them by their expiry index, off the
+/// request path); the limit is finite unless set (100).
+#[tokio::test]
+async fn expired_tokens_are_purged_in_the_background_and_the_default_limit_is_100() {
+    let site = Site::with_cache(&config("ttl = \"1h\""), "purge_every = \"1h\"");
+    site.add_user("alice", "alice-pw", &[]);
+    {
+        // 20,000 expired tokens and 99 live ones, written straight into the store.
+        let mut db = rusqlite::Connection::open(site.db_path()).unwrap();
+        let tx = db.transaction().unwrap();
+        let alice: i64 = tx.query_row("SELECT id FROM users WHERE username = 'alice'", [], |r| r.get(0)).unwrap();
+        let mut insert = tx
+            .prepare("INSERT INTO tokens (digest, user_id, client, expires) VALUES (randomblob(32), ?1, 'old', ?2)")
+            .unwrap();
+        for i in 0..20_099_i64 {
+            let expires = if i < 20_000 { 1_000 + i } else { 4_000_000_000 };
+            insert.execute(rusqlite::params![alice, expires]).unwrap();
+        }
+        drop(insert);
+        tx.commit().unwrap();
+    }
+    let host = site.serve();
+    // The first purge runs soon after start-up, in batches, between requests.
+    let db = rusqlite::Connection::open(site.db_path()).unwrap();
+    let count = || db.query_row("SELECT count(*) FROM tokens", [], |r| r.get::<_, i64>(0)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count() > 99 {
+        assert!(std::time::Instant::now() < deadline, "{} tokens left:\n{}", count(), host.logs());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The 100th live token is issued; the 101st is refused with knox's answer.
+    assert_eq!(login(&host, "100th").await.0, 200);
+    let (status, body) = login(&host, "101st").await;
+    assert_eq!((status, body), (403, json!({"detail": "Maximum amount of tokens allowed per user exceeded."})));
+}
+
 #[tokio::test]
 async fn logout_deletes_the_token_in_use_and_logout_all_every_token() {
     let host = site("ttl = \"1h\"").serve();

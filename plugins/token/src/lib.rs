@@ -5,7 +5,8 @@
 //! Per-client tokens (knox's model), issued by the host's `login_token` view, follow the
 //! scheme's options: `ttl` (absent: never expire), `refresh_on_use` (each use moves the
 //! expiry to now + ttl, at most once a minute), `max_ttl` (no use extends a token past its
-//! creation + max_ttl), `limit_per_user`, and `prefix` (put before new keys so that secret
+//! creation + max_ttl), `limit_per_user` (live tokens a user may hold: 100 unless set; 0 for
+//! no limit), and `prefix` (put before new keys so that secret
 //! scanners can spot them). An expired token answers `Invalid token.` and is purged.
 
 use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
@@ -13,6 +14,10 @@ use authhost_plugin_api::{
     export_scheme, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
     TokenPolicy,
 };
+
+/// Live per-client tokens a user may hold unless `limit_per_user` says otherwise: finite, so
+/// that no client can fill the store with one account's tokens.
+const DEFAULT_LIMIT_PER_USER: i64 = 100;
 
 const NO_CREDENTIALS: &str = "Invalid token header. No credentials provided.";
 const HAS_SPACES: &str = "Invalid token header. Token string should not contain spaces.";
@@ -78,7 +83,7 @@ impl Scheme for Token {
         if max_ttl != 0 && max_ttl < ttl {
             return Err(SchemeError::option("max_ttl", "must be at least ttl"));
         }
-        let limit = options.int("limit_per_user")?.unwrap_or(0);
+        let limit = options.int("limit_per_user")?.unwrap_or(DEFAULT_LIMIT_PER_USER);
         let limit_per_user = u32::try_from(limit).map_err(|_| {
             SchemeError::option("limit_per_user", "must be 0 (no limit) or a positive number")
         })?;
@@ -195,6 +200,8 @@ mod tests {
                 prefix: "ah_".into()
             }
         );
+        let unset = Token::new(&Options::new(&[])).unwrap().token_policy().unwrap();
+        assert_eq!(unset.limit_per_user, 100, "a finite limit unless set");
         let refresh_only = [OptionEntry::new("refresh_on_use", OptionValue::Bool(true))];
         assert_eq!(
             Token::new(&Options::new(&refresh_only)).unwrap_err().option_key(),
