@@ -154,7 +154,8 @@ async fn expired_tokens_are_purged_in_the_background_and_the_default_limit_is_10
         // 20,000 expired tokens and 99 live ones, written straight into the store.
         let mut db = rusqlite::Connection::open(site.db_path()).unwrap();
         let tx = db.transaction().unwrap();
-        let alice: i64 = tx.query_row("SELECT id FROM users WHERE username = 'alice'", [], |r| r.get(0)).unwrap();
+        let alice: i64 =
+            tx.query_row("SELECT id FROM users WHERE username = 'alice'", [], |r| r.get(0)).unwrap();
         let mut insert = tx
             .prepare("INSERT INTO tokens (digest, user_id, client, expires) VALUES (randomblob(32), ?1, 'old', ?2)")
             .unwrap();
@@ -177,7 +178,10 @@ async fn expired_tokens_are_purged_in_the_background_and_the_default_limit_is_10
     // The 100th live token is issued; the 101st is refused with knox's answer.
     assert_eq!(login(&host, "100th").await.0, 200);
     let (status, body) = login(&host, "101st").await;
-    assert_eq!((status, body), (403, json!({"detail": "Maximum amount of tokens allowed per user exceeded."})));
+    assert_eq!(
+        (status, body),
+        (403, json!({"detail": "Maximum amount of tokens allowed per user exceeded."}))
+    );
 }
 
 #[tokio::test]

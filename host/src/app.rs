@@ -26,7 +26,7 @@ use crate::loader::Scheme;
 use crate::loader::Schemes;
 use crate::metrics::{self, RouteMetrics, SchemeMetrics};
 use crate::permission::{Permission, Subject};
-use crate::pool::{StorePoolConfig, PasswordPool, StorePool};
+use crate::pool::{PasswordPool, StorePool, StorePoolConfig};
 use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
 use crate::routes::{self, Pattern};
 use crate::server::MAX_HEAD_BYTES;

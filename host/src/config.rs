@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use authhost_plugin_api::files::MAX_SMALL_FILE;
 use authhost_plugin_api::net::Cidr;
-use authhost_plugin_api::options::{edit_distance, parse_duration, MAX_DURATION};
+use authhost_plugin_api::options::{edit_distance, parse_duration, DURATION_FORMS, MAX_DURATION};
 use authhost_plugin_api::{LoginField, OptionEntry};
 use hyper::header::HeaderName;
 use hyper::http::uri::Authority;
@@ -978,28 +978,13 @@ impl Resolver<'_> {
             Some(toml::Value::String(s)) if parse_duration(&s).is_some() => {
                 Ok(parse_duration(&s).unwrap_or_default())
             }
-            Some(other) => Err(self.err(
-                key,
-                format!("{other} is not a duration: use \"30s\", \"10m\", \"10h\", \"7d\" or seconds"),
-            )),
+            Some(other) => Err(self.err(key, format!("{other} is not a duration: use {DURATION_FORMS}"))),
         }
     }
 
-    /// A duration that may be under a second: `"250ms"` as well as the usual forms.
+    /// A duration that must be more than zero, with a default in milliseconds.
     fn millis(&self, key: &str, value: Option<toml::Value>, default_ms: u64) -> Result<Duration, Error> {
         match value {
-            Some(toml::Value::String(s)) if s.trim().ends_with("ms") => s
-                .trim()
-                .trim_end_matches("ms")
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| *ms > 0)
-                .map(Duration::from_millis)
-                .ok_or_else(|| {
-                    self.err(key, format!("{s:?} is not a duration: use \"250ms\", \"1s\" or seconds"))
-                })
-                .and_then(|d| self.at_most(key, d, MAX_DURATION)),
             None => Ok(Duration::from_millis(default_ms)),
             other => match self.duration(key, other, 0)? {
                 d if d.is_zero() => Err(self.err(key, "must be more than zero")),

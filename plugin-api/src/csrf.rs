@@ -73,9 +73,11 @@ pub fn secret_of(token: &str) -> String {
     }
 }
 
-/// Compares without an early exit, so that timing does not tell how much matched.
+/// Compares in constant time (`subtle`), so that timing does not tell how much matched;
+/// only the lengths may show.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 /// `Django's X-CSRFToken` shown the way Django names a header: `X-Csrftoken`.

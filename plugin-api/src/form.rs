@@ -2,43 +2,11 @@
 
 use crate::request::RequestView;
 
-/// `application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte; bytes that are not
+/// `application/x-www-form-urlencoded` (the `form_urlencoded` crate): `+` is a space,
+/// `%XX` a byte, a `%` not followed by two hex digits kept as it is; bytes that are not
 /// UTF-8 are replaced, as Django does.
 pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let mut kv = pair.splitn(2, |&b| b == b'=');
-            let key = decode_component(kv.next().unwrap_or_default());
-            let value = decode_component(kv.next().unwrap_or_default());
-            (key, value)
-        })
-        .collect()
-}
-
-fn decode_component(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => {
-                match std::str::from_utf8(&raw[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 /// The fields of a form body (`application/x-www-form-urlencoded` or `multipart/form-data`,
@@ -70,45 +38,31 @@ pub fn form_field(request: &RequestView<'_>, name: &str) -> Option<String> {
     form_fields(request)?.ok()?.into_iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// `multipart/form-data` (RFC 7578, parsed by `multer`): the text fields, in order; file
+/// parts and parts without a name are skipped.
+pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, String> {
+    // The body is whole in memory: one chunk, so every future below is ready at once.
+    let chunk = Ok::<_, std::convert::Infallible>(bytes::Bytes::copy_from_slice(body));
+    let mut multipart = multer::Multipart::new(futures_util::stream::iter([chunk]), boundary);
+    let mut fields = Vec::new();
+    while let Some(field) = ready(multipart.next_field())?.map_err(|e| e.to_string())? {
+        let name = field.name().map(str::to_owned);
+        let is_file = field.file_name().is_some();
+        let content = ready(field.bytes())?.map_err(|e| e.to_string())?;
+        if let (Some(name), false) = (name, is_file) {
+            fields.push((name, String::from_utf8_lossy(&content).into_owned()));
+        }
+    }
+    Ok(fields)
 }
 
-/// `multipart/form-data` (RFC 7578): the text fields, in order; file parts are skipped.
-pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, String> {
-    let delimiter = format!("--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    let start = find(body, delimiter).ok_or("no boundary in the body")?;
-    let mut rest = &body[start + delimiter.len()..];
-    let mut fields = Vec::new();
-    loop {
-        if rest.starts_with(b"--") {
-            return Ok(fields);
-        }
-        rest = rest.strip_prefix(b"\r\n").ok_or("a boundary is not followed by a line break")?;
-        let end = find(rest, delimiter).ok_or("the body ends before its closing boundary")?;
-        let part = &rest[..end];
-        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
-        let split = find(part, b"\r\n\r\n").ok_or("a part has no blank line after its headers")?;
-        let (head, content) = (&part[..split], &part[split + 4..]);
-        let head = String::from_utf8_lossy(head);
-        let disposition = head
-            .split("\r\n")
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.trim().eq_ignore_ascii_case("content-disposition").then(|| value.to_owned())
-            })
-            .ok_or("a part has no Content-Disposition")?;
-        let param = |key: &str| {
-            disposition.split(';').find_map(|p| {
-                let (k, v) = p.trim().split_once('=')?;
-                k.trim().eq_ignore_ascii_case(key).then(|| v.trim().trim_matches('"').to_owned())
-            })
-        };
-        if let (Some(name), None) = (param("name"), param("filename")) {
-            fields.push((name, String::from_utf8_lossy(content).into_owned()));
-        }
-        rest = &rest[end + delimiter.len()..];
+/// The output of a future that needs nothing but memory (`multer` over a whole body).
+fn ready<F: std::future::Future>(future: F) -> Result<F::Output, String> {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => Err("the multipart parser waited for more than the body".to_owned()),
     }
 }
 

@@ -1,56 +1,47 @@
 //! Addresses and CIDR ranges (`10.0.0.0/8`, `::1`, `fd00::/8`), for lists of trusted
 //! proxies: the host's `[gateway] trusted_proxies` and the remote-user scheme's.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: u128,
-    prefix: u32,
-}
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// Both families in one space: IPv4 as IPv4-mapped IPv6, so `::ffff:10.0.0.1` is
-/// `10.0.0.1`.
-fn to_bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
-}
+/// A range of addresses (`ipnet`'s), matching IPv4-mapped IPv6 addresses as the IPv4
+/// addresses they are: `::ffff:10.0.0.1` is in `10.0.0.0/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(IpNet);
 
 impl Cidr {
     /// `127.0.0.0/8`.
-    pub const LOOPBACK_V4: Cidr = Cidr { network: 0xffff_7f00_0000, prefix: 104 };
+    pub const LOOPBACK_V4: Cidr = Cidr(IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)));
     /// `::1`.
-    pub const LOOPBACK_V6: Cidr = Cidr { network: 1, prefix: 128 };
+    pub const LOOPBACK_V6: Cidr = Cidr(IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)));
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
-        to_bits(ip) & mask == self.network
+        self.0.contains(&ip.to_canonical())
     }
 }
 
 impl FromStr for Cidr {
     type Err = ();
 
+    /// `10.0.0.0/8`, `fd00::/8`, or one address (`::1`). Host bits are dropped
+    /// (`10.1.2.3/8` is `10.0.0.0/8`).
     fn from_str(text: &str) -> Result<Self, ()> {
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text.trim(), None),
+        let text = text.trim();
+        let net = match text.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => IpNet::from(text.parse::<IpAddr>().map_err(|_| ())?),
         };
-        let ip: IpAddr = addr.parse().map_err(|_| ())?;
-        let (max, offset) = match ip {
-            IpAddr::V4(_) => (32, 96),
-            IpAddr::V6(_) => (128, 0),
+        // An IPv4-mapped range is the IPv4 range it maps.
+        let net = match net {
+            IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => IpNet::V4(Ipv4Net::new(v4, v6.prefix_len() - 96).map_err(|_| ())?),
+                None => net,
+            },
+            other => other,
         };
-        let prefix: u32 = match prefix {
-            Some(p) => p.parse().ok().filter(|p| *p <= max).ok_or(())?,
-            None => max,
-        };
-        let prefix = prefix + offset;
-        let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
-        Ok(Cidr { network: to_bits(ip) & mask, prefix })
+        Ok(Cidr(net.trunc()))
     }
 }
 
@@ -77,6 +68,9 @@ mod tests {
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("8.8.8.8")));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert_eq!("10.1.2.3/8".parse::<Cidr>(), "10.0.0.0/8".parse::<Cidr>());
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert!(mapped.contains(ip("10.1.1.1")) && !mapped.contains(ip("11.0.0.1")));
         assert!("nonsense".parse::<Cidr>().is_err());
     }
 }

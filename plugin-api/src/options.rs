@@ -329,10 +329,7 @@ impl<'a> Options<'a> {
                 Some(d) => bounded(d),
                 None => Err(SchemeError::option(
                     key,
-                    format!(
-                        "{:?} is not a duration (use \"30s\", \"10m\", \"10h\", \"7d\" or seconds)",
-                        text.as_str()
-                    ),
+                    format!("{:?} is not a duration (use {DURATION_FORMS})", text.as_str()),
                 )),
             },
             Some(other) => Err(wrong_type(key, "a duration", other)),
@@ -355,24 +352,21 @@ fn wrong_type(key: &str, expected: &str, found: &OptionValue) -> SchemeError {
     SchemeError::option(key, format!("expected {expected}, found {}", found.kind()))
 }
 
-/// Parses `"30s"`, `"10m"`, `"10h"`, `"7d"` or a bare number of seconds.
 /// The longest duration an option may give (100 years): longer ones are refused at load,
 /// so that no deadline computed from one can overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
+/// How durations are written, for messages: what `parse_duration` takes.
+pub const DURATION_FORMS: &str = "\"30s\", \"10m\", \"10h\", \"7d\", \"250ms\", \"1h 30m\" or seconds";
+
+/// Parses a bare number of seconds, or what `humantime` reads: `"30s"`, `"10m"`, `"10h"`,
+/// `"7d"`, `"250ms"`, `"1h 30m"`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    number.checked_mul(factor).map(Duration::from_secs)
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok().map(Duration::from_secs);
+    }
+    humantime::parse_duration(text).ok()
 }
 
 fn closest<'c>(key: &str, candidates: &[&'c str]) -> Option<&'c str> {
@@ -458,7 +452,11 @@ mod tests {
         assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
         assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-        assert_eq!(parse_duration("10 years"), None);
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("10 fortnights"), None);
         assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("-5s"), None);
+        assert_eq!(parse_duration("99999999999999999999999d"), None);
     }
 }

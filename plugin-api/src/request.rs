@@ -154,16 +154,15 @@ impl<'a> RequestView<'a> {
         self.peer.into()
     }
 
-    /// A cookie's value, parsed as Django does (`name=value` pairs split on `;`).
+    /// A cookie's value (`Cookie` pairs split on `;` by the `cookie` crate, surrounding
+    /// quotes removed, no percent-decoding: as Django reads them).
     pub fn cookie(&self, name: &str) -> Option<Cow<'a, str>> {
-        let header = self.header_bytes("cookie")?;
-        header.split(|&b| b == b';').find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
-            let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
-            (key == name.as_bytes()).then(|| latin1_or_utf8(value))
-        })
+        let header = latin1_or_utf8(self.header_bytes("cookie")?);
+        let value = cookie::Cookie::split_parse(header.as_ref())
+            .filter_map(Result::ok)
+            .find(|c| c.name() == name)
+            .map(|c| c.value_trimmed().to_owned())?;
+        Some(Cow::Owned(value))
     }
 
     /// The request body as the host read it (empty for bodiless requests). Handlers and

@@ -29,15 +29,18 @@ fn csrf_settings<'a>(config: &'a SessionConfig, origins: &'a [&'a str]) -> CsrfS
     }
 }
 
+/// A `Set-Cookie` value (built by the `cookie` crate): `Path=/`, `SameSite=Lax`, and
+/// `Max-Age` as Django sets it.
 fn cookie(name: &str, value: &str, max_age: Duration, http_only: bool, secure: bool) -> HeaderValue {
-    let mut text = format!("{name}={value}; Max-Age={}; Path=/; SameSite=Lax", max_age.as_secs());
-    if http_only {
-        text.push_str("; HttpOnly");
-    }
-    if secure {
-        text.push_str("; Secure");
-    }
-    HeaderValue::from_str(&text)
+    let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    let cookie = cookie::Cookie::build((name, value))
+        .max_age(cookie::time::Duration::seconds(seconds))
+        .path("/")
+        .same_site(cookie::SameSite::Lax)
+        .http_only(http_only)
+        .secure(secure)
+        .build();
+    HeaderValue::from_str(&cookie.to_string())
         .unwrap_or_else(|_| unreachable!("cookie names are checked and values are alphanumeric"))
 }
 

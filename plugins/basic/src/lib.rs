@@ -6,8 +6,6 @@
 //! `login_field` (`"username"`, or `"email"` to log in with the e-mail address: one no user
 //! or several users have fails like a wrong password, at the same cost).
 
-mod base64;
-
 use std::time::Duration;
 
 use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
@@ -16,6 +14,8 @@ use authhost_plugin_api::{
     export_scheme, Host, LoginField, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme,
     SchemeError,
 };
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 const NO_CREDENTIALS: &str = "Invalid basic header. No credentials provided.";
 const HAS_SPACES: &str = "Invalid basic header. Credentials string should not contain spaces.";
@@ -64,7 +64,9 @@ impl Scheme for Basic {
             [_, encoded] => encoded,
             _ => return Ok(Outcome::failed(HAS_SPACES)),
         };
-        let Some(decoded) = base64::decode(encoded) else {
+        // Strict, as RFC 7617 asks: padding required, no junk, no stray bits under the
+        // padding (Python's decoder, which DRF uses, skips junk characters).
+        let Ok(decoded) = BASE64.decode(encoded) else {
             return Ok(Outcome::failed(NOT_BASE64));
         };
         // Not UTF-8: tried as Latin-1, as DRF does, so it fails as a bad password.
@@ -92,6 +94,19 @@ mod tests {
     use authhost_plugin_api::Header;
 
     use super::*;
+
+    #[test]
+    fn base64_is_decoded_strictly() {
+        let decode = |s: &[u8]| BASE64.decode(s).ok();
+        assert_eq!(decode(b"YWxpY2U6cHc=").as_deref(), Some(&b"alice:pw"[..]));
+        assert_eq!(decode(b"YQ==").as_deref(), Some(&b"a"[..]));
+        assert_eq!(decode(b"").as_deref(), Some(&b""[..]));
+        assert_eq!(decode(b"YWxpY2U6cHc"), None, "missing padding");
+        assert_eq!(decode(b"YW*pY2U6cHc="), None, "junk character");
+        assert_eq!(decode(b"YR=="), None, "non-zero bits under the padding");
+        assert_eq!(decode(b"YQ==YQ=="), None, "padding in the middle");
+        assert_eq!(decode(b"Y==="), None, "too much padding");
+    }
 
     fn outcome(authorization: &[u8]) -> Outcome {
         let scheme = Basic::new(&Options::new(&[])).unwrap();

@@ -1,56 +1,37 @@
-//! HS256 (RFC 7518 §3.2): HMAC-SHA256, and the unpadded base64url JWS uses (RFC 7515 §2).
+//! HS256 (RFC 7518 §3.2) on RustCrypto's `hmac`, and the unpadded base64url JWS uses
+//! (RFC 7515 §2) on the `base64` crate's strict engine.
 
-use sha2::{Digest, Sha256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
-const BLOCK: usize = 64;
+type HmacSha256 = Hmac<Sha256>;
 
-/// HMAC-SHA256 (RFC 2104).
+/// HMAC-SHA256 of `message` under `key`.
 pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&inner_pad).chain_update(message).finalize();
-    Sha256::new().chain_update(&outer_pad).chain_update(inner).finalize().into()
+    // HMAC takes a key of any length.
+    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("any key length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// Whether `signature` is the HMAC-SHA256 of `message` under `key`, compared in constant
+/// time (by `hmac`, through `subtle`).
+pub(crate) fn hmac_sha256_verify(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("any key length"));
+    mac.update(message);
+    mac.verify_slice(signature).is_ok()
+}
 
 pub(crate) fn b64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Unpadded base64url; `None` for any other character, padding included.
+/// Unpadded base64url; `None` for any other character, padding included, and for
+/// non-canonical trailing bits.
 pub(crate) fn b64url_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut bits = 0u32;
-    let mut count = 0;
-    for c in text.bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        bits = (bits << 6) | v;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    // Leftover bits must be zero (canonical encoding).
-    (bits == 0).then_some(out)
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 #[cfg(test)]
@@ -83,10 +64,15 @@ mod tests {
     }
 
     #[test]
-    fn hmac_matches_rfc4231_case_2() {
+    fn hmac_matches_rfc4231_case_2_and_verifies_only_its_own_tag() {
         let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert!(hmac_sha256_verify(b"Jefe", b"what do ya want for nothing?", &mac));
+        let mut wrong = mac;
+        wrong[31] ^= 1;
+        assert!(!hmac_sha256_verify(b"Jefe", b"what do ya want for nothing?", &wrong));
+        assert!(!hmac_sha256_verify(b"Jefe", b"what do ya want for nothing?", &mac[..31]));
     }
 
     #[test]

@@ -23,10 +23,9 @@ use authhost_plugin_api::{
 };
 use serde_json::{json, Value};
 
-use authhost_plugin_api::constant_time_eq;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use hs256::{b64url_decode, b64url_encode, hmac_sha256};
+use hs256::{b64url_decode, b64url_encode, hmac_sha256, hmac_sha256_verify};
 
 const NO_CREDENTIALS: &str = "Invalid Authorization header. No credentials provided.";
 const HAS_SPACES: &str = "Invalid Authorization header. Credentials string should not contain spaces.";
@@ -80,7 +79,7 @@ impl Key {
 
     fn verify(&self, input: &[u8], signature: &[u8]) -> bool {
         match self {
-            Key::Hs256(secret) => constant_time_eq(&hmac_sha256(secret, input), signature),
+            Key::Hs256(secret) => hmac_sha256_verify(secret, input, signature),
             Key::EdDsa { verifying, .. } => Signature::from_slice(signature)
                 .is_ok_and(|signature| verifying.verify_strict(input, &signature).is_ok()),
         }
