@@ -42,6 +42,8 @@ mod hardening;
 mod throttle;
 // A store another process holds locked: 503 within busy_timeout; reads go on.
 mod store_lock;
+// Generated input (proptest): the parsers and config loading against DRF's answers.
+mod properties;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

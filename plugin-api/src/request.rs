@@ -155,12 +155,14 @@ impl<'a> RequestView<'a> {
     }
 
     /// A cookie's value (`Cookie` pairs split on `;` by the `cookie` crate, surrounding
-    /// quotes removed, no percent-decoding: as Django reads them).
+    /// quotes removed, no percent-decoding: as Django reads them). When a name repeats, the
+    /// last one counts, as in Django's `parse_cookie`.
     pub fn cookie(&self, name: &str) -> Option<Cow<'a, str>> {
         let header = latin1_or_utf8(self.header_bytes("cookie")?);
         let value = cookie::Cookie::split_parse(header.as_ref())
             .filter_map(Result::ok)
-            .find(|c| c.name() == name)
+            .filter(|c| c.name() == name)
+            .last()
             .map(|c| c.value_trimmed().to_owned())?;
         Some(Cow::Owned(value))
     }

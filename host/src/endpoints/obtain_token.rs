@@ -110,11 +110,21 @@ fn char_field(
         Some(Value::Number(n)) => n.to_string(),
         Some(_) => return fail(errors, "Not a valid string."),
     };
-    let text = if trim { text.trim().to_owned() } else { text };
+    // Python's str.strip(), whose whitespace also holds U+001C..U+001F (Rust's does not).
+    let text = if trim { text.trim_matches(is_python_space).to_owned() } else { text };
     if text.is_empty() {
         return fail(errors, "This field may not be blank.");
     }
+    // DRF's ProhibitNullCharactersValidator.
+    if text.contains('\0') {
+        return fail(errors, "Null characters are not allowed.");
+    }
     Some(text)
+}
+
+/// Python's `str.isspace()`: Unicode's White_Space and the four ASCII separators.
+fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 /// Python's name for a JSON value's type, as DRF's message shows it.
