@@ -138,7 +138,7 @@ impl From<rusqlite::Error> for Error {
         match err.sqlite_error_code() {
             // Another connection held the lock for longer than busy_timeout.
             Some(DatabaseBusy | DatabaseLocked) => {
-                Error::unavailable("the store is locked (busy for longer than busy_timeout)").with_source(err)
+                Error::unavailable("the store is locked by another connection").with_source(err)
             }
             _ => Error::store("store error").with_source(err),
         }

@@ -72,7 +72,8 @@ impl MetricConstructor<Histogram> for Buckets {
 }
 
 /// What a scheme answered, as the metrics name it.
-pub const OUTCOMES: [&str; 6] = ["not_attempted", "authenticated", "failed", "forbidden", "fault", "busy"];
+pub const OUTCOMES: [&str; 8] =
+    ["not_attempted", "authenticated", "failed", "forbidden", "fault", "busy", "unavailable", "throttled"];
 
 #[derive(Debug)]
 struct Metrics {
@@ -98,7 +99,7 @@ fn metrics() -> &'static Metrics {
         let queue_depth = Family::default();
         registry.register(
             "scheme_outcomes",
-            "What each scheme answered: not_attempted, authenticated, failed, forbidden, fault, busy",
+            "What each scheme answered: not_attempted, authenticated, failed, forbidden, fault, busy, unavailable (the store), throttled",
             scheme_outcomes.clone(),
         );
         registry.register(
@@ -140,7 +141,7 @@ fn metrics() -> &'static Metrics {
 /// One scheme's handles.
 #[derive(Debug, Clone)]
 pub struct SchemeMetrics {
-    outcomes: [Counter; 6],
+    outcomes: [Counter; OUTCOMES.len()],
     seconds: Histogram,
 }
 
