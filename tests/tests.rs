@@ -32,6 +32,8 @@ mod loading;
 mod routes;
 // Gateway mode: the streaming reverse proxy and the forward-auth back-end.
 mod gateway;
+// Browser sign-in over HTTP: login and logout pages, next, redirects for navigations.
+mod sign_in;
 // Real nginx and Caddy asking authhost's forward_auth route.
 mod gateway_peers;
 // Metrics (read back, checked by promtool) and the access log.

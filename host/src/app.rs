@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn};
 use crate::chain::{Chain, Faulted, Verdict, Watch};
 use crate::config::{Config, GatewayConfig, Handler, SessionConfig, TokenField};
 use crate::endpoints::obtain_token;
+use crate::endpoints::pages::{self, Page, PageContext};
 use crate::endpoints::{self, jwt, session, tokens};
 use crate::error::Error;
 use crate::gateway::proxy::{Forward, UpstreamReport};
@@ -98,6 +99,11 @@ struct Route {
     access_log: bool,
     /// DRF's throttles, checked after the permission.
     throttles: Vec<Throttle>,
+    /// Where unauthenticated browser navigations are sent to sign in.
+    login_url: Option<String>,
+    /// For `login_page` and `logout_page`: the template, and where a logout goes by default.
+    page: Option<Arc<Page>>,
+    after_logout: String,
 }
 
 /// What one request came to, for its metrics and its access-log line.
@@ -110,11 +116,14 @@ struct Record<'r> {
     /// the permission), `throttled`, or `-` when no chain ran.
     outcome: &'static str,
     upstream: Option<UpstreamReport>,
+    /// Whoever gets the answer passes a redirect on to the browser (not nginx's
+    /// `auth_request`, which takes only 2xx, 401 and 403).
+    may_redirect: bool,
 }
 
 impl Default for Record<'_> {
     fn default() -> Self {
-        Record { route: None, scheme: None, outcome: "-", upstream: None }
+        Record { route: None, scheme: None, outcome: "-", upstream: None, may_redirect: true }
     }
 }
 
@@ -216,6 +225,8 @@ impl App {
         ));
         Services::spawn_change_poller(&services, store.connect()?)?;
         let mut routes = Vec::with_capacity(config.routes.len());
+        // A logout page without a login_url goes to the first sign-in page.
+        let sign_in = config.routes.iter().find(|r| r.handler == Handler::LoginPage).map(|r| r.path.clone());
         for (i, r) in config.routes.iter().enumerate() {
             let not_an_issuer = |index: usize, what: &str| {
                 Error::config(format!(
@@ -260,6 +271,13 @@ impl App {
                 metrics: route_metrics,
                 access_log: r.access_log,
                 throttles: r.throttles.clone(),
+                login_url: r.login_url.clone(),
+                page: r.page.clone(),
+                after_logout: r
+                    .login_url
+                    .clone()
+                    .or_else(|| sign_in.clone())
+                    .unwrap_or_else(|| "/".to_owned()),
             });
         }
         // Exact routes first, then the longest prefix.
@@ -477,6 +495,7 @@ impl App {
             _ => return refuse(PERMISSION_DENIED),
         };
         record.route = Some(route);
+        record.may_redirect = original.passes_redirects;
         let joined = joined_headers(&parts.headers);
         let views = header_views(&parts.headers, &joined);
         let view =
@@ -528,7 +547,9 @@ impl App {
             Verdict::Anonymous => {
                 Principal { user: None, auth: self.anonymous_auth.clone(), scheme: None, token_id: None }
             }
-            Verdict::Failed { detail } => return Err(self.not_authenticated(route, req, detail)),
+            Verdict::Failed { detail } => {
+                return Err(self.not_authenticated(route, req, detail, record.may_redirect))
+            }
             Verdict::Forbidden { detail } => return Err(Refusal::Forbidden { detail }.into_response()),
             Verdict::Fault => return Err(Refusal::Internal.into_response()),
             Verdict::Busy => return Err(Refusal::Busy.into_response()),
@@ -543,7 +564,7 @@ impl App {
             record.outcome = "denied";
             // DRF's permission_denied: not authenticated only when there are authenticators.
             return Err(if principal.user.is_none() && !route.chain.is_empty() {
-                self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned())
+                self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned(), record.may_redirect)
             } else {
                 Refusal::Forbidden { detail: PERMISSION_DENIED.to_owned() }.into_response()
             });
@@ -613,7 +634,7 @@ impl App {
             }
             Handler::LoginToken | Handler::LogoutToken | Handler::LogoutAll => {
                 let Some(user) = user.as_ref() else {
-                    return Err(self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned()));
+                    return Err(self.not_authenticated(route, req, NOT_AUTHENTICATED.to_owned(), false));
                 };
                 let answer = match (route.handler, &route.token_policy, *token_id) {
                     (Handler::LoginToken, Some(policy), _) => {
@@ -646,6 +667,23 @@ impl App {
                 };
                 Ok(answer.unwrap_or_else(|e| host_error(&e)))
             }
+            Handler::LoginPage | Handler::LogoutPage => {
+                let Some(page) = route.page.as_deref() else {
+                    return Err(host_error(&Error::config("a page route without its template")));
+                };
+                let ctx = PageContext { page, action: &route.pattern.path, login_url: &route.after_logout };
+                let (services, session) = (&*self.services, &self.session);
+                let answer = match (route.handler, method) {
+                    (Handler::LoginPage, "GET" | "HEAD") => Ok(pages::login_form(ctx, session, req)),
+                    (Handler::LoginPage, "POST") => pages::login_submit(services, ctx, session, req).await,
+                    (Handler::LogoutPage, "GET" | "HEAD") => {
+                        pages::logout_form(services, ctx, session, req).await
+                    }
+                    (Handler::LogoutPage, "POST") => pages::logout_submit(services, ctx, session, req).await,
+                    _ => return Err(method_not_allowed(method, "GET, HEAD, POST")),
+                };
+                answer.map_err(|err| host_error(&err))
+            }
             Handler::Login => Err(method_not_allowed(method, "GET, HEAD, POST")),
             Handler::Logout => Err(method_not_allowed(method, "POST")),
             Handler::Health => Err(method_not_allowed(method, "GET, HEAD")),
@@ -673,7 +711,17 @@ impl App {
         }
     }
 
-    fn not_authenticated(&self, route: &Route, req: &RequestView<'_>, detail: String) -> Response<Body> {
+    fn not_authenticated(
+        &self,
+        route: &Route,
+        req: &RequestView<'_>,
+        detail: String,
+        may_redirect: bool,
+    ) -> Response<Body> {
+        // A browser navigating sees the sign-in page; API clients keep DRF's answer.
+        if let Some(login_url) = route.login_url.as_deref().filter(|_| may_redirect && is_navigation(req)) {
+            return pages::redirect(StatusCode::FOUND, &login_redirect(login_url, req, self.session.secure));
+        }
         match route.chain.challenge(req) {
             Ok(challenge) => Refusal::Unauthenticated { detail, challenge }.into_response(),
             Err(Faulted) => Refusal::Internal.into_response(),
@@ -697,6 +745,34 @@ fn host_error(err: &Error) -> Response<Body> {
     }
     error!(cause = err.with_cause(), "handler failed");
     Refusal::Internal.into_response()
+}
+
+/// A browser navigation: GET or HEAD, asking for HTML, carrying no `Authorization` (an API
+/// client that sends credentials wants DRF's answer, whatever it accepts).
+fn is_navigation(req: &RequestView<'_>) -> bool {
+    matches!(req.method(), "GET" | "HEAD")
+        && req.header("authorization").is_none()
+        && req.header("accept").is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// `login_url?next=<the original URL>`, as Django's `redirect_to_login` builds it: the path
+/// and query, or the whole URL when the sign-in page is on another origin (the host and
+/// scheme from `X-Forwarded-Host` and `X-Forwarded-Proto` when a proxy sent them).
+fn login_redirect(login_url: &str, req: &RequestView<'_>, secure: bool) -> String {
+    let mut next = req.path().to_owned();
+    if !req.query().is_empty() {
+        next.push('?');
+        next.push_str(req.query());
+    }
+    if !login_url.starts_with('/') {
+        let proto = req.header("x-forwarded-proto").map(|p| p.into_owned());
+        let proto = proto.unwrap_or_else(|| if secure { "https" } else { "http" }.to_owned());
+        let host = req.header("x-forwarded-host").or_else(|| req.header("host")).unwrap_or_default();
+        next = format!("{proto}://{host}{next}");
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("next", &next).finish();
+    let separator = if login_url.contains('?') { '&' } else { '?' };
+    format!("{login_url}{separator}{query}")
 }
 
 fn method_not_allowed(method: &str, allow: &'static str) -> Response<Body> {

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use authhost_plugin_api::files::MAX_SMALL_FILE;
@@ -14,6 +15,7 @@ use hyper::header::HeaderName;
 use hyper::http::uri::Authority;
 use serde::Deserialize;
 
+use crate::endpoints::pages::Page;
 use crate::error::Error;
 use crate::permission::Permission;
 use crate::routes;
@@ -153,6 +155,10 @@ struct RawRoute {
     login_field: Option<String>,
     /// For `obtain_token`: what the answer carries (DRF's custom `ObtainAuthToken`).
     fields: Option<Vec<String>>,
+    /// Unauthenticated browser navigations go to this sign-in page (302, with `next`).
+    login_url: Option<String>,
+    /// For `login_page` and `logout_page`: an HTML template of the operator's.
+    template: Option<String>,
 }
 
 /// What an `obtain_token` answer can carry besides the token.
@@ -222,13 +228,17 @@ pub enum Handler {
     Allow,
     /// The Prometheus text format.
     Metrics,
+    /// GET: an HTML sign-in form; POST: a session, then 303 to a safe `next`.
+    LoginPage,
+    /// GET: an HTML confirmation form; POST: ends the session, then 303.
+    LogoutPage,
     /// A route with an `upstream`: allowed requests are forwarded to it.
     Proxy,
 }
 
 impl Handler {
     /// Every handler a route can name (`Proxy` comes from `upstream`, not by name).
-    const NAMED: [Handler; 14] = [
+    const NAMED: [Handler; 16] = [
         Handler::Whoami,
         Handler::Health,
         Handler::ObtainToken,
@@ -243,6 +253,8 @@ impl Handler {
         Handler::ForwardAuth,
         Handler::Allow,
         Handler::Metrics,
+        Handler::LoginPage,
+        Handler::LogoutPage,
     ];
 
     /// Views that issue credentials of the scheme the route names in `token_scheme`.
@@ -267,6 +279,8 @@ impl Handler {
             Handler::ForwardAuth => "forward_auth",
             Handler::Allow => "allow",
             Handler::Metrics => "metrics",
+            Handler::LoginPage => "login_page",
+            Handler::LogoutPage => "logout_page",
             Handler::Proxy => "proxy",
         }
     }
@@ -354,6 +368,12 @@ pub struct RouteConfig {
     pub access_log: bool,
     /// The throttles that apply, in order, after the chain and the permission.
     pub throttles: Vec<Throttle>,
+    /// Where unauthenticated browser navigations are sent to sign in (a path, or an http(s)
+    /// URL); for `logout_page`, where it goes after logging out without a `next`.
+    pub login_url: Option<String>,
+    /// For `login_page` and `logout_page`: the page's template (the operator's `template`
+    /// file, placed against the config file's folder, or the shipped one), compiled.
+    pub page: Option<Arc<Page>>,
 }
 
 /// A validated config.
@@ -570,8 +590,45 @@ impl Resolver<'_> {
                 Some(list) => self.throttles(&format!("{key}.throttle"), list, &rates)?,
                 None => default_throttles.clone(),
             };
+            let login_url = match &route.login_url {
+                None => None,
+                Some(url) if url.starts_with('/') && !url.starts_with("//") && !url.contains(['\\', '#']) => {
+                    Some(url.clone())
+                }
+                Some(url)
+                    if (url.starts_with("https://") || url.starts_with("http://"))
+                        && !url.contains(['\\', '#']) =>
+                {
+                    Some(url.clone())
+                }
+                Some(url) => {
+                    return Err(self.err(
+                        &format!("{key}.login_url"),
+                        format!(
+                            "{url:?} is not a sign-in page: use a path like \"/login/\" or an http(s) URL"
+                        ),
+                    ))
+                }
+            };
+            let page = match (&route.template, handler) {
+                (file, Handler::LoginPage | Handler::LogoutPage) => {
+                    let file = file.as_ref().map(|f| self.config_dir().join(f));
+                    let page = Page::load(handler == Handler::LogoutPage, file.as_deref())
+                        .map_err(|e| self.err(&format!("{key}.template"), e))?;
+                    Some(Arc::new(page))
+                }
+                (None, _) => None,
+                (Some(_), _) => {
+                    return Err(self.err(
+                        &format!("{key}.template"),
+                        "only login_page and logout_page routes take a template",
+                    ))
+                }
+            };
             routes.push(RouteConfig {
                 throttles,
+                login_url,
+                page,
                 path: route.path,
                 prefix: route.prefix,
                 handler,

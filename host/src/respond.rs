@@ -161,12 +161,7 @@ impl Refusal {
             Refusal::Throttled { wait } => {
                 // DRF's Throttled: the wait in the detail, singular or plural by the number,
                 // and in Retry-After when it is not zero.
-                let detail = match wait {
-                    Some(1) => "Request was throttled. Expected available in 1 second.".to_owned(),
-                    Some(n) => format!("Request was throttled. Expected available in {n} seconds."),
-                    None => "Request was throttled.".to_owned(),
-                };
-                let mut resp = detail_response(StatusCode::TOO_MANY_REQUESTS, &detail);
+                let mut resp = detail_response(StatusCode::TOO_MANY_REQUESTS, &throttled_detail(wait));
                 if let Some(n) = wait.filter(|n| *n > 0) {
                     resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(n));
                 }
@@ -179,6 +174,15 @@ impl Refusal {
                 resp
             }
         }
+    }
+}
+
+/// DRF's Throttled detail, singular or plural by the number.
+pub fn throttled_detail(wait: Option<u64>) -> String {
+    match wait {
+        Some(1) => "Request was throttled. Expected available in 1 second.".to_owned(),
+        Some(n) => format!("Request was throttled. Expected available in {n} seconds."),
+        None => "Request was throttled.".to_owned(),
     }
 }
 

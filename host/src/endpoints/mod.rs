@@ -2,6 +2,7 @@
 
 pub mod jwt;
 pub mod obtain_token;
+pub mod pages;
 pub mod session;
 pub mod tokens;
 

@@ -18,9 +18,9 @@ use crate::services::Services;
 use crate::sessions;
 
 /// Django's `CSRF_COOKIE_AGE`: a year.
-const CSRF_COOKIE_AGE: Duration = Duration::from_secs(31_449_600);
+pub(crate) const CSRF_COOKIE_AGE: Duration = Duration::from_secs(31_449_600);
 
-fn csrf_settings<'a>(config: &'a SessionConfig, origins: &'a [&'a str]) -> CsrfSettings<'a> {
+pub(crate) fn csrf_settings<'a>(config: &'a SessionConfig, origins: &'a [&'a str]) -> CsrfSettings<'a> {
     CsrfSettings {
         cookie_name: &config.csrf_cookie_name,
         header_name: &config.csrf_header_name,
@@ -31,7 +31,13 @@ fn csrf_settings<'a>(config: &'a SessionConfig, origins: &'a [&'a str]) -> CsrfS
 
 /// A `Set-Cookie` value (built by the `cookie` crate): `Path=/`, `SameSite=Lax`, and
 /// `Max-Age` as Django sets it.
-fn cookie(name: &str, value: &str, max_age: Duration, http_only: bool, secure: bool) -> HeaderValue {
+pub(crate) fn cookie(
+    name: &str,
+    value: &str,
+    max_age: Duration,
+    http_only: bool,
+    secure: bool,
+) -> HeaderValue {
     let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
     let cookie = cookie::Cookie::build((name, value))
         .max_age(cookie::time::Duration::seconds(seconds))

@@ -18,6 +18,10 @@ pub struct Original {
     /// As sent, percent-encoded: the route table checks its form.
     pub path: String,
     pub query: String,
+    /// The calling proxy passes a denial on to the client as it is, redirects included
+    /// (Traefik and Caddy); nginx's `auth_request` takes only 2xx, 401 and 403, and Envoy
+    /// passes on only the headers it is told to.
+    pub passes_redirects: bool,
 }
 
 /// Why the original request cannot be known: the answer is 403 (fail closed).
@@ -35,7 +39,8 @@ pub fn original(headers: &HeaderMap, own_method: &Method, own_rest: &str) -> Res
                 Some(method) => Method::from_bytes(method.as_bytes()).map_err(|_| Unknown)?,
                 None => own_method.clone(),
             };
-            return from_uri(method, uri);
+            let passes_redirects = *uri_header == X_FORWARDED_URI;
+            return from_uri(method, uri).map(|o| Original { passes_redirects, ..o });
         }
     }
     if own_rest.is_empty() {
@@ -61,7 +66,12 @@ fn from_uri(method: Method, text: &str) -> Result<Original, Unknown> {
     if !path.starts_with('/') || (uri.scheme().is_none() && !text.starts_with('/')) {
         return Err(Unknown);
     }
-    Ok(Original { method, path: path.to_owned(), query: uri.query().unwrap_or("").to_owned() })
+    Ok(Original {
+        method,
+        path: path.to_owned(),
+        query: uri.query().unwrap_or("").to_owned(),
+        passes_redirects: false,
+    })
 }
 
 #[cfg(test)]
