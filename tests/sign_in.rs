@@ -226,15 +226,24 @@ async fn forward_auth_redirects_for_traefik_and_caddy_but_not_for_nginx() {
         .await;
     assert_eq!(resp.status, 302);
     assert_eq!(resp.header("location"), Some("/login/?next=%2Fapp%2Fpage"));
-    // nginx's auth_request takes only 2xx, 401 and 403: it keeps DRF's answer.
-    let resp = host
-        .get("/auth")
-        .header("accept", HTML)
-        .header("x-original-method", "GET")
-        .header("x-original-uri", "/app/page")
-        .send()
-        .await;
-    assert_eq!(resp.status, 403);
+    // nginx's auth_request takes only 2xx, 401 and 403: a browser gets 401 (which nginx's
+    // error_page turns into the redirect), whatever the chain's first scheme; API clients
+    // keep DRF's answer (403 here: the session scheme has no challenge).
+    let original = |accept: &'static str| {
+        host.get("/auth")
+            .header("accept", accept)
+            .header("x-original-method", "GET")
+            .header("x-original-uri", "/app/page")
+            .send()
+    };
+    let resp = original(HTML).await;
+    assert_eq!(
+        (resp.status, resp.json()),
+        (401, json!({"detail": "Authentication credentials were not provided."}))
+    );
+    assert_eq!(resp.header("x-authhost-login"), Some("/login/?next=%2Fapp%2Fpage"));
+    let resp = original("application/json").await;
+    assert_eq!((resp.status, resp.header("x-authhost-login")), (403, None));
 }
 
 #[tokio::test]

@@ -34,6 +34,8 @@ mod routes;
 mod gateway;
 // Browser sign-in over HTTP: login and logout pages, next, redirects for navigations.
 mod sign_in;
+// The sign-in pages in a real headless Chromium, behind nginx and authhost's proxy.
+mod browser;
 // Real nginx and Caddy asking authhost's forward_auth route.
 mod gateway_peers;
 // Metrics (read back, checked by promtool) and the access log.

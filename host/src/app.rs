@@ -719,8 +719,19 @@ impl App {
         may_redirect: bool,
     ) -> Response<Body> {
         // A browser navigating sees the sign-in page; API clients keep DRF's answer.
-        if let Some(login_url) = route.login_url.as_deref().filter(|_| may_redirect && is_navigation(req)) {
-            return pages::redirect(StatusCode::FOUND, &login_redirect(login_url, req, self.session.secure));
+        if let Some(login_url) = route.login_url.as_deref().filter(|_| is_navigation(req)) {
+            let location = login_redirect(login_url, req, self.session.secure);
+            if may_redirect {
+                return pages::redirect(StatusCode::FOUND, &location);
+            }
+            // nginx's auth_request passes no redirect: a 401 (never the 403 a chain without
+            // a challenge gives) carrying where to go, which its `error_page 401` sends the
+            // browser to (docs/gateway.md).
+            let mut resp = detail_response(StatusCode::UNAUTHORIZED, &detail);
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(X_AUTHHOST_LOGIN, value);
+            }
+            return resp;
         }
         match route.chain.challenge(req) {
             Ok(challenge) => Refusal::Unauthenticated { detail, challenge }.into_response(),
@@ -746,6 +757,11 @@ fn host_error(err: &Error) -> Response<Body> {
     error!(cause = err.with_cause(), "handler failed");
     Refusal::Internal.into_response()
 }
+
+/// On forward-auth's 401 to nginx for a browser navigation: the sign-in URL (with `next`)
+/// nginx should redirect the browser to.
+const X_AUTHHOST_LOGIN: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-authhost-login");
 
 /// A browser navigation: GET or HEAD, asking for HTML, carrying no `Authorization` (an API
 /// client that sends credentials wants DRF's answer, whatever it accepts).

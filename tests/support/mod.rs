@@ -17,6 +17,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+pub mod browser;
 pub mod peers;
 pub mod upstream;
 
