@@ -113,6 +113,49 @@ fn nginx_block(authhost: SocketAddr, echo: SocketAddr) -> String {
     )
 }
 
+/// docs/gateway.md's Caddyfile for forward_auth, with the sign-in pages passed to authhost
+/// (Caddy passes a denial, redirect included, on to the browser as authhost sent it).
+fn caddyfile(authhost: SocketAddr, echo: SocketAddr) -> String {
+    format!(
+        r#"{{
+    admin off
+    auto_https off
+}}
+
+http://:{{port}} {{
+    bind 127.0.0.1
+    route /login/* {{
+        reverse_proxy {authhost}
+    }}
+    route /logout/* {{
+        reverse_proxy {authhost}
+    }}
+    route {{
+        request_header -X-Authenticated-*
+        reverse_proxy {authhost} {{
+            method GET
+            rewrite /auth
+            header_up X-Forwarded-Method {{method}}
+            header_up X-Forwarded-Uri {{uri}}
+            @authenticated {{
+                status 2xx
+                header X-Authenticated-User *
+            }}
+            handle_response @authenticated {{
+                request_header X-Authenticated-User {{rp.header.X-Authenticated-User}}
+            }}
+            @anonymous status 2xx
+            handle_response @anonymous {{
+                request_header -X-Authenticated-User
+            }}
+        }}
+        reverse_proxy {echo}
+    }}
+}}
+"#
+    )
+}
+
 async fn site() -> (Site, TestHost, upstream::Echo) {
     let echo = upstream::echo().await;
     let site = Site::new(&config(echo.addr));
@@ -207,4 +250,17 @@ async fn a_browser_signs_in_behind_nginx_auth_request() {
     sign_in_and_out(&browser, &format!("http://{}", nginx.addr), "nginx").await;
     api_clients_keep_drfs_answers(nginx.addr).await;
     assert!(echo.hits() >= 2, "the upstream served the signed-in pages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_in_behind_caddy_forward_auth() {
+    let Some(browser) = Browser::start().await else {
+        return peers::skip("a_browser_signs_in_behind_caddy_forward_auth", "chromium or chromedriver");
+    };
+    let (_site, host, echo) = site().await;
+    let Some(caddy) = Peer::caddy(&caddyfile(host.addr, echo.addr)) else {
+        return peers::skip("a_browser_signs_in_behind_caddy_forward_auth", "caddy");
+    };
+    sign_in_and_out(&browser, &format!("http://{}", caddy.addr), "caddy").await;
+    api_clients_keep_drfs_answers(caddy.addr).await;
 }
