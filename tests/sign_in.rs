@@ -298,3 +298,25 @@ async fn an_operators_template_replaces_the_page_and_a_broken_one_is_refused_by_
     assert!(!out.status.success());
     assert!(err.contains("mine.html") && err.contains("route[0].template"), "{err}");
 }
+
+#[tokio::test]
+async fn a_throttled_sign_in_shows_drfs_wait_on_the_page() {
+    let echo = upstream::echo().await;
+    let site = Site::new(&config(echo.addr, "\n[throttle]\nfailures = \"2/min\"\n"));
+    site.add_user("alice", "alice-pw", &[]);
+    let host = site.serve();
+    for _ in 0..2 {
+        assert!(post_login(&host, "alice", "wrong", "/").await.body.contains(INVALID_LOGIN));
+    }
+    // The address and the name are over their limit: refused before any password work,
+    // even with the right password, with DRF's wait on the page and in Retry-After.
+    let resp = post_login(&host, "alice", "alice-pw", "/").await;
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    let wait: u64 = resp.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!(
+        resp.body.contains(&format!("Request was throttled. Expected available in {wait} seconds.")),
+        "{}",
+        resp.body
+    );
+    assert!(resp.cookie("sessionid").is_none());
+}
