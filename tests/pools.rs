@@ -180,19 +180,12 @@ async fn a_panicking_store_job_fails_alone_and_health_stays_ok() {
     let resp = Req::to(addr, "GET", "/me").header("x-username", "crash").send().await;
     assert_eq!((resp.status, resp.json()), (500, json!({"detail": "Internal authentication error."})));
 
-    // The same from a job handed to the pool directly: its caller gets the panic.
-    let err = app
-        .services()
-        .store_pool()
-        .read(|_| -> Result<(), authhost::Error> { panic!("injected into the store pool") })
-        .await
-        .expect_err("the job's caller gets the panic as an error");
+    // The same from the store called directly: its caller gets the panic as an error.
+    let err =
+        app.services().store().find_user("crash").await.expect_err("the caller gets the panic as an error");
     assert!(!err.is_busy());
-    assert!(
-        err.with_cause().contains("a store-read job panicked: injected into the store pool"),
-        "{}",
-        err.with_cause()
-    );
+    assert!(err.with_cause().contains("a store-read job panicked"), "{}", err.with_cause());
+    assert!(err.with_cause().contains("the store was told to panic on this user"), "{}", err.with_cause());
 
     // Both store threads still serve: more requests than threads, each read from the store.
     for _ in 0..6 {

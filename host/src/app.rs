@@ -27,12 +27,13 @@ use crate::loader::Scheme;
 use crate::loader::Schemes;
 use crate::metrics::{self, RouteMetrics, SchemeMetrics};
 use crate::permission::{Permission, Subject};
-use crate::pool::{PasswordPool, StorePool, StorePoolConfig};
+use crate::pool::{PasswordPool, StorePoolConfig};
 use crate::respond::{detail_response, json_response, Body, Refusal, NOT_AUTHENTICATED, PERMISSION_DENIED};
 use crate::routes::{self, Pattern};
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
+use crate::store::SqliteBackend;
 use crate::throttle::{self, Throttle};
 use crate::tokens::TokenSecret;
 
@@ -193,7 +194,7 @@ impl App {
     /// Builds the app on a store opened by the caller (embedding, and tests that wrap the
     /// real store to make it fail on purpose); `[store] url` is not read.
     pub fn with_store(config: &Config, schemes: &Schemes, store: &dyn store::Store) -> Result<App, Error> {
-        let store_pool = StorePool::start(
+        let backend = SqliteBackend::start(
             store,
             StorePoolConfig {
                 busy_timeout: config.busy_timeout,
@@ -216,7 +217,7 @@ impl App {
         };
         let new_user_tokens = token_secret.clone().filter(|_| config.token_for_new_users);
         let services = Arc::new(Services::with_failures(
-            store_pool,
+            Arc::new(backend),
             passwords,
             policy,
             &config.session,

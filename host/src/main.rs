@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use authhost::bench::{human, BenchRequest, Limits};
 use authhost::loader::Schemes;
 use authhost::services::token_digest;
-use authhost::store::{self, NewToken, NewUser, TokenSet};
+use authhost::store::{self, Backend, NewToken, NewUser, TokenSet};
 use authhost::tokens::{self, TokenSecret};
 use authhost::{App, AppSlot, Config};
 use clap::{Parser, Subcommand};
@@ -446,9 +446,20 @@ fn check(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// A runtime for one command, and the config's store.
+fn command_store(config: &Config) -> Result<(tokio::runtime::Runtime, Arc<dyn Backend>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store =
+        runtime.block_on(async { store::open_for_command(&config.store_url, config.change_log_keep) })?;
+    Ok((runtime, store))
+}
+
 fn user(config: &Config, command: UserCommand) -> Result<()> {
-    let store = store::open(&config.store_url, config.change_log_keep)?;
-    let mut conn = store.connect()?;
+    let (runtime, store) = command_store(config)?;
+    runtime.block_on(user_command(config, store.as_ref(), command))
+}
+
+async fn user_command(config: &Config, store: &dyn Backend, command: UserCommand) -> Result<()> {
     // Django's normalize_username (NFKC): `ａｌｉｃｅ` names alice.
     let normal = |name: &str| authhost::usernames::normalize(name).into_owned();
     match command {
@@ -468,7 +479,7 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
                 is_staff: staff,
                 email: &email,
             };
-            if conn.create_user(&new)?.is_none() {
+            if store.create_user(&new).await?.is_none() {
                 bail!(
                     "user {name:?} already exists; use `authhost user passwd {name}` to change the password"
                 );
@@ -476,30 +487,30 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
             info!(user = name, "user added");
             if config.token_for_new_users {
                 let secret = TokenSecret::load(&config.token_secret_file)?;
-                if let Some(key) = tokens::get_or_create(conn.as_mut(), &secret, name)? {
+                if let Some(key) = tokens::get_or_create(store, &secret, name).await? {
                     print_key(&key);
                 }
             }
         }
         UserCommand::Passwd { name, password_stdin } => {
             let name = normal(&name);
-            if conn.find_user(&name)?.is_none() {
+            if store.find_user(&name).await?.is_none() {
                 bail!("no user {name:?}");
             }
             let password = read_password(password_stdin, true)?;
-            conn.set_password(&name, &authhost::pool::hash_password(&password))?;
+            store.set_password(&name, &authhost::pool::hash_password(&password)).await?;
             info!(user = %name, "password changed");
         }
         UserCommand::Deactivate { name } => {
             let name = normal(&name);
-            if !conn.set_active(&name, false)? {
+            if !store.set_active(&name, false).await? {
                 bail!("no user {name:?}");
             }
             info!(user = %name, "user deactivated");
         }
         UserCommand::Activate { name } => {
             let name = normal(&name);
-            if !conn.set_active(&name, true)? {
+            if !store.set_active(&name, true).await? {
                 bail!("no user {name:?}");
             }
             info!(user = %name, "user activated");
@@ -509,20 +520,21 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
             if email.is_none() && !staff && !no_staff {
                 bail!("nothing to set: give --email ADDR, --staff or --no-staff");
             }
-            if conn.find_user(&name)?.is_none() {
+            if store.find_user(&name).await?.is_none() {
                 bail!("no user {name:?}");
             }
             if let Some(email) = email {
-                conn.set_email(&name, &email_arg(Some(&email))?)?;
+                let email = email_arg(Some(&email))?;
+                store.set_email(&name, &email).await?;
             }
             if staff || no_staff {
-                conn.set_staff(&name, staff)?;
+                store.set_staff(&name, staff).await?;
             }
             info!(user = %name, "user changed");
         }
         UserCommand::List => {
             let mut out = std::io::stdout().lock();
-            for u in conn.list_users()? {
+            for u in store.list_users().await? {
                 let email = if u.email.is_empty() { "-" } else { u.email.as_str() };
                 let status = if u.is_active { "active" } else { "inactive" };
                 let staff = if u.is_staff { "staff" } else { "-" };
@@ -531,7 +543,7 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
         }
         UserCommand::Delete { name } => {
             let name = normal(&name);
-            if !conn.delete_user(&name)? {
+            if !store.delete_user(&name).await? {
                 bail!("no user {name:?}");
             }
             info!(user = %name, "user deleted");
@@ -540,16 +552,19 @@ fn user(config: &Config, command: UserCommand) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::print_stdout)] // keys go to stdout, for the caller to capture, never to the log
 fn token(config: &Config, command: TokenCommand) -> Result<()> {
-    let store = store::open(&config.store_url, config.change_log_keep)?;
-    let mut conn = store.connect()?;
+    let (runtime, store) = command_store(config)?;
+    runtime.block_on(token_command(config, store.as_ref(), command))
+}
+
+#[allow(clippy::print_stdout)] // keys go to stdout, for the caller to capture, never to the log
+async fn token_command(config: &Config, store: &dyn Backend, command: TokenCommand) -> Result<()> {
     let secret = || TokenSecret::load(&config.token_secret_file);
     match command {
         TokenCommand::Create { all: true, .. } => {
             let secret = secret()?;
-            for name in conn.users_without_token()? {
-                if let Some(key) = tokens::get_or_create(conn.as_mut(), &secret, &name)? {
+            for name in store.users_without_token().await? {
+                if let Some(key) = tokens::get_or_create(store, &secret, &name).await? {
                     println!("{name} {key}");
                 }
             }
@@ -560,7 +575,7 @@ fn token(config: &Config, command: TokenCommand) -> Result<()> {
                 bail!("--key must be 1 to 256 visible ASCII characters with no spaces");
             }
             let token = NewToken { digest: &token_digest(&key), nonce: None };
-            match conn.create_token(&name, &token, regenerate)? {
+            match store.create_token(&name, &token, regenerate).await? {
                 TokenSet::Created => println!("{key}"),
                 TokenSet::NoSuchUser => bail!("no user {name:?}"),
                 TokenSet::Exists => {
@@ -572,9 +587,9 @@ fn token(config: &Config, command: TokenCommand) -> Result<()> {
             let name = user.unwrap_or_default();
             let secret = secret()?;
             let key = if regenerate {
-                tokens::regenerate(conn.as_mut(), &secret, &name)?
+                tokens::regenerate(store, &secret, &name).await?
             } else {
-                tokens::get_or_create(conn.as_mut(), &secret, &name)?
+                tokens::get_or_create(store, &secret, &name).await?
             };
             match key {
                 Some(key) => println!("{key}"),
@@ -582,16 +597,16 @@ fn token(config: &Config, command: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { user, id } => {
-            let Some(found) = conn.find_user(&user)? else { bail!("no user {user:?}") };
+            let Some(found) = store.find_user(&user).await? else { bail!("no user {user:?}") };
             let deleted = match id {
-                Some(id) if conn.delete_token(found.id, id)? => 1,
+                Some(id) if store.delete_token(found.id, id).await? => 1,
                 Some(id) => bail!("user {user:?} has no token {id}; `authhost token list {user}` shows them"),
-                None => conn.delete_tokens(&user)?,
+                None => store.delete_tokens(&user).await?,
             };
             info!(user = %user, deleted, "tokens revoked");
         }
         TokenCommand::List { user } => {
-            if conn.find_user(&user)?.is_none() {
+            if store.find_user(&user).await?.is_none() {
                 bail!("no user {user:?}");
             }
             let when = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), tokens::rfc3339);
@@ -599,7 +614,7 @@ fn token(config: &Config, command: TokenCommand) -> Result<()> {
                 "{:>6}  {:<24} {:<21} {:<21} {:<21} kind",
                 "id", "client", "created", "expires", "last use"
             );
-            for t in conn.list_tokens(&user)? {
+            for t in store.list_tokens(&user).await? {
                 let client: String = t.client.as_deref().unwrap_or("-").chars().take(24).collect();
                 let kind = match (t.derived, &t.client) {
                     (true, _) => "obtain_token",

@@ -24,9 +24,9 @@ use tracing::{debug, error, info, warn};
 use crate::cache::{Cache, Revocations};
 use crate::config::SessionConfig;
 use crate::error::Error;
-use crate::pool::{PasswordPool, StorePool};
+use crate::pool::PasswordPool;
 use crate::sessions;
-use crate::store::{ClientToken, NewUser, StoreConn, StoreFile};
+use crate::store::{Backend, ClientToken, NewUser, StoreConn, StoreFile};
 use crate::throttle::{self, Rate};
 use crate::tokens::{self, TokenSecret};
 use crate::usernames;
@@ -143,7 +143,7 @@ impl Caches {
 /// Shared by every request: the pools and the caches.
 #[derive(Debug)]
 pub struct Services {
-    store: StorePool,
+    store: Arc<dyn Backend>,
     passwords: PasswordPool,
     policy: CachePolicy,
     caches: Arc<Caches>,
@@ -157,7 +157,7 @@ pub struct Services {
 
 impl Services {
     pub fn new(
-        store: StorePool,
+        store: Arc<dyn Backend>,
         passwords: PasswordPool,
         policy: CachePolicy,
         session: &SessionConfig,
@@ -168,7 +168,7 @@ impl Services {
 
     /// As `new`, with `[throttle] failures`.
     pub fn with_failures(
-        store: StorePool,
+        store: Arc<dyn Backend>,
         passwords: PasswordPool,
         policy: CachePolicy,
         session: &SessionConfig,
@@ -207,13 +207,14 @@ impl Services {
     }
 
     /// Jobs waiting in each pool's queue, by pool.
-    pub fn queue_depths(&self) -> [(&'static str, usize); 3] {
-        let (reads, writes) = self.store.queue_depths();
-        [("store_read", reads), ("store_write", writes), ("password", self.passwords.queue_depth())]
+    pub fn queue_depths(&self) -> Vec<(&'static str, usize)> {
+        let mut depths = self.store.queue_depths();
+        depths.push(("password", self.passwords.queue_depth()));
+        depths
     }
 
-    /// The store pool, for the host's handlers and for tests that exercise it in-process.
-    pub fn store_pool(&self) -> &StorePool {
+    /// The store, for the host's handlers and for tests that exercise it in-process.
+    pub fn store(&self) -> &Arc<dyn Backend> {
         &self.store
     }
 
@@ -310,13 +311,13 @@ impl Services {
         let now = sessions::now();
         Ok(match need.clone() {
             Need::FindUser(name) => {
-                let user = self.store.read(move |conn| conn.find_user(&name)).await?;
+                let user = self.store.find_user(&name).await?;
                 self.cache_user(user.as_ref(), stamp);
                 Answer::User(user)
             }
             Need::CreateUser(name) => {
                 let tokens = self.new_user_tokens.clone();
-                let user = self.store.write(move |conn| create_or_find(conn, &name, tokens.as_ref())).await?;
+                let user = create_or_find(self.store.as_ref(), &name, tokens.as_ref()).await?;
                 self.cache_user(Some(&user), stamp);
                 Answer::User(Some(user))
             }
@@ -331,7 +332,7 @@ impl Services {
                 Answer::User(user)
             }
             Need::FindToken(digest) => {
-                let found = self.store.read(move |conn| conn.find_token(&digest, now)).await?;
+                let found = self.store.find_token(&digest, now).await?;
                 let token = found.map(|t| CachedToken {
                     id: t.id,
                     expires: t.expires,
@@ -347,7 +348,7 @@ impl Services {
                 Answer::Token(token)
             }
             Need::FindSession(digest) => {
-                let found = self.store.read(move |conn| conn.find_session(&digest, now)).await?;
+                let found = self.store.find_session(&digest, now).await?;
                 let session = found.map(|s| {
                     let found = SessionMatch {
                         user: s.user,
@@ -405,13 +406,10 @@ impl Services {
             throttle::failures::refused(rate, client, &login).map_err(Error::throttled)?;
         }
         let name = self.failures.map(|_| login.clone());
-        let found = self
-            .store
-            .read(move |conn| match field {
-                LoginField::Username => conn.find_credentials(&login),
-                LoginField::Email => conn.find_credentials_by_email(&login),
-            })
-            .await?;
+        let found = match field {
+            LoginField::Username => self.store.find_credentials(&login).await?,
+            LoginField::Email => self.store.find_credentials_by_email(&login).await?,
+        };
         let (user, hash) = match found {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
@@ -465,7 +463,7 @@ impl Services {
         let new_ttl = cache_ttl(self.policy.ttl, Some(expires), now);
         let (id, store) = (token.id, self.store.clone());
         runtime.spawn(async move {
-            match store.write(move |conn| conn.refresh_token(id, expires, now)).await {
+            match store.refresh_token(id, expires, now).await {
                 Ok(true) => {
                     debug!(token_id = id, expires, "token expiry refreshed");
                     caches.tokens.put(
@@ -500,13 +498,8 @@ impl Services {
         let key = tokens::random_key(&policy.prefix);
         let digest = token_digest(&key);
         let (user_id, limit) = (user.id, policy.limit_per_user);
-        let created = self
-            .store
-            .write(move |conn| {
-                let token = ClientToken { digest: &digest, client: client.as_deref(), expires, max_expires };
-                conn.create_client_token(user_id, &token, limit)
-            })
-            .await?;
+        let token = ClientToken { digest: &digest, client: client.as_deref(), expires, max_expires };
+        let created = self.store.create_client_token(user_id, &token, limit).await?;
         Ok(created.map(|_| (key, expires)))
     }
 
@@ -514,7 +507,7 @@ impl Services {
     /// other hosts' caches.
     pub async fn delete_token(&self, user: &User, id: i64) -> Result<bool, Error> {
         let user_id = user.id;
-        let deleted = self.store.write(move |conn| conn.delete_token(user_id, id)).await?;
+        let deleted = self.store.delete_token(user_id, id).await?;
         // The store first, then memory: a fill that read the token before is void now.
         self.caches.forget(&[user.username.to_string()]);
         Ok(deleted)
@@ -523,10 +516,7 @@ impl Services {
     /// Deletes every token of the user's (logout everywhere).
     pub async fn delete_user_tokens(&self, user: &User) -> Result<usize, Error> {
         let name = user.username.to_string();
-        let deleted = {
-            let name = name.clone();
-            self.store.write(move |conn| conn.delete_tokens(&name)).await?
-        };
+        let deleted = self.store.delete_tokens(&name).await?;
         self.caches.forget(&[name]);
         Ok(deleted)
     }
@@ -543,7 +533,7 @@ impl Services {
         let digest = token_digest(&key);
         let expires = sessions::now().saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
         let user_id = user.id;
-        self.store.write(move |conn| conn.create_session(user_id, &digest, &csrf_secret, expires)).await?;
+        self.store.create_session(user_id, &digest, &csrf_secret, expires).await?;
         Ok(key)
     }
 
@@ -551,7 +541,7 @@ impl Services {
     /// hosts), then in memory. Whether there was one.
     pub async fn delete_session(&self, key: &str) -> Result<bool, Error> {
         let digest = token_digest(key);
-        let owner = self.store.write(move |conn| conn.delete_session(&digest)).await?;
+        let owner = self.store.delete_session(&digest).await?;
         if let Some(owner) = &owner {
             self.caches.forget(std::slice::from_ref(owner));
         }
@@ -592,31 +582,31 @@ impl Services {
         secret: TokenSecret,
         username: String,
     ) -> Result<Option<String>, Error> {
-        let name = username.clone();
-        if let Some(nonce) = self.store.read(move |conn| conn.token_nonce(&name)).await? {
+        if let Some(nonce) = self.store.token_nonce(&username).await? {
             return Ok(Some(secret.derive(&nonce)));
         }
-        self.store.write(move |conn| tokens::get_or_create(conn, &secret, &username)).await
+        tokens::get_or_create(self.store.as_ref(), &secret, &username).await
     }
 }
 
 /// Creates the user (with a token, when `tokens` is given: DRF's post_save recipe), or
 /// finds them if they exist.
-fn create_or_find(
-    conn: &mut dyn crate::store::StoreConn,
+async fn create_or_find(
+    store: &dyn Backend,
     name: &str,
     tokens: Option<&TokenSecret>,
 ) -> Result<User, Error> {
     let new = NewUser { username: name, password_hash: None, is_active: true, is_staff: false, email: "" };
-    match conn.create_user(&new)? {
+    match store.create_user(&new).await? {
         Some(user) => {
             if let Some(secret) = tokens {
-                tokens::get_or_create(conn, secret, name)?;
+                tokens::get_or_create(store, secret, name).await?;
             }
             Ok(user)
         }
-        None => conn
-            .find_user(name)?
+        None => store
+            .find_user(name)
+            .await?
             .ok_or_else(|| Error::store(format!("user {name:?} vanished while being created"))),
     }
 }

@@ -13,7 +13,7 @@ use blake2::Blake2sMac256;
 
 use crate::error::Error;
 use crate::services::token_digest;
-use crate::store::{NewToken, StoreConn, TokenGot, TokenSet};
+use crate::store::{Backend, NewToken, TokenGot, TokenSet};
 
 /// The environment variable that, when set, holds the token secret (64 hex characters).
 pub const SECRET_ENV: &str = "AUTHHOST_TOKEN_SECRET";
@@ -125,30 +125,32 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The user's key, made if they have none (DRF's `Token.objects.get_or_create`). `None`
-/// when there is no such user. Blocking: call it on the store pool or from the CLI.
-pub fn get_or_create(
-    conn: &mut dyn StoreConn,
+/// when there is no such user.
+pub async fn get_or_create(
+    store: &dyn Backend,
     secret: &TokenSecret,
     username: &str,
 ) -> Result<Option<String>, Error> {
     let (nonce, key) = secret.issue();
     let digest = token_digest(&key);
-    Ok(match conn.get_or_create_token(username, &NewToken { digest: &digest, nonce: Some(&nonce) })? {
-        TokenGot::Existing { nonce } => Some(secret.derive(&nonce)),
-        TokenGot::Created => Some(key),
-        TokenGot::NoSuchUser => None,
-    })
+    Ok(
+        match store.get_or_create_token(username, &NewToken { digest: &digest, nonce: Some(&nonce) }).await? {
+            TokenGot::Existing { nonce } => Some(secret.derive(&nonce)),
+            TokenGot::Created => Some(key),
+            TokenGot::NoSuchUser => None,
+        },
+    )
 }
 
 /// Replaces the user's tokens with a new key. `None` when there is no such user.
-pub fn regenerate(
-    conn: &mut dyn StoreConn,
+pub async fn regenerate(
+    store: &dyn Backend,
     secret: &TokenSecret,
     username: &str,
 ) -> Result<Option<String>, Error> {
     let (nonce, key) = secret.issue();
     let digest = token_digest(&key);
-    Ok(match conn.create_token(username, &NewToken { digest: &digest, nonce: Some(&nonce) }, true)? {
+    Ok(match store.create_token(username, &NewToken { digest: &digest, nonce: Some(&nonce) }, true).await? {
         TokenSet::Created => Some(key),
         TokenSet::NoSuchUser | TokenSet::Exists => None,
     })

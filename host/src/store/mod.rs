@@ -3,6 +3,7 @@
 //! Store calls block; the host makes them only on its store pool (`pool.rs`) or from the
 //! command line, never on an async worker.
 
+mod backend;
 mod sqlite;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use authhost_plugin_api::User;
 
 use crate::error::Error;
 
+pub use backend::{Backend, SqliteBackend};
 pub use sqlite::SqliteStore;
 
 /// How long the change log keeps a change by default: a host paused for less than this
@@ -240,6 +242,18 @@ pub enum TokenSet {
     Created,
     Exists,
     NoSuchUser,
+}
+
+/// The store a `[store] url` names, for one command of the command line: one reader, the
+/// writer, and SQLite's lock waited for up to 5 s (an operator's command may wait for a
+/// busy host longer than a request would).
+pub fn open_for_command(url: &str, change_log_keep: Duration) -> Result<std::sync::Arc<dyn Backend>, Error> {
+    let store = open(url, change_log_keep)?;
+    let config = crate::pool::StorePoolConfig {
+        busy_timeout: Duration::from_secs(5),
+        ..crate::pool::StorePoolConfig::new(1, 64)
+    };
+    Ok(std::sync::Arc::new(SqliteBackend::start(store.as_ref(), config)?))
 }
 
 /// Opens the store a `[store] url` names, whose change log keeps changes for
