@@ -33,7 +33,7 @@ use crate::routes::{self, Pattern};
 use crate::server::MAX_HEAD_BYTES;
 use crate::services::{CachePolicy, Services};
 use crate::store;
-use crate::store::SqliteBackend;
+use crate::store::{Backend, PgBackend, PgOptions, SqliteBackend};
 use crate::throttle::{self, Throttle};
 use crate::tokens::TokenSecret;
 
@@ -187,6 +187,16 @@ impl App {
 
     /// Builds the app around schemes already loaded (or linked statically, in benches).
     pub fn with_schemes(config: &Config, schemes: &Schemes) -> Result<App, Error> {
+        if store::is_postgres(&config.store_url) {
+            let options = PgOptions {
+                password: config.store_password()?,
+                busy_timeout: config.busy_timeout,
+                max_connections: 16,
+                change_log_keep: config.change_log_keep,
+            };
+            let backend = Arc::new(PgBackend::open(&config.store_url, &options)?);
+            return App::with_backend(config, schemes, backend.clone(), Follower::Task(backend));
+        }
         let store = store::open(&config.store_url, config.change_log_keep)?;
         App::with_store(config, schemes, store.as_ref())
     }
@@ -202,6 +212,16 @@ impl App {
                 ..StorePoolConfig::new(config.store_workers, 1024)
             },
         )?;
+        App::with_backend(config, schemes, Arc::new(backend), Follower::Thread(store.connect()?))
+    }
+
+    /// Builds the app on `backend`, following its change log as `follower` says.
+    fn with_backend(
+        config: &Config,
+        schemes: &Schemes,
+        backend: Arc<dyn Backend>,
+        follower: Follower,
+    ) -> Result<App, Error> {
         let passwords = PasswordPool::start(config.password_workers, 64)?;
         let policy = CachePolicy {
             ttl: config.user_cache_ttl,
@@ -217,14 +237,17 @@ impl App {
         };
         let new_user_tokens = token_secret.clone().filter(|_| config.token_for_new_users);
         let services = Arc::new(Services::with_failures(
-            Arc::new(backend),
+            backend,
             passwords,
             policy,
             &config.session,
             new_user_tokens,
             config.failures,
         ));
-        Services::spawn_change_poller(&services, store.connect()?)?;
+        match follower {
+            Follower::Thread(conn) => Services::spawn_change_poller(&services, conn)?,
+            Follower::Task(pg) => Services::spawn_store_tasks(&services, pg, config.purge_every)?,
+        }
         let mut routes = Vec::with_capacity(config.routes.len());
         // A logout page without a login_url goes to the first sign-in page.
         let sign_in = config.routes.iter().find(|r| r.handler == Handler::LoginPage).map(|r| r.path.clone());
@@ -757,6 +780,14 @@ fn host_error(err: &Error) -> Response<Body> {
     }
     error!(cause = err.with_cause(), "handler failed");
     Refusal::Internal.into_response()
+}
+
+/// How a host follows its store's change log.
+enum Follower {
+    /// SQLite: a thread with a connection of its own.
+    Thread(Box<dyn store::StoreConn>),
+    /// PostgreSQL: async tasks (the change log, and the purge of expired credentials).
+    Task(Arc<PgBackend>),
 }
 
 /// On forward-auth's 401 to nginx for a browser navigation: the sign-in URL (with `next`)

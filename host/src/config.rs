@@ -71,6 +71,7 @@ struct RawStore {
     token_refresh_every: Option<toml::Value>,
     busy_timeout: Option<toml::Value>,
     purge_every: Option<toml::Value>,
+    password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +405,9 @@ pub struct Config {
     pub busy_timeout: Duration,
     /// How often expired tokens and sessions are purged.
     pub purge_every: Duration,
+    /// PostgreSQL: a file holding the store's password (`$AUTHHOST_STORE_PASSWORD` wins),
+    /// placed against the config file's folder.
+    pub store_password_file: Option<PathBuf>,
     /// How long the store's change log keeps a change.
     pub change_log_keep: Duration,
     /// Where the token secret lives (`$AUTHHOST_TOKEN_SECRET` wins), relative to the
@@ -424,6 +428,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The store's password: `$AUTHHOST_STORE_PASSWORD`, else `[store] password_file`.
+    pub fn store_password(&self) -> Result<Option<String>, Error> {
+        if let Ok(password) = std::env::var(crate::store::PASSWORD_ENV) {
+            return Ok(Some(password));
+        }
+        match &self.store_password_file {
+            None => Ok(None),
+            Some(file) => authhost_plugin_api::files::read_text(file, MAX_SMALL_FILE)
+                .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|e| {
+                    Error::config(format!("{}: store.password_file: cannot read it: {e}", file.display()))
+                }),
+        }
+    }
+
     /// Reads and validates the config at `file`.
     pub fn load(file: &Path) -> Result<Config, Error> {
         let text = authhost_plugin_api::files::read_text(file, MAX_SMALL_FILE).map_err(|e| {
@@ -677,7 +696,21 @@ impl Resolver<'_> {
             },
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
             password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
-            store_url: raw.store.url.unwrap_or_else(|| "sqlite://authhost.db".to_owned()),
+            store_url: match raw.store.url {
+                None => "sqlite://authhost.db".to_owned(),
+                Some(url) if url.starts_with("sqlite://") && url.len() > "sqlite://".len() => url,
+                Some(url) if crate::store::is_postgres(&url) => url,
+                Some(url) => {
+                    return Err(self.err(
+                        "store.url",
+                        format!(
+                            "{:?} is not a store: use \"sqlite://PATH\" or \"postgres://USER@HOST:PORT/DB\"",
+                            crate::store::redacted(&url)
+                        ),
+                    ))
+                }
+            },
+            store_password_file: raw.store.password_file.map(|f| self.config_dir().join(f)),
             user_cache_ttl: self.at_most(
                 "store.user_cache_ttl",
                 self.duration("store.user_cache_ttl", raw.store.user_cache_ttl, 60)?,

@@ -449,8 +449,9 @@ fn check(config: &Config) -> Result<()> {
 /// A runtime for one command, and the config's store.
 fn command_store(config: &Config) -> Result<(tokio::runtime::Runtime, Arc<dyn Backend>)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let store =
-        runtime.block_on(async { store::open_for_command(&config.store_url, config.change_log_keep) })?;
+    let password = config.store_password()?;
+    let store = runtime
+        .block_on(async { store::open_for_command(&config.store_url, config.change_log_keep, password) })?;
     Ok((runtime, store))
 }
 

@@ -267,37 +267,72 @@ impl Services {
                         continue;
                     }
                 }
-                match conn.changes_since(seq) {
-                    Ok(changes) => {
-                        if failing {
-                            info!("the store's change log is readable again");
-                            failing = false;
-                        }
-                        if changes.missed {
-                            warn!(
-                                position = seq,
-                                "changes were pruned from the store's change log before this host read \
-                                 them (or the store was replaced): dropping every cache"
-                            );
-                            caches.forget_everything();
-                        }
-                        if !changes.users.is_empty() {
-                            caches.forget(&changes.users);
-                            debug!(users = changes.users.len(), "store changes: dropped cached entries");
-                        }
-                        seq = changes.last;
-                    }
-                    Err(err) => {
-                        // Nothing cached can be vouched for: drop it all, on every failed read.
-                        caches.forget_everything();
-                        if !failing {
-                            warn!(error = %err.with_cause(), "cannot read the store's change log: dropping every cache until it can be read");
-                            failing = true;
-                        }
-                    }
-                }
+                apply_changes(caches, conn.changes_since(seq), &mut seq, &mut failing);
             })
             .map_err(|e| Error::io("cannot start the change-log thread").with_source(e))?;
+        Ok(())
+    }
+
+    /// PostgreSQL: follows the change log and purges expired credentials in tasks on the
+    /// host's runtime, while `services` lives (a reload replaces it).
+    pub fn spawn_store_tasks(
+        services: &Arc<Services>,
+        pg: Arc<crate::store::PgBackend>,
+        purge_every: Duration,
+    ) -> Result<(), Error> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::io("the PostgreSQL store's tasks need the host's runtime"))?;
+        let weak: Weak<Services> = Arc::downgrade(services);
+        let period = services.policy.poll;
+        runtime.spawn(async move {
+            let mut seq: Option<i64> = None;
+            let mut failing = false;
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(services) = weak.upgrade() else { return };
+                let Some(position) = seq else {
+                    // Where the log stands when this host starts: later changes are news.
+                    match services.store.last_change().await {
+                        Ok(last) => seq = Some(last),
+                        Err(err) => apply_changes(&services.caches, Err(err), &mut 0, &mut failing),
+                    }
+                    continue;
+                };
+                let mut position = position;
+                apply_changes(
+                    &services.caches,
+                    services.store.changes_since(position).await,
+                    &mut position,
+                    &mut failing,
+                );
+                seq = Some(position);
+            }
+        });
+        let weak: Weak<Services> = Arc::downgrade(services);
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(purge_every);
+            loop {
+                ticks.tick().await;
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                // A full batch: more are waiting, so purge again at once.
+                loop {
+                    match pg.purge_expired(sessions::now(), 1000).await {
+                        Ok(n) if n >= 1000 => continue,
+                        Ok(n) => {
+                            if n > 0 {
+                                debug!(purged = n, "expired tokens and sessions purged");
+                            }
+                        }
+                        Err(err) => warn!(error = %err.with_cause(), "cannot purge expired tokens and sessions; trying again later"),
+                    }
+                    break;
+                }
+            }
+        });
         Ok(())
     }
 
@@ -586,6 +621,45 @@ impl Services {
             return Ok(Some(secret.derive(&nonce)));
         }
         tokens::get_or_create(self.store.as_ref(), &secret, &username).await
+    }
+}
+
+/// What one read of the change log means for the caches: a change voids what is cached of
+/// its user; a gap (pruned past `seq`, or another store) or a failed read voids everything.
+fn apply_changes(
+    caches: &Caches,
+    read: Result<crate::store::Changes, Error>,
+    seq: &mut i64,
+    failing: &mut bool,
+) {
+    match read {
+        Ok(changes) => {
+            if *failing {
+                info!("the store's change log is readable again");
+                *failing = false;
+            }
+            if changes.missed {
+                warn!(
+                    position = *seq,
+                    "changes were pruned from the store's change log before this host read \
+                     them (or the store was replaced): dropping every cache"
+                );
+                caches.forget_everything();
+            }
+            if !changes.users.is_empty() {
+                caches.forget(&changes.users);
+                debug!(users = changes.users.len(), "store changes: dropped cached entries");
+            }
+            *seq = changes.last;
+        }
+        Err(err) => {
+            // Nothing cached can be vouched for: drop it all, on every failed read.
+            caches.forget_everything();
+            if !*failing {
+                warn!(error = %err.with_cause(), "cannot read the store's change log: dropping every cache until it can be read");
+                *failing = true;
+            }
+        }
     }
 }
 

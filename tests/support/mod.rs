@@ -19,6 +19,7 @@ use serde_json::Value;
 
 pub mod browser;
 pub mod peers;
+pub mod postgres;
 pub mod upstream;
 
 /// The shipped plugins, built into `target/<profile>` beside the binary.
@@ -64,6 +65,8 @@ pub struct Site {
     pub dir: tempfile::TempDir,
     /// `[store]` keys for the cache: the shipped settings unless a test asks otherwise.
     cache: &'static str,
+    /// The store's url when it is not the site's own SQLite file (a PostgreSQL database).
+    store_url: Option<String>,
 }
 
 impl Site {
@@ -76,7 +79,12 @@ impl Site {
 
     /// As `new`, with these `[store]` cache keys instead of the shipped ones.
     pub fn with_cache(config: &str, cache: &'static str) -> Site {
-        let site = Site { dir: tempfile::tempdir().expect("temp dir"), cache };
+        Site::with_store(config, cache, None)
+    }
+
+    /// As `with_cache`, on the store `store_url` names (a test's PostgreSQL database).
+    pub fn with_store(config: &str, cache: &'static str, store_url: Option<String>) -> Site {
+        let site = Site { dir: tempfile::tempdir().expect("temp dir"), cache, store_url };
         // The site's plugin directory: links to the shipped plugins and the fixtures.
         std::fs::create_dir(site.plugins_dir()).expect("plugins dir");
         for name in SHIPPED.iter().chain(&FIXTURES) {
@@ -119,9 +127,9 @@ impl Site {
     /// Replaces the config: the same binary and plugins, no rebuild.
     pub fn write_config(&self, config: &str) {
         let text = format!(
-            "[plugins]\ndir = {:?}\n\n[store]\nurl = \"sqlite://{}\"\n{}\n\n{config}",
+            "[plugins]\ndir = {:?}\n\n[store]\nurl = \"{}\"\n{}\n\n{config}",
             self.plugins_dir().display(),
-            self.db_path().display(),
+            self.store_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.db_path().display())),
             self.cache
         );
         std::fs::write(self.config_path(), text).expect("write config");

@@ -4,6 +4,7 @@
 //! command line, never on an async worker.
 
 mod backend;
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use authhost_plugin_api::User;
 use crate::error::Error;
 
 pub use backend::{Backend, SqliteBackend};
+pub use postgres::{redacted, PgBackend, PgOptions, PASSWORD_ENV};
 pub use sqlite::SqliteStore;
 
 /// How long the change log keeps a change by default: a host paused for less than this
@@ -247,7 +249,16 @@ pub enum TokenSet {
 /// The store a `[store] url` names, for one command of the command line: one reader, the
 /// writer, and SQLite's lock waited for up to 5 s (an operator's command may wait for a
 /// busy host longer than a request would).
-pub fn open_for_command(url: &str, change_log_keep: Duration) -> Result<std::sync::Arc<dyn Backend>, Error> {
+pub fn open_for_command(
+    url: &str,
+    change_log_keep: Duration,
+    password: Option<String>,
+) -> Result<std::sync::Arc<dyn Backend>, Error> {
+    if is_postgres(url) {
+        let options =
+            PgOptions { password, busy_timeout: Duration::from_secs(5), max_connections: 2, change_log_keep };
+        return Ok(std::sync::Arc::new(PgBackend::open(url, &options)?));
+    }
     let store = open(url, change_log_keep)?;
     let config = crate::pool::StorePoolConfig {
         busy_timeout: Duration::from_secs(5),
@@ -256,13 +267,18 @@ pub fn open_for_command(url: &str, change_log_keep: Duration) -> Result<std::syn
     Ok(std::sync::Arc::new(SqliteBackend::start(store.as_ref(), config)?))
 }
 
+/// Whether a `[store] url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Opens the store a `[store] url` names, whose change log keeps changes for
 /// `change_log_keep`. `sqlite://PATH` is the one backend so far.
 pub fn open(url: &str, change_log_keep: Duration) -> Result<Box<dyn Store>, Error> {
     match url.strip_prefix("sqlite://") {
         Some(path) if !path.is_empty() => Ok(Box::new(SqliteStore::open(path, change_log_keep)?)),
         _ => Err(Error::config(format!(
-            "store url {url:?} is not supported: use \"sqlite://PATH\" (PostgreSQL is planned)"
+            "store url {url:?} is not supported: use \"sqlite://PATH\" or \"postgres://USER@HOST:PORT/DB\""
         ))),
     }
 }

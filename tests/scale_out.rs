@@ -1,0 +1,138 @@
+//! Several authhost processes on one PostgreSQL database (a test's own): what one host or
+//! the command line changes, every other host honours within the stated bound.
+//! See: issue 14 (must-shows 1 and 2).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::postgres::TestDb;
+use crate::support::{session_login, Site, TestHost};
+
+const CONFIG: &str = r#"
+[[scheme]]
+name = "basic"
+plugin = "basic"
+
+[[scheme]]
+name = "token"
+plugin = "token"
+ttl = "1h"
+
+[[scheme]]
+name = "session"
+plugin = "session"
+
+[[route]]
+path = "/api-token-auth/"
+handler = "obtain_token"
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/knox/login"
+handler = "login_token"
+schemes = ["basic"]
+permission = "is_authenticated"
+token_scheme = "token"
+
+[[route]]
+path = "/knox/logout"
+handler = "logout_token"
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/login"
+handler = "login"
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/logout"
+handler = "logout"
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/me"
+handler = "whoami"
+schemes = ["token", "session"]
+permission = "is_authenticated"
+"#;
+
+/// How long a change made through one host or the command line may take to be honoured by
+/// every other host: two change polls (100 ms here) and a store round trip, with room for
+/// a loaded machine.
+const BOUND: Duration = Duration::from_secs(2);
+
+const ALICE_BASIC: &str = "Basic YWxpY2U6YWxpY2UtcHc="; // alice:alice-pw
+
+/// Polls `host` until `request` answers `status`; the time it took, or a panic after BOUND.
+async fn refused_within<F, Fut>(host: &TestHost, what: &str, status: u16, request: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = crate::support::Resp>,
+{
+    let started = Instant::now();
+    loop {
+        let resp = request().await;
+        if resp.status == status {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < BOUND, "{what}: still {} after {BOUND:?}:\n{}", resp.status, host.logs());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_on_one_postgresql_share_credentials_and_revocations() {
+    let Some(db) = TestDb::create("two_hosts_on_one_postgresql_share_credentials_and_revocations") else {
+        return;
+    };
+    let site =
+        Site::with_store(CONFIG, "change_poll = \"100ms\"\nuser_cache_ttl = \"1h\"", Some(db.url.clone()));
+    site.add_user("alice", "alice-pw", &[]);
+    let (a, b) = (site.serve(), site.serve());
+
+    // DRF's token, obtained through one host, works on the other.
+    let resp = a
+        .request("POST", "/api-token-auth/")
+        .json(&json!({"username": "alice", "password": "alice-pw"}))
+        .send()
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let drf_key = resp.json()["token"].as_str().unwrap().to_owned();
+    let me = |host: &TestHost, auth: String| host.get("/me").header("authorization", auth).send();
+    assert_eq!(me(&b, format!("Token {drf_key}")).await.json()["user"], json!("alice"));
+
+    // knox's per-client token: made on A, used on B (now cached there), logged out on A,
+    // refused by B within the bound.
+    let resp = a.request("POST", "/knox/login").header("authorization", ALICE_BASIC).send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let knox = resp.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&b, format!("Token {knox}")).await.status, 200);
+    let resp =
+        a.request("POST", "/knox/logout").header("authorization", format!("Token {knox}")).send().await;
+    assert_eq!(resp.status, 204);
+    let took =
+        refused_within(&b, "a token logged out on the other host", 401, || me(&b, format!("Token {knox}")))
+            .await;
+    eprintln!("logout through A refused by B after {took:?}");
+
+    // A session made on A works on B.
+    let (cookies, _) = session_login(&a, "alice", "alice-pw").await;
+    let resp = b.get("/me").header("cookie", &cookies).send().await;
+    assert_eq!((resp.status, resp.json()["scheme"].clone()), (200, json!("session")));
+
+    // The command line deactivates alice: both hosts refuse her within the bound, counted
+    // from the command's exit.
+    assert_eq!(me(&a, format!("Token {drf_key}")).await.status, 200);
+    let out = site.authhost(&["user", "deactivate", "alice"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (name, host) in [("A", &a), ("B", &b)] {
+        let took =
+            refused_within(host, "a deactivated user", 401, || me(host, format!("Token {drf_key}"))).await;
+        eprintln!("deactivation from the CLI refused by {name} after {took:?}");
+    }
+}
