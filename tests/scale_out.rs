@@ -136,3 +136,61 @@ async fn two_hosts_on_one_postgresql_share_credentials_and_revocations() {
         eprintln!("deactivation from the CLI refused by {name} after {took:?}");
     }
 }
+
+/// The test's database cut off mid-run: what needs the store answers 503 while it lasts,
+/// cached credentials keep working, service comes back by itself, and nothing changed
+/// before the outage is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_outage_is_503_for_the_store_cached_credentials_work_and_service_returns() {
+    let test = "a_postgresql_outage_is_503_for_the_store_cached_credentials_work_and_service_returns";
+    let Some(db) = TestDb::create(test) else { return };
+    let site = Site::with_store(
+        CONFIG,
+        "change_poll = \"100ms\"\nuser_cache_ttl = \"1h\"\nbusy_timeout = \"500ms\"",
+        Some(db.url.clone()),
+    );
+    for name in ["alice", "bob", "carol"] {
+        site.add_user(name, &format!("{name}-pw"), &[]);
+    }
+    let key = |name: &str| {
+        let out = site.authhost(&["token", "create", name], "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (alice, bob, carol) = (key("alice"), key("bob"), key("carol"));
+    let host = site.serve();
+    let me = |k: &str| host.get("/me").header("authorization", format!("Token {k}")).send();
+    assert_eq!(me(&alice).await.status, 200, "alice's token is cached now");
+    // A change before the outage: carol deactivated, and refused.
+    assert!(site.authhost(&["user", "deactivate", "carol"], "").status.success());
+    refused_within(&host, "carol, deactivated", 401, || me(&carol)).await;
+
+    db.cut_off();
+    // Bob's token was never read: it needs the store, which cannot answer.
+    let resp = me(&bob).await;
+    assert_eq!(
+        (resp.status, resp.json()),
+        (503, json!({"detail": "Authentication store unavailable."})),
+        "{}",
+        host.logs()
+    );
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    // Alice's is cached, and nothing can be revoked while the store is down: once the
+    // host has found its change log unreachable, it keeps serving what it has cached.
+    host.wait_for_log(|l| l.contains("the store is unreachable"));
+    assert_eq!(me(&alice).await.status, 200, "{}", host.logs());
+
+    db.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = me(&bob).await.status;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob still gets {status} after the database came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing from before the outage is lost: carol stays refused, alice stays in.
+    assert_eq!(me(&carol).await.status, 401);
+    assert_eq!(me(&alice).await.status, 200);
+}

@@ -301,12 +301,8 @@ impl Services {
                     continue;
                 };
                 let mut position = position;
-                apply_changes(
-                    &services.caches,
-                    services.store.changes_since(position).await,
-                    &mut position,
-                    &mut failing,
-                );
+                let read = services.store.changes_since(position).await;
+                apply_changes_or_keep(&services.caches, read, &mut position, &mut failing, true);
                 seq = Some(position);
             }
         });
@@ -632,6 +628,29 @@ fn apply_changes(
     seq: &mut i64,
     failing: &mut bool,
 ) {
+    apply_changes_or_keep(caches, read, seq, failing, false);
+}
+
+/// As `apply_changes`; with `keep_when_unreachable`, a store that cannot be reached at all
+/// leaves the caches as they are (no one can change it meanwhile either): they keep serving
+/// until their entries expire (`user_cache_ttl`), and the log is read from where it was
+/// once the store answers again.
+fn apply_changes_or_keep(
+    caches: &Caches,
+    read: Result<crate::store::Changes, Error>,
+    seq: &mut i64,
+    failing: &mut bool,
+    keep_when_unreachable: bool,
+) {
+    if let Err(err) = &read {
+        if keep_when_unreachable && err.is_unavailable() {
+            if !*failing {
+                warn!(error = %err.with_cause(), "the store is unreachable: serving what is cached until it expires");
+                *failing = true;
+            }
+            return;
+        }
+    }
     match read {
         Ok(changes) => {
             if *failing {
