@@ -10,6 +10,9 @@ use crate::support::postgres::TestDb;
 use crate::support::{session_login, Site, TestHost};
 
 const CONFIG: &str = r#"
+[throttle.rates]
+five = "5/min"
+
 [[scheme]]
 name = "basic"
 plugin = "basic"
@@ -59,6 +62,13 @@ path = "/me"
 handler = "whoami"
 schemes = ["token", "session"]
 permission = "is_authenticated"
+
+[[route]]
+path = "/limited"
+handler = "whoami"
+schemes = ["token"]
+permission = "is_authenticated"
+throttle = ["five"]
 "#;
 
 /// How long a change made through one host or the command line may take to be honoured by
@@ -193,4 +203,32 @@ async fn a_postgresql_outage_is_503_for_the_store_cached_credentials_work_and_se
     // Nothing from before the outage is lost: carol stays refused, alice stays in.
     assert_eq!(me(&carol).await.status, 401);
     assert_eq!(me(&alice).await.status, 200);
+}
+
+/// A throttle of 5 a minute holds across both hosts: they count in the same window (in the
+/// database), so the sixth request, to either, is 429 with DRF's wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_holds_across_hosts_sharing_a_database() {
+    let Some(db) = TestDb::create("a_throttle_holds_across_hosts_sharing_a_database") else { return };
+    let site = Site::with_store(CONFIG, "", Some(db.url.clone()));
+    site.add_user("alice", "alice-pw", &[]);
+    let out = site.authhost(&["token", "create", "alice"], "");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (a, b) = (site.serve(), site.serve());
+    let limited =
+        |host: &TestHost| host.get("/limited").header("authorization", format!("Token {key}")).send();
+    for (i, host) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        assert_eq!(limited(host).await.status, 200, "request {}", i + 1);
+    }
+    for host in [&b, &a] {
+        let resp = limited(host).await;
+        assert_eq!(resp.status, 429, "{}", resp.body);
+        let wait: u64 = resp.header("retry-after").expect("Retry-After").parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        let plural = if wait == 1 { "1 second".to_owned() } else { format!("{wait} seconds") };
+        assert_eq!(
+            resp.json(),
+            json!({ "detail": format!("Request was throttled. Expected available in {plural}.") })
+        );
+    }
 }

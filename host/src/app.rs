@@ -164,6 +164,8 @@ pub struct App {
     body_timeout: std::time::Duration,
     /// `[server] allowed_hosts`; None: any.
     allowed_hosts: Option<Vec<String>>,
+    /// Where DRF's throttle windows live: here, or in the shared store.
+    counter: throttle::Counter,
 }
 
 impl App {
@@ -244,10 +246,17 @@ impl App {
             new_user_tokens,
             config.failures,
         ));
-        match follower {
-            Follower::Thread(conn) => Services::spawn_change_poller(&services, conn)?,
-            Follower::Task(pg) => Services::spawn_store_tasks(&services, pg, config.purge_every)?,
-        }
+        let counter = match follower {
+            Follower::Thread(conn) => {
+                Services::spawn_change_poller(&services, conn)?;
+                throttle::Counter::Local
+            }
+            Follower::Task(pg) => {
+                Services::spawn_store_tasks(&services, Arc::clone(&pg), config.purge_every)?;
+                // Every host on the database counts in the same windows.
+                throttle::Counter::Shared(pg)
+            }
+        };
         let mut routes = Vec::with_capacity(config.routes.len());
         // A logout page without a login_url goes to the first sign-in page.
         let sign_in = config.routes.iter().find(|r| r.handler == Handler::LoginPage).map(|r| r.path.clone());
@@ -317,6 +326,7 @@ impl App {
             unrouted: RouteMetrics::unrouted(),
             body_timeout: config.body_timeout,
             allowed_hosts: config.allowed_hosts.clone(),
+            counter,
         })
     }
 
@@ -595,10 +605,14 @@ impl App {
         }
         if !route.throttles.is_empty() {
             let user = principal.user.as_ref().map(|u| u.id);
-            if let Err(wait) = throttle::check(&route.throttles, user, req.peer().ip()) {
-                record.outcome = "throttled";
-                route.metrics.throttled();
-                return Err(Refusal::Throttled { wait }.into_response());
+            match self.counter.check(&route.throttles, user, req.peer().ip()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(wait)) => {
+                    record.outcome = "throttled";
+                    route.metrics.throttled();
+                    return Err(Refusal::Throttled { wait }.into_response());
+                }
+                Err(err) => return Err(host_error(&err)),
             }
         }
         Ok(principal)

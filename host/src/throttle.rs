@@ -139,6 +139,40 @@ pub fn check(throttles: &[Throttle], user: Option<i64>, address: IpAddr) -> Resu
     refusals.result()
 }
 
+/// Where the throttle windows live: in this process, or in the PostgreSQL store that every
+/// host sharing it counts in.
+#[derive(Debug, Clone)]
+pub enum Counter {
+    Local,
+    Shared(Arc<crate::store::PgBackend>),
+}
+
+impl Counter {
+    /// `check` against these windows: `Ok(Err(wait))` when refused; `Err` when the shared
+    /// windows cannot be read (the store is down: 503, never a pass).
+    pub async fn check(
+        &self,
+        throttles: &[Throttle],
+        user: Option<i64>,
+        address: IpAddr,
+    ) -> Result<Result<(), Option<u64>>, crate::error::Error> {
+        let Counter::Shared(store) = self else { return Ok(check(throttles, user, address)) };
+        let mut refusals = Refusals::default();
+        for throttle in throttles {
+            let who = match (throttle.kind, user) {
+                (Kind::Anon, Some(_)) => continue,
+                (_, Some(id)) => format!("user:{id}"),
+                (_, None) => format!("address:{address}"),
+            };
+            let key = format!("{}/{who}", throttle.scope);
+            if let Some(wait) = store.throttle(&key, throttle.rate.period, throttle.rate.requests).await? {
+                refusals.add(wait);
+            }
+        }
+        Ok(refusals.result())
+    }
+}
+
 /// DRF's `allow_request` and `wait` on one window (newest first).
 fn allow(history: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Result<(), Option<f64>> {
     full(history, rate, now)?;

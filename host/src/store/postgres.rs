@@ -70,6 +70,32 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX user_changes_at ON user_changes (at);
     CREATE TABLE change_log (pruned_through BIGINT NOT NULL);
     INSERT INTO change_log (pruned_through) VALUES (0);",
+    // DRF's throttle windows, shared by every host on this database: one row per counted
+    // request, and one function that checks and records under a per-key lock, by the
+    // database's clock, in one round trip. It returns NULL when the request is allowed
+    // (and recorded), else DRF's wait in seconds (-1: none).
+    "CREATE TABLE throttle_hits (key TEXT NOT NULL, at_ms BIGINT NOT NULL);
+    CREATE INDEX throttle_hits_key ON throttle_hits (key, at_ms);
+    CREATE INDEX throttle_hits_at ON throttle_hits (at_ms);
+    CREATE FUNCTION authhost_throttle(k TEXT, period_ms BIGINT, allowed INTEGER)
+    RETURNS DOUBLE PRECISION LANGUAGE plpgsql AS $$
+    DECLARE
+        now_ms BIGINT := (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
+        n INTEGER;
+        oldest BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended(k, 0));
+        DELETE FROM throttle_hits WHERE key = k AND at_ms <= now_ms - period_ms;
+        SELECT count(*), min(at_ms) INTO n, oldest FROM throttle_hits WHERE key = k;
+        IF n >= allowed THEN
+            IF allowed - n + 1 > 0 THEN
+                RETURN (period_ms - (now_ms - oldest))::DOUBLE PRECISION / 1000.0 / (allowed - n + 1);
+            END IF;
+            RETURN -1;
+        END IF;
+        INSERT INTO throttle_hits (key, at_ms) VALUES (k, now_ms);
+        RETURN NULL;
+    END $$;",
 ];
 
 /// What the PostgreSQL store needs besides its URL.
@@ -169,7 +195,35 @@ impl PgBackend {
             )
             .await
             .map_err(map)?;
+        // Throttle rows older than the longest period (a day) count for nothing.
+        let day_ago_ms = now.saturating_sub(86_400).saturating_mul(1000);
+        client
+            .execute(
+                "DELETE FROM throttle_hits WHERE ctid IN (SELECT ctid FROM throttle_hits WHERE at_ms < $1 LIMIT $2)",
+                &[&day_ago_ms, &batch],
+            )
+            .await
+            .map_err(map)?;
         Ok(tokens.max(sessions))
+    }
+
+    /// DRF's `allow_request` on the shared window `key`: `Ok(None)` when allowed (and
+    /// counted), `Ok(Some(wait))` when refused, with DRF's wait in seconds when it has one.
+    pub async fn throttle(
+        &self,
+        key: &str,
+        period: Duration,
+        allowed: u32,
+    ) -> Result<Option<Option<f64>>, Error> {
+        let client = self.client().await?;
+        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+        let allowed = i32::try_from(allowed).unwrap_or(i32::MAX);
+        let wait: Option<f64> = client
+            .query_one("SELECT authhost_throttle($1, $2, $3)", &[&key, &period_ms, &allowed])
+            .await
+            .map_err(|e| pg_error(e, &self.shown))?
+            .get(0);
+        Ok(wait.map(|w| (w >= 0.0).then_some(w)))
     }
 
     /// Runs `statements` (the first must change one user) and logs the change, in one
