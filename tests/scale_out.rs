@@ -232,3 +232,80 @@ async fn a_throttle_holds_across_hosts_sharing_a_database() {
         );
     }
 }
+
+/// `authhost store migrate` from a SQLite store with users, tokens and sessions; a host on
+/// the PostgreSQL store then accepts the same credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_migrate_moves_sqlite_to_postgresql_and_the_credentials_still_work() {
+    let Some(db) = TestDb::create("store_migrate_moves_sqlite_to_postgresql_and_the_credentials_still_work")
+    else {
+        return;
+    };
+    let site = Site::new(CONFIG);
+    site.add_user("alice", "alice-pw", &["--email", "alice@example.com"]);
+    site.add_user("bob", "bob-pw", &["--staff"]);
+    let out = site.authhost(&["token", "create", "alice"], "");
+    let drf_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (knox, cookies) = {
+        let host = site.serve();
+        let resp = host.request("POST", "/knox/login").header("authorization", ALICE_BASIC).send().await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let knox = resp.json()["token"].as_str().unwrap().to_owned();
+        let (cookies, _) = session_login(&host, "bob", "bob-pw").await;
+        (knox, cookies)
+    };
+
+    let migrate = |extra: &[&str]| {
+        let from = format!("sqlite://{}", site.db_path().display());
+        let mut args = vec!["store", "migrate", "--from", from.as_str(), "--to", db.url.as_str()];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(crate::support::build_dir().join("authhost"))
+            .args(&args)
+            .output()
+            .expect("run authhost store migrate");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = migrate(&[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("copied 2 users, 2 tokens, 1 sessions"), "{stdout}");
+    assert!(!stdout.contains("password"), "{stdout}");
+    // Into a store that holds users already: refused unless told.
+    let (ok, _, stderr) = migrate(&[]);
+    assert!(!ok && stderr.contains("--replace"), "{stderr}");
+    let (ok, stdout, stderr) = migrate(&["--replace"]);
+    assert!(ok && stdout.contains("copied 2 users"), "{stdout}{stderr}");
+
+    // The same site (its token secret too) now on PostgreSQL.
+    let text = std::fs::read_to_string(site.config_path()).unwrap();
+    let sqlite = format!("sqlite://{}", site.db_path().display());
+    site.write_raw_config(&text.replace(&sqlite, &db.url));
+    std::fs::remove_file(site.db_path()).unwrap();
+    let host = site.serve();
+    let me = |auth: &str| host.get("/me").header("authorization", auth).send();
+    let resp = host.request("POST", "/knox/login").header("authorization", ALICE_BASIC).send().await;
+    assert_eq!(resp.status, 200, "the password hash came along: {}", resp.body);
+    assert_eq!(me(&format!("Token {drf_key}")).await.json()["user"], json!("alice"));
+    assert_eq!(me(&format!("Token {knox}")).await.json()["user"], json!("alice"));
+    let resp = host.get("/me").header("cookie", &cookies).send().await;
+    assert_eq!((resp.status, resp.json()["user"].clone()), (200, json!("bob")), "the session came along");
+    // obtain_token hands out the same key (its nonce came along, and the secret is shared).
+    let resp = host
+        .request("POST", "/api-token-auth/")
+        .json(&json!({"username": "alice", "password": "alice-pw"}))
+        .send()
+        .await;
+    assert_eq!(resp.json()["token"], json!(drf_key));
+    // New rows continue after the copied ids.
+    let out = site.authhost(&["user", "add", "carol", "--password-stdin"], "carol-pw\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = site.authhost(&["user", "list"], "");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3\tcarol"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -109,6 +109,29 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage stores.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy every user, token (digests), session and change from a SQLite store into a
+    /// PostgreSQL one, ids kept, counts checked; the password comes from
+    /// $AUTHHOST_STORE_PASSWORD.
+    Migrate {
+        /// The SQLite store: sqlite://PATH.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL store: postgres://USER@HOST:PORT/DB (migrated first if need be).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Empty the target first when it already holds users, tokens or sessions.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +331,9 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::Plugin { command: PluginCommand::Info { file } } = &cli.command {
         return plugin_info(file);
     }
+    if let Command::Store { command: StoreCommand::Migrate { from, to, replace } } = &cli.command {
+        return store_migrate(from, to, *replace);
+    }
     if let Command::NewScheme { name, dir } = &cli.command {
         let root = authhost::new_scheme::generate(name, dir)?;
         let file = authhost::config::library_file_name(name);
@@ -351,7 +377,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::TrialLoad { library: None, .. } | Command::Plugin { .. } => Ok(()),
+        Command::TrialLoad { library: None, .. } | Command::Plugin { .. } | Command::Store { .. } => Ok(()),
         Command::User { command } => user(&config, command),
         Command::Token { command } => token(&config, command),
     }
@@ -443,6 +469,36 @@ fn check(config: &Config) -> Result<()> {
             println!("  {:<24} -> http://{}{}", "", upstream.authority, upstream.base);
         }
     }
+    Ok(())
+}
+
+/// `authhost store migrate`: SQLite into PostgreSQL.
+#[allow(clippy::print_stdout)] // the counts, for the operator
+fn store_migrate(from: &str, to: &str, replace: bool) -> Result<()> {
+    let Some(path) = from.strip_prefix("sqlite://").filter(|p| !p.is_empty()) else {
+        bail!("--from must be a SQLite store: sqlite://PATH");
+    };
+    if !store::is_postgres(to) {
+        bail!("--to must be a PostgreSQL store: postgres://USER@HOST:PORT/DB");
+    }
+    let path = std::path::Path::new(path);
+    if !path.is_file() {
+        bail!("no SQLite store at {}", path.display());
+    }
+    let dump = store::SqliteStore::dump(path)?;
+    let options = store::PgOptions {
+        password: std::env::var(store::PASSWORD_ENV).ok(),
+        busy_timeout: Duration::from_secs(30),
+        max_connections: 1,
+        change_log_keep: store::CHANGE_LOG_KEEP,
+    };
+    let target = store::PgBackend::open(to, &options)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let [users, tokens, sessions, changes] = runtime.block_on(target.import(&dump, replace))?;
+    println!(
+        "copied {users} users, {tokens} tokens, {sessions} sessions and {changes} changes into {}",
+        store::redacted(to)
+    );
     Ok(())
 }
 

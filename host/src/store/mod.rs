@@ -169,6 +169,38 @@ pub trait StoreConn: Send {
     fn changes_since(&mut self, seq: i64) -> Result<Changes, Error>;
 }
 
+/// Everything a store holds, row by row, for `authhost store migrate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dump {
+    /// id, username, password, is_active, is_staff, date_joined, generation, email.
+    pub users: Vec<(i64, String, Option<String>, bool, bool, String, i64, String)>,
+    /// id, digest, user_id, created, nonce, client, expires, max_expires, last_used.
+    #[allow(clippy::type_complexity)]
+    pub tokens: Vec<(
+        i64,
+        Vec<u8>,
+        i64,
+        String,
+        Option<Vec<u8>>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    )>,
+    /// id, digest, user_id, csrf_secret, expires.
+    pub sessions: Vec<(i64, Vec<u8>, i64, String, i64)>,
+    /// seq, username, at.
+    pub changes: Vec<(i64, String, i64)>,
+    pub pruned_through: i64,
+}
+
+impl Dump {
+    /// Users, tokens, sessions and changes: what a copy must hold as many of.
+    pub fn counts(&self) -> [usize; 4] {
+        [self.users.len(), self.tokens.len(), self.sessions.len(), self.changes.len()]
+    }
+}
+
 /// What the change log holds after a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Changes {

@@ -207,6 +207,102 @@ impl PgBackend {
         Ok(tokens.max(sessions))
     }
 
+    /// Copies `dump` in, ids kept, in one transaction that checks the counts before it
+    /// commits. A target that holds users, tokens or sessions is refused unless `replace`
+    /// (which empties it first).
+    pub async fn import(&self, dump: &super::Dump, replace: bool) -> Result<[usize; 4], Error> {
+        let map = |e| pg_error(e, &self.shown);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map)?;
+        let held: i64 = tx
+            .query_one("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM tokens) + (SELECT count(*) FROM sessions)", &[])
+            .await
+            .map_err(map)?
+            .get(0);
+        if held > 0 && !replace {
+            return Err(Error::config(format!(
+                "{}: the target already holds users, tokens or sessions; add --replace to empty it first",
+                self.shown
+            )));
+        }
+        tx.batch_execute(
+            "TRUNCATE users, tokens, sessions, user_changes, throttle_hits RESTART IDENTITY CASCADE",
+        )
+        .await
+        .map_err(map)?;
+        for (id, username, password, active, staff, joined, generation, email) in &dump.users {
+            tx.execute(
+                "INSERT INTO users (id, username, password, is_active, is_staff, date_joined, generation, email)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[id, username, password, active, staff, joined, generation, email],
+            )
+            .await
+            .map_err(map)?;
+        }
+        for (id, digest, user_id, created, nonce, client, expires, max_expires, last_used) in &dump.tokens {
+            tx.execute(
+                "INSERT INTO tokens (id, digest, user_id, created, nonce, client, expires, max_expires, last_used)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[id, digest, user_id, created, nonce, client, expires, max_expires, last_used],
+            )
+            .await
+            .map_err(map)?;
+        }
+        for (id, digest, user_id, secret, expires) in &dump.sessions {
+            tx.execute(
+                "INSERT INTO sessions (id, digest, user_id, csrf_secret, expires) VALUES ($1, $2, $3, $4, $5)",
+                &[id, digest, user_id, secret, expires],
+            )
+            .await
+            .map_err(map)?;
+        }
+        for (seq, username, at) in &dump.changes {
+            tx.execute(
+                "INSERT INTO user_changes (seq, username, at) VALUES ($1, $2, $3)",
+                &[seq, username, at],
+            )
+            .await
+            .map_err(map)?;
+        }
+        tx.execute("UPDATE change_log SET pruned_through = $1", &[&dump.pruned_through])
+            .await
+            .map_err(map)?;
+        // New rows continue after the copied ids.
+        for (table, column) in
+            [("users", "id"), ("tokens", "id"), ("sessions", "id"), ("user_changes", "seq")]
+        {
+            tx.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+                                   GREATEST((SELECT max({column}) FROM {table}), 1),
+                                   (SELECT max({column}) FROM {table}) IS NOT NULL)"
+                ),
+                &[],
+            )
+            .await
+            .map_err(map)?;
+        }
+        let row = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens),
+                        (SELECT count(*) FROM sessions), (SELECT count(*) FROM user_changes)",
+                &[],
+            )
+            .await
+            .map_err(map)?;
+        let copied: [usize; 4] =
+            [0, 1, 2, 3].map(|i| usize::try_from(row.get::<_, i64>(i)).unwrap_or(usize::MAX));
+        if copied != dump.counts() {
+            return Err(Error::store(format!(
+                "{}: the copy holds {copied:?} users, tokens, sessions and changes, the source {:?}: nothing was written",
+                self.shown,
+                dump.counts()
+            )));
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(copied)
+    }
+
     /// DRF's `allow_request` on the shared window `key`: `Ok(None)` when allowed (and
     /// counted), `Ok(Some(wait))` when refused, with DRF's wait in seconds when it has one.
     pub async fn throttle(

@@ -127,6 +127,77 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 impl SqliteStore {
+    /// Every row of the store at `path`, read in one snapshot without writing (the file
+    /// must exist: a missing one is an error, never a new empty store).
+    pub fn dump(path: &Path) -> Result<super::Dump, Error> {
+        let cant = |e: rusqlite::Error| {
+            Error::store(format!("{}: cannot read the SQLite store", path.display())).with_source(e)
+        };
+        let mut conn =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(cant)?;
+        let tx = conn.transaction().map_err(cant)?;
+        let mut dump = super::Dump::default();
+        {
+            let mut stmt = tx
+                .prepare("SELECT id, username, password, is_active, is_staff, date_joined, generation, email FROM users ORDER BY id")
+                .map_err(cant)?;
+            dump.users = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                })
+                .map_err(cant)?
+                .collect::<Result<_, _>>()
+                .map_err(cant)?;
+            let mut stmt = tx
+                .prepare("SELECT id, digest, user_id, created, nonce, client, expires, max_expires, last_used FROM tokens ORDER BY id")
+                .map_err(cant)?;
+            dump.tokens = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })
+                .map_err(cant)?
+                .collect::<Result<_, _>>()
+                .map_err(cant)?;
+            let mut stmt = tx
+                .prepare("SELECT id, digest, user_id, csrf_secret, expires FROM sessions ORDER BY id")
+                .map_err(cant)?;
+            dump.sessions = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .map_err(cant)?
+                .collect::<Result<_, _>>()
+                .map_err(cant)?;
+            let mut stmt =
+                tx.prepare("SELECT seq, username, at FROM user_changes ORDER BY seq").map_err(cant)?;
+            dump.changes = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(cant)?
+                .collect::<Result<_, _>>()
+                .map_err(cant)?;
+            dump.pruned_through =
+                tx.query_row("SELECT pruned_through FROM change_log", [], |r| r.get(0)).map_err(cant)?;
+        }
+        Ok(dump)
+    }
+
     fn conn(&self, conn: Connection) -> Box<dyn StoreConn> {
         // The file this connection has open, by device and inode, read after opening.
         let file = file_identity(&self.path);
