@@ -169,24 +169,18 @@ pub trait StoreConn: Send {
     fn changes_since(&mut self, seq: i64) -> Result<Changes, Error>;
 }
 
+/// A user row: id, username, password, is_active, is_staff, date_joined, generation, email.
+pub type UserRecord = (i64, String, Option<String>, bool, bool, String, i64, String);
+/// A token row: id, digest, user_id, created, nonce, client, expires, max_expires,
+/// last_used.
+pub type TokenRecord =
+    (i64, Vec<u8>, i64, String, Option<Vec<u8>>, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
 /// Everything a store holds, row by row, for `authhost store migrate`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dump {
-    /// id, username, password, is_active, is_staff, date_joined, generation, email.
-    pub users: Vec<(i64, String, Option<String>, bool, bool, String, i64, String)>,
-    /// id, digest, user_id, created, nonce, client, expires, max_expires, last_used.
-    #[allow(clippy::type_complexity)]
-    pub tokens: Vec<(
-        i64,
-        Vec<u8>,
-        i64,
-        String,
-        Option<Vec<u8>>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    )>,
+    pub users: Vec<UserRecord>,
+    pub tokens: Vec<TokenRecord>,
     /// id, digest, user_id, csrf_secret, expires.
     pub sessions: Vec<(i64, Vec<u8>, i64, String, i64)>,
     /// seq, username, at.
