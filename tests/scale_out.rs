@@ -309,3 +309,35 @@ async fn store_migrate_moves_sqlite_to_postgresql_and_the_credentials_still_work
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// With the periodic read a minute apart, a change still reaches the other host at once:
+/// PostgreSQL's NOTIFY wakes its change-log reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_other_hosts_by_notification_not_by_polling() {
+    let Some(db) = TestDb::create("changes_reach_other_hosts_by_notification_not_by_polling") else { return };
+    let site =
+        Site::with_store(CONFIG, "change_poll = \"60s\"\nuser_cache_ttl = \"1h\"", Some(db.url.clone()));
+    site.add_user("alice", "alice-pw", &[]);
+    let out = site.authhost(&["token", "create", "alice"], "");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (a, b) = (site.serve(), site.serve());
+    let me = |host: &TestHost| host.get("/me").header("authorization", format!("Token {key}")).send();
+    assert_eq!(me(&a).await.status, 200);
+    assert_eq!(me(&b).await.status, 200, "cached on both now");
+    let resp = a.request("POST", "/knox/login").header("authorization", ALICE_BASIC).send().await;
+    let knox = resp.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(b.get("/me").header("authorization", format!("Token {knox}")).send().await.status, 200);
+    let resp =
+        a.request("POST", "/knox/logout").header("authorization", format!("Token {knox}")).send().await;
+    assert_eq!(resp.status, 204);
+    let took = refused_within(&b, "a logout, with polls a minute apart", 401, || {
+        b.get("/me").header("authorization", format!("Token {knox}")).send()
+    })
+    .await;
+    eprintln!("logout through A refused by B after {took:?} (notified)");
+    assert!(site.authhost(&["user", "deactivate", "alice"], "").status.success());
+    for host in [&a, &b] {
+        let took = refused_within(host, "a deactivation, with polls a minute apart", 401, || me(host)).await;
+        eprintln!("deactivation refused after {took:?} (notified)");
+    }
+}

@@ -284,13 +284,38 @@ impl Services {
             .map_err(|_| Error::io("the PostgreSQL store's tasks need the host's runtime"))?;
         let weak: Weak<Services> = Arc::downgrade(services);
         let period = services.policy.poll;
+        // LISTEN/NOTIFY wakes the reader at once; the periodic read stays as the fallback
+        // for a lost listening connection (which reconnects, then the reader catches up
+        // from its last change number).
+        let wake = Arc::new(tokio::sync::Notify::new());
+        {
+            let (wake, weak, pg) = (Arc::clone(&wake), weak.clone(), Arc::clone(&pg));
+            runtime.spawn(async move {
+                let mut failing = false;
+                while weak.strong_count() > 0 {
+                    match pg.listen(&wake, || weak.strong_count() == 0).await {
+                        Ok(()) => return,
+                        Err(err) => {
+                            if !failing {
+                                warn!(error = %err.with_cause(), "lost the store's change notifications: reading the log every change_poll until they are back");
+                                failing = true;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         runtime.spawn(async move {
             let mut seq: Option<i64> = None;
             let mut failing = false;
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = wake.notified() => {}
+                }
                 let Some(services) = weak.upgrade() else { return };
                 let Some(position) = seq else {
                     // Where the log stands when this host starts: later changes are news.

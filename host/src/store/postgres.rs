@@ -117,6 +117,8 @@ pub struct PgBackend {
     keep_changes: i64,
     /// The URL without its password, for messages.
     shown: String,
+    /// For the LISTEN connection, which the pool does not lend.
+    config: tokio_postgres::Config,
 }
 
 /// The URL as messages may show it: no password.
@@ -152,6 +154,7 @@ impl PgBackend {
             .connect_timeout(options.busy_timeout)
             .options(format!("-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}"));
         migrate(&config, &shown)?;
+        let listen_config = config.clone();
         let manager =
             Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -163,7 +166,7 @@ impl PgBackend {
             .build()
             .map_err(|e| Error::config(format!("store url {shown:?}: cannot make a connection pool: {e}")))?;
         let keep_changes = i64::try_from(options.change_log_keep.as_secs()).unwrap_or(i64::MAX);
-        Ok(PgBackend { pool, keep_changes, shown })
+        Ok(PgBackend { pool, keep_changes, shown, config: listen_config })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
@@ -174,6 +177,49 @@ impl PgBackend {
             PoolError::Backend(e) => unavailable(e, &self.shown),
             other => Error::unavailable(format!("{}: {other}", self.shown)),
         })
+    }
+
+    /// Listens for change notifications (`LISTEN authhost_changes`) on a connection of its
+    /// own, waking `wake` for each, until the connection fails (`Err`) or `stop` says so.
+    /// The caller reconnects and catches up from its last change number: a notification
+    /// only says "read the log now"; the log itself is the truth.
+    pub async fn listen(&self, wake: &tokio::sync::Notify, stop: impl Fn() -> bool) -> Result<(), Error> {
+        use futures_util::StreamExt as _;
+        let map = |e| pg_error(e, &self.shown);
+        let (client, mut connection) = self.config.connect(NoTls).await.map_err(map)?;
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let listening = client.batch_execute("LISTEN authhost_changes");
+        tokio::pin!(listening);
+        // The connection is driven by reading its messages, while LISTEN is sent.
+        loop {
+            tokio::select! {
+                done = &mut listening => { done.map_err(map)?; break; }
+                message = messages.next() => match message {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(map(e)),
+                    None => return Err(Error::unavailable(format!("{}: the listening connection closed", self.shown))),
+                },
+            }
+        }
+        // Changes made while (re)connecting are caught by the read this wake-up starts.
+        wake.notify_one();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                Err(_) => {}
+                Ok(Some(Ok(tokio_postgres::AsyncMessage::Notification(_)))) => wake.notify_one(),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(map(e)),
+                Ok(None) => {
+                    return Err(Error::unavailable(format!(
+                        "{}: the listening connection closed",
+                        self.shown
+                    )))
+                }
+            }
+            if stop() {
+                return Ok(());
+            }
+        }
     }
 
     /// Deletes up to `batch` expired tokens and sessions; how many at most of either.
