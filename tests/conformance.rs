@@ -1,10 +1,19 @@
 //! DRF conformance: every row of SPEC section 2's message table for every shipped scheme,
 //! and the ordering cases, each a test named for its behaviour. Each case asserts the
-//! status, the `WWW-Authenticate` header and the exact body.
+//! status, the `WWW-Authenticate` header and the exact body, on both stores: each case is
+//! a module with a `sqlite` and a `postgres` test (a test's own PostgreSQL database).
 
 use serde_json::{json, Value};
 
+use crate::support::postgres::TestDb;
 use crate::support::Site;
+
+/// The store a case runs on.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
 
 const CONFIG: &str = r#"
 [[scheme]]
@@ -112,8 +121,16 @@ const TOKEN: Option<&str> = Some("Token");
 const BEARER: Option<&str> = Some("Bearer");
 const NONE: Option<&str> = None;
 
-fn site() -> Site {
-    let site = Site::new(CONFIG);
+/// The site on `store`, with the database it needs (kept alive with it); `None` when the
+/// case skips (no PostgreSQL server answers, said loudly).
+fn site(store: Store, test: &str) -> Option<(Site, Option<TestDb>)> {
+    let (site, db) = match store {
+        Store::Sqlite => (Site::new(CONFIG), None),
+        Store::Postgres => {
+            let db = TestDb::create(test)?;
+            (Site::with_store(CONFIG, "", Some(db.url.clone())), Some(db))
+        }
+    };
     site.add_user("alice", "alice-pw", &[]);
     site.add_user("gone", "gone-pw", &["--inactive"]);
     site.add_user("root", "root-pw", &["--staff"]);
@@ -121,7 +138,7 @@ fn site() -> Site {
         let out = site.authhost(&["token", "create", user, "--key", key], "");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    site
+    Some((site, db))
 }
 
 fn detail(text: &str) -> Value {
@@ -151,8 +168,11 @@ async fn login(host: &crate::support::TestHost) -> (String, String, String) {
     (resp.cookie("sessionid").expect("sessionid"), resp.cookie("csrftoken").expect("csrftoken"), token)
 }
 
-/// One request and what must come back.
+/// One request and what must come back, on `store`.
+#[allow(clippy::too_many_arguments)]
 async fn check(
+    store: Store,
+    test: &str,
     method: &str,
     path: &str,
     headers: &[(&str, Vec<u8>)],
@@ -160,7 +180,8 @@ async fn check(
     challenge: Option<&str>,
     body: Value,
 ) {
-    let host = site().serve();
+    let Some((site, _db)) = site(store, test) else { return };
+    let host = site.serve();
     let session = if headers.iter().any(|(_, v)| v.windows(2).any(|w| w == b"{s")) {
         Some(login(&host).await)
     } else {
@@ -186,10 +207,23 @@ async fn check(
 macro_rules! conformance {
     ($($name:ident: $method:literal $path:literal [$(($h:literal, $v:expr)),*] => $status:literal, $challenge:expr, $body:expr;)*) => {
         $(
-            #[tokio::test]
-            async fn $name() {
-                let headers: Vec<(&str, Vec<u8>)> = vec![$(($h, AsRef::<[u8]>::as_ref(&$v).to_vec())),*];
-                check($method, $path, &headers, $status, $challenge, $body).await;
+            mod $name {
+                use super::*;
+
+                async fn case(store: Store) {
+                    let headers: Vec<(&str, Vec<u8>)> = vec![$(($h, AsRef::<[u8]>::as_ref(&$v).to_vec())),*];
+                    check(store, stringify!($name), $method, $path, &headers, $status, $challenge, $body).await;
+                }
+
+                #[tokio::test]
+                async fn sqlite() {
+                    case(Store::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    case(Store::Postgres).await;
+                }
             }
         )*
     };
