@@ -58,6 +58,8 @@ mod cli;
 mod pools;
 // Caches: bounded per entry; a host behind a pruned change log drops them.
 mod caches;
+// One store test suite, run against SQLite and PostgreSQL alike.
+mod store_suite;
 // Several hosts on one PostgreSQL database: shared credentials, revocations everywhere.
 mod scale_out;
 // Revocation is final: logout, logout_token, a new password, a deactivation under load.
