@@ -521,10 +521,12 @@ impl Backend for PgBackend {
 
     async fn find_credentials(&self, username: &str) -> Result<Option<(User, Option<String>)>, Error> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"), &[&username])
+        let map = |e| pg_error(e, &self.shown);
+        let stmt = client
+            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"))
             .await
-            .map_err(|e| pg_error(e, &self.shown))?;
+            .map_err(map)?;
+        let row = client.query_opt(&stmt, &[&username]).await.map_err(map)?;
         Ok(row.as_ref().map(user_from_row))
     }
 
@@ -604,17 +606,17 @@ impl Backend for PgBackend {
 
     async fn find_token(&self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {USER_COLUMNS}, t.id, t.expires, t.max_expires, t.last_used
-                     FROM tokens t JOIN users u ON u.id = t.user_id
-                     WHERE t.digest = $1 AND (t.expires IS NULL OR t.expires > $2)"
-                ),
-                &[&digest, &now],
-            )
+        let map = |e| pg_error(e, &self.shown);
+        // Prepared once per connection: one round trip per look-up.
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, t.id, t.expires, t.max_expires, t.last_used
+                 FROM tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.digest = $1 AND (t.expires IS NULL OR t.expires > $2)"
+            ))
             .await
-            .map_err(|e| pg_error(e, &self.shown))?;
+            .map_err(map)?;
+        let row = client.query_opt(&stmt, &[&digest, &now]).await.map_err(map)?;
         Ok(row.map(|r| StoredToken {
             user: user_from_row(&r).0,
             id: r.get(7),
@@ -856,16 +858,15 @@ impl Backend for PgBackend {
 
     async fn find_session(&self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {USER_COLUMNS}, s.id, s.csrf_secret, s.expires
-                     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = $1 AND s.expires > $2"
-                ),
-                &[&digest, &now],
-            )
+        let map = |e| pg_error(e, &self.shown);
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, s.id, s.csrf_secret, s.expires
+                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = $1 AND s.expires > $2"
+            ))
             .await
-            .map_err(|e| pg_error(e, &self.shown))?;
+            .map_err(map)?;
+        let row = client.query_opt(&stmt, &[&digest, &now]).await.map_err(map)?;
         Ok(row.map(|r| StoredSession {
             user: user_from_row(&r).0,
             id: r.get(7),
