@@ -341,3 +341,40 @@ async fn changes_reach_other_hosts_by_notification_not_by_polling() {
         eprintln!("deactivation refused after {took:?} (notified)");
     }
 }
+
+/// A slow database (a table another connection holds locked) is a 503 within
+/// busy_timeout, as a locked SQLite store is; a password in the url is refused at load,
+/// and never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_postgresql_is_503_within_busy_timeout_and_a_password_in_the_url_is_refused() {
+    let test = "a_slow_postgresql_is_503_within_busy_timeout_and_a_password_in_the_url_is_refused";
+    let Some(db) = TestDb::create(test) else { return };
+    let site = Site::with_store(CONFIG, "user_cache_ttl = 0\nbusy_timeout = \"300ms\"", Some(db.url.clone()));
+    site.add_user("alice", "alice-pw", &[]);
+    let out = site.authhost(&["token", "create", "alice"], "");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let host = site.serve();
+    let me = || host.get("/me").header("authorization", format!("Token {key}")).send();
+    assert_eq!(me().await.status, 200);
+
+    // Another connection takes the tokens table and keeps it.
+    let (locker, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    locker.batch_execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let started = Instant::now();
+    let resp = me().await;
+    assert_eq!((resp.status, resp.json()), (503, json!({"detail": "Authentication store unavailable."})));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(me().await.status, 200, "back by itself");
+
+    let with_password = db.url.replace("postgres@", "postgres:hunter2@");
+    site.write_raw_config(
+        &std::fs::read_to_string(site.config_path()).unwrap().replace(&db.url, &with_password),
+    );
+    let out = site.authhost(&["check"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("AUTHHOST_STORE_PASSWORD") && err.contains("password_file"), "{err}");
+    assert!(!err.contains("hunter2"), "the password is never shown: {err}");
+}
