@@ -378,3 +378,26 @@ async fn a_slow_postgresql_is_503_within_busy_timeout_and_a_password_in_the_url_
     assert!(err.contains("AUTHHOST_STORE_PASSWORD") && err.contains("password_file"), "{err}");
     assert!(!err.contains("hunter2"), "the password is never shown: {err}");
 }
+
+/// `[throttle] failures` counts across hosts too: failed logins spread over two hosts fill
+/// the same window, and the next login from that address is refused before any password
+/// work, on either host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_count_across_hosts_sharing_a_database() {
+    let Some(db) = TestDb::create("failed_logins_count_across_hosts_sharing_a_database") else { return };
+    let config = format!("[throttle]\nfailures = \"2/min\"\n{CONFIG}");
+    let site = Site::with_store(&config, "", Some(db.url.clone()));
+    site.add_user("alice", "alice-pw", &[]);
+    let (a, b) = (site.serve(), site.serve());
+    let login = |host: &TestHost, auth: &'static str| {
+        host.request("POST", "/knox/login").header("authorization", auth).send()
+    };
+    const WRONG: &str = "Basic YWxpY2U6d3Jvbmc="; // alice:wrong
+    assert_eq!(login(&a, WRONG).await.status, 401);
+    assert_eq!(login(&b, WRONG).await.status, 401);
+    for host in [&a, &b] {
+        let resp = login(host, ALICE_BASIC).await;
+        assert_eq!(resp.status, 429, "{}", resp.body);
+        assert!(resp.header("retry-after").is_some());
+    }
+}

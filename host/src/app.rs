@@ -238,25 +238,26 @@ impl App {
             None
         };
         let new_user_tokens = token_secret.clone().filter(|_| config.token_for_new_users);
-        let services = Arc::new(Services::with_failures(
-            backend,
-            passwords,
-            policy,
-            &config.session,
-            new_user_tokens,
-            config.failures,
-        ));
-        let counter = match follower {
-            Follower::Thread(conn) => {
-                Services::spawn_change_poller(&services, conn)?;
-                throttle::Counter::Local
-            }
-            Follower::Task(pg) => {
-                Services::spawn_store_tasks(&services, Arc::clone(&pg), config.purge_every)?;
-                // Every host on the database counts in the same windows.
-                throttle::Counter::Shared(pg)
-            }
+        // PostgreSQL: every host on the database counts in the same throttle windows.
+        let counter = match &follower {
+            Follower::Thread(_) => throttle::Counter::Local,
+            Follower::Task(pg) => throttle::Counter::Shared(Arc::clone(pg)),
         };
+        let services = Arc::new(
+            Services::with_failures(
+                backend,
+                passwords,
+                policy,
+                &config.session,
+                new_user_tokens,
+                config.failures,
+            )
+            .with_counter(counter.clone()),
+        );
+        match follower {
+            Follower::Thread(conn) => Services::spawn_change_poller(&services, conn)?,
+            Follower::Task(pg) => Services::spawn_store_tasks(&services, pg, config.purge_every)?,
+        }
         let mut routes = Vec::with_capacity(config.routes.len());
         // A logout page without a login_url goes to the first sign-in page.
         let sign_in = config.routes.iter().find(|r| r.handler == Handler::LoginPage).map(|r| r.path.clone());

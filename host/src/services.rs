@@ -153,6 +153,8 @@ pub struct Services {
     new_user_tokens: Option<TokenSecret>,
     /// `[throttle] failures`: failed logins allowed per client address and per name.
     failures: Option<Rate>,
+    /// Where the failures' windows live: here, or in the shared store.
+    counter: throttle::Counter,
 }
 
 impl Services {
@@ -196,7 +198,19 @@ impl Services {
             },
             new_user_tokens,
             failures,
+            counter: throttle::Counter::Local,
         }
+    }
+
+    /// Counts `[throttle] failures` (and the app's throttles) in `counter`'s windows.
+    pub fn with_counter(mut self, counter: throttle::Counter) -> Self {
+        self.counter = counter;
+        self
+    }
+
+    /// Where throttle windows live.
+    pub fn counter(&self) -> &throttle::Counter {
+        &self.counter
     }
 
     /// `Err` with the reason when the host cannot serve authentication right now: a pool
@@ -459,7 +473,7 @@ impl Services {
             LoginField::Email => login,
         };
         if let Some(rate) = self.failures {
-            throttle::failures::refused(rate, client, &login).map_err(Error::throttled)?;
+            self.counter.failures_refused(rate, client, &login).await?.map_err(Error::throttled)?;
         }
         let name = self.failures.map(|_| login.clone());
         let found = match field {
@@ -473,9 +487,9 @@ impl Services {
         let ok = self.passwords.verify(hash, password).await?;
         if let (Some(rate), Some(name)) = (self.failures, name) {
             if ok {
-                throttle::failures::succeeded(client, &name);
+                self.counter.succeeded(client, &name).await?;
             } else {
-                throttle::failures::failed(rate, client, &name);
+                self.counter.failed(rate, client, &name).await?;
             }
         }
         Ok(user.filter(|_| ok))

@@ -173,6 +173,56 @@ impl Counter {
     }
 }
 
+impl Counter {
+    /// `[throttle] failures`: `Ok(Err(wait))` when a login as `login` from `address` must
+    /// not be tried now.
+    pub async fn failures_refused(
+        &self,
+        rate: Rate,
+        address: IpAddr,
+        login: &str,
+    ) -> Result<Result<(), Option<u64>>, crate::error::Error> {
+        let Counter::Shared(store) = self else { return Ok(failures::refused(rate, address, login)) };
+        let name_rate = rate.requests.saturating_mul(failures::NAME_FACTOR);
+        let (address_key, name_key) = failures::keys(address, login);
+        let address = address.to_string();
+        let check = crate::store::FailureCheck {
+            address_key: &address_key,
+            name_key: &name_key,
+            login,
+            address: &address,
+            period: rate.period,
+            allowed: rate.requests,
+            name_allowed: name_rate,
+        };
+        let refused = store.failures_refused(&check).await?;
+        let mut refusals = Refusals::default();
+        if let Some(wait) = refused {
+            refusals.add(wait);
+        }
+        Ok(refusals.result())
+    }
+
+    /// Counts a failed login.
+    pub async fn failed(&self, rate: Rate, address: IpAddr, login: &str) -> Result<(), crate::error::Error> {
+        let Counter::Shared(store) = self else {
+            failures::failed(rate, address, login);
+            return Ok(());
+        };
+        let (address_key, name_key) = failures::keys(address, login);
+        store.failure(&[&address_key, &name_key]).await
+    }
+
+    /// Remembers a successful login.
+    pub async fn succeeded(&self, address: IpAddr, login: &str) -> Result<(), crate::error::Error> {
+        let Counter::Shared(store) = self else {
+            failures::succeeded(address, login);
+            return Ok(());
+        };
+        store.login_known(login, &address.to_string()).await
+    }
+}
+
 /// DRF's `allow_request` and `wait` on one window (newest first).
 fn allow(history: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Result<(), Option<f64>> {
     full(history, rate, now)?;
@@ -253,6 +303,11 @@ pub mod failures {
             history.push_front(now);
             history.truncate(rate.requests as usize);
         }
+    }
+
+    /// The shared windows' keys: the address's and the name's.
+    pub(super) fn keys(address: IpAddr, login: &str) -> (String, String) {
+        (format!("failures:address/{address}"), format!("failures:login/{login}"))
     }
 
     /// Remembers a successful login: its address is exempt from the name's window.

@@ -96,7 +96,45 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO throttle_hits (key, at_ms) VALUES (k, now_ms);
         RETURN NULL;
     END $$;",
+    // `[throttle] failures` shared too: a window looked at without counting (a login is
+    // refused before any password work), a failure counted, and the addresses that logged
+    // in as a name (exempt from the name's window for a day).
+    "CREATE FUNCTION authhost_throttle_peek(k TEXT, period_ms BIGINT, allowed INTEGER)
+    RETURNS DOUBLE PRECISION LANGUAGE plpgsql AS $$
+    DECLARE
+        now_ms BIGINT := (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
+        n INTEGER;
+        oldest BIGINT;
+    BEGIN
+        SELECT count(*), min(at_ms) INTO n, oldest FROM throttle_hits WHERE key = k AND at_ms > now_ms - period_ms;
+        IF n >= allowed THEN
+            IF allowed - n + 1 > 0 THEN
+                RETURN (period_ms - (now_ms - oldest))::DOUBLE PRECISION / 1000.0 / (allowed - n + 1);
+            END IF;
+            RETURN -1;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TABLE login_known (
+        login TEXT NOT NULL,
+        address TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (login, address)
+    );
+    CREATE INDEX login_known_at ON login_known (at_ms);",
 ];
+
+/// One `[throttle] failures` question: the two windows' keys and rates, and who asks.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureCheck<'a> {
+    pub address_key: &'a str,
+    pub name_key: &'a str,
+    pub login: &'a str,
+    pub address: &'a str,
+    pub period: Duration,
+    pub allowed: u32,
+    pub name_allowed: u32,
+}
 
 /// What the PostgreSQL store needs besides its URL.
 #[derive(Debug, Clone)]
@@ -241,6 +279,13 @@ impl PgBackend {
             )
             .await
             .map_err(map)?;
+        client
+            .execute(
+                "DELETE FROM login_known WHERE at_ms < $1",
+                &[&now.saturating_sub(86_400).saturating_mul(1000)],
+            )
+            .await
+            .map_err(map)?;
         // Throttle rows older than the longest period (a day) count for nothing.
         let day_ago_ms = now.saturating_sub(86_400).saturating_mul(1000);
         client
@@ -366,6 +411,69 @@ impl PgBackend {
             .map_err(|e| pg_error(e, &self.shown))?
             .get(0);
         Ok(wait.map(|w| (w >= 0.0).then_some(w)))
+    }
+
+    /// `[throttle] failures`, shared: `Ok(Some(wait))` when a login as `login` from
+    /// `address` must not be tried now (the address's window is full, or the name's is and
+    /// the address has not logged in as that name in the last day). One round trip.
+    pub async fn failures_refused(&self, check: &FailureCheck<'_>) -> Result<Option<Option<f64>>, Error> {
+        let FailureCheck { address_key, name_key, login, address, period, allowed, name_allowed } = *check;
+        let client = self.client().await?;
+        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+        let (allowed, name_allowed) =
+            (i32::try_from(allowed).unwrap_or(i32::MAX), i32::try_from(name_allowed).unwrap_or(i32::MAX));
+        let row = client
+            .query_one(
+                "SELECT authhost_throttle_peek($1, $3, $4),
+                        CASE WHEN EXISTS (SELECT 1 FROM login_known WHERE login = $6 AND address = $7
+                                          AND at_ms > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT - 86400000)
+                             THEN NULL ELSE authhost_throttle_peek($2, $3, $5) END",
+                &[&address_key, &name_key, &period_ms, &allowed, &name_allowed, &login, &address],
+            )
+            .await
+            .map_err(|e| pg_error(e, &self.shown))?;
+        let waits: [Option<f64>; 2] = [row.get(0), row.get(1)];
+        if waits.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        // DRF's longest wait; -1 (no wait) only when no window has one.
+        let longest = waits
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|w| *w >= 0.0)
+            .fold(None, |a: Option<f64>, w| Some(a.map_or(w, |a| a.max(w))));
+        Ok(Some(longest))
+    }
+
+    /// Counts a failed login in the shared windows `keys`.
+    pub async fn failure(&self, keys: &[&str]) -> Result<(), Error> {
+        let client = self.client().await?;
+        for key in keys {
+            client
+                .execute(
+                    "INSERT INTO throttle_hits (key, at_ms) VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
+                    &[key],
+                )
+                .await
+                .map_err(|e| pg_error(e, &self.shown))?;
+        }
+        Ok(())
+    }
+
+    /// Remembers that `address` logged in as `login`.
+    pub async fn login_known(&self, login: &str, address: &str) -> Result<(), Error> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO login_known (login, address, at_ms)
+                 VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)
+                 ON CONFLICT (login, address) DO UPDATE SET at_ms = excluded.at_ms",
+                &[&login, &address],
+            )
+            .await
+            .map_err(|e| pg_error(e, &self.shown))?;
+        Ok(())
     }
 
     /// Runs `statements` (the first must change one user) and logs the change, in one
