@@ -165,12 +165,30 @@ impl Counter {
                 (_, None) => format!("address:{address}"),
             };
             let key = format!("{}/{who}", throttle.scope);
+            // A full window stays full until its oldest request ages out (other hosts can
+            // only add to it): until then this host refuses without asking the database,
+            // so a flood against one window costs no round trips.
+            let now = Instant::now();
+            if let Some(until) = full_windows().get(&key).filter(|until| *until > now) {
+                refusals.add(Some(until.duration_since(now).as_secs_f64()));
+                continue;
+            }
             if let Some(wait) = store.throttle(&key, throttle.rate.period, throttle.rate.requests).await? {
+                if let Some(w) = wait.filter(|w| *w > 0.0) {
+                    // DRF's wait for a window exactly full is the oldest request's time left.
+                    full_windows().insert(key, now + Duration::from_secs_f64(w));
+                }
                 refusals.add(wait);
             }
         }
         Ok(refusals.result())
     }
+}
+
+/// Shared windows known full, and until when: refused here without a round trip.
+fn full_windows() -> &'static quick_cache::sync::Cache<String, Instant> {
+    static FULL: OnceLock<quick_cache::sync::Cache<String, Instant>> = OnceLock::new();
+    FULL.get_or_init(|| quick_cache::sync::Cache::new(WINDOWS))
 }
 
 impl Counter {
