@@ -600,6 +600,15 @@ async fn log_change<C: GenericClient>(
     Ok(())
 }
 
+/// The id of the user named `username`, their row locked until the transaction ends (so
+/// that token operations on one user run one after another).
+async fn locked_user<C: GenericClient>(tx: &C, username: &str) -> Result<Option<i64>, tokio_postgres::Error> {
+    Ok(tx
+        .query_opt("SELECT id FROM users WHERE username = $1 FOR UPDATE", &[&username])
+        .await?
+        .map(|r| r.get(0)))
+}
+
 const USER_COLUMNS: &str = "u.id, u.username, u.is_active, u.is_staff, u.password, u.generation, u.email";
 
 fn user_from_row(row: &Row) -> (User, Option<String>) {
@@ -845,11 +854,7 @@ impl Backend for PgBackend {
         let map = |e| pg_error(e, &self.shown);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map)?;
-        let user_id: Option<i64> = tx
-            .query_opt("SELECT id FROM users WHERE username = $1 FOR UPDATE", &[&username])
-            .await
-            .map_err(map)?
-            .map(|r| r.get(0));
+        let user_id = locked_user(&tx, username).await.map_err(map)?;
         let Some(user_id) = user_id else { return Ok(TokenSet::NoSuchUser) };
         if replace {
             tx.execute("DELETE FROM tokens WHERE user_id = $1", &[&user_id]).await.map_err(map)?;
@@ -878,11 +883,7 @@ impl Backend for PgBackend {
         let map = |e| pg_error(e, &self.shown);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map)?;
-        let user_id: Option<i64> = tx
-            .query_opt("SELECT id FROM users WHERE username = $1 FOR UPDATE", &[&username])
-            .await
-            .map_err(map)?
-            .map(|r| r.get(0));
+        let user_id = locked_user(&tx, username).await.map_err(map)?;
         let Some(user_id) = user_id else { return Ok(TokenGot::NoSuchUser) };
         let nonce: Option<Vec<u8>> = tx
             .query_opt(

@@ -108,6 +108,15 @@ impl SqliteStore {
     }
 }
 
+/// Every row `sql` selects, each read by `row`.
+fn all<T>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    tx.prepare(sql)?.query_map([], row)?.collect()
+}
+
 fn insert_token(tx: &rusqlite::Transaction<'_>, user_id: i64, token: &NewToken<'_>) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO tokens (digest, nonce, user_id) VALUES (?1, ?2, ?3)",
@@ -136,65 +145,46 @@ impl SqliteStore {
         let mut conn =
             Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(cant)?;
         let tx = conn.transaction().map_err(cant)?;
-        let mut dump = super::Dump::default();
-        {
-            let mut stmt = tx
-                .prepare("SELECT id, username, password, is_active, is_staff, date_joined, generation, email FROM users ORDER BY id")
-                .map_err(cant)?;
-            dump.users = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                    ))
-                })
-                .map_err(cant)?
-                .collect::<Result<_, _>>()
-                .map_err(cant)?;
-            let mut stmt = tx
-                .prepare("SELECT id, digest, user_id, created, nonce, client, expires, max_expires, last_used FROM tokens ORDER BY id")
-                .map_err(cant)?;
-            dump.tokens = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                })
-                .map_err(cant)?
-                .collect::<Result<_, _>>()
-                .map_err(cant)?;
-            let mut stmt = tx
-                .prepare("SELECT id, digest, user_id, csrf_secret, expires FROM sessions ORDER BY id")
-                .map_err(cant)?;
-            dump.sessions = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                .map_err(cant)?
-                .collect::<Result<_, _>>()
-                .map_err(cant)?;
-            let mut stmt =
-                tx.prepare("SELECT seq, username, at FROM user_changes ORDER BY seq").map_err(cant)?;
-            dump.changes = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(cant)?
-                .collect::<Result<_, _>>()
-                .map_err(cant)?;
-            dump.pruned_through =
-                tx.query_row("SELECT pruned_through FROM change_log", [], |r| r.get(0)).map_err(cant)?;
-        }
+        let dump = (|| -> rusqlite::Result<super::Dump> {
+            Ok(super::Dump {
+                users: all(
+                    &tx,
+                    "SELECT id, username, password, is_active, is_staff, date_joined, generation, email
+                     FROM users ORDER BY id",
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                        ))
+                    },
+                )?,
+                tokens: all(
+                    &tx,
+                    "SELECT id, digest, user_id, created, nonce, client, expires, max_expires, last_used
+                     FROM tokens ORDER BY id",
+                    |r| {
+                        let row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                        Ok((row.0, row.1, row.2, row.3, row.4, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+                    },
+                )?,
+                sessions: all(
+                    &tx,
+                    "SELECT id, digest, user_id, csrf_secret, expires FROM sessions ORDER BY id",
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?,
+                changes: all(&tx, "SELECT seq, username, at FROM user_changes ORDER BY seq", |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?,
+                pruned_through: tx.query_row("SELECT pruned_through FROM change_log", [], |r| r.get(0))?,
+            })
+        })()
+        .map_err(cant)?;
         Ok(dump)
     }
 
