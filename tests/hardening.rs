@@ -278,15 +278,14 @@ async fn a_reload_to_no_routes_is_refused_and_a_rejection_names_its_cause() {
     assert!(line.contains("no [[route]]"), "{line}");
     let text = host.raw(b"GET /whoami HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert_eq!(status_and_body(&text).0, 200, "the running config stays: {text}");
-    // A store that cannot be opened: the line says why, not only that.
-    site.write_raw_config(&format!(
-        "[plugins]\ndir = {:?}\n[store]\nurl = \"sqlite:///nonexistent-folder-{}/a.db\"\n{CONFIG}",
-        site.plugins_dir().display(),
-        std::process::id()
+    // A token secret that cannot be read: the line says why, not only that.
+    std::fs::create_dir(site.path().join("secret-folder")).unwrap();
+    site.write_config(&format!(
+        "token_secret_file = \"secret-folder\"\n{CONFIG}\n[[route]]\npath = \"/t\"\nhandler = \"obtain_token\"\nschemes = []\npermission = \"allow_any\""
     ));
     host.signal("HUP");
-    let line = host.wait_for_log(|l| l.contains("reload rejected") && l.contains("nonexistent-folder"));
-    assert!(line.contains("unable to open database file"), "the cause is missing: {line}");
+    let line = host.wait_for_log(|l| l.contains("reload rejected") && l.contains("secret-folder"));
+    assert!(line.contains("cannot read the token secret"), "the cause is missing: {line}");
 }
 
 /// Item 3: a store file replaced under a running host (backup, remove, copy back) is

@@ -48,6 +48,8 @@ mod throttle;
 mod store_lock;
 // Generated input (proptest): the parsers and config loading against DRF's answers.
 mod properties;
+// Operations: reloads that cannot apply live, the start-up line.
+mod operations;
 // HTTP: malformed requests, methods, graceful shutdown.
 mod http;
 // Host services across the ABI: store look-ups, argon2 and user creation off the reactor.

@@ -187,6 +187,21 @@ impl App {
         App::build(config)
     }
 
+    /// A reload of the host running `running`: its file read again and built, applied fully
+    /// or not at all; a change to a key only a restart can apply (the address, the store)
+    /// is refused naming it, so a typo in the store's url never switches the host to a new,
+    /// empty database.
+    pub fn reload(running: &Config) -> Result<App, Error> {
+        let new = Config::load(&running.file)?;
+        if let Some(key) = running.unchangeable(&new) {
+            return Err(Error::config(format!(
+                "{}: {key} cannot change while authhost runs; restart it to apply the new value",
+                running.file.display()
+            )));
+        }
+        App::rebuild(&new)
+    }
+
     /// Builds the app around schemes already loaded (or linked statically, in benches).
     pub fn with_schemes(config: &Config, schemes: &Schemes) -> Result<App, Error> {
         if store::is_postgres(&config.store_url) {

@@ -428,6 +428,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// The first key whose change a running host cannot apply (it holds the listening
+    /// socket, the store's connections and the connection limits), when `new` changes one.
+    pub fn unchangeable(&self, new: &Config) -> Option<&'static str> {
+        [
+            ("server.listen", self.listen != new.listen),
+            ("store.url", self.store_url != new.store_url),
+            ("server.max_connections", self.max_connections != new.max_connections),
+            ("server.shutdown_timeout", self.shutdown_timeout != new.shutdown_timeout),
+        ]
+        .into_iter()
+        .find_map(|(key, changed)| changed.then_some(key))
+    }
+
     /// The store's password: `$AUTHHOST_STORE_PASSWORD`, else `[store] password_file`.
     pub fn store_password(&self) -> Result<Option<String>, Error> {
         if let Ok(password) = std::env::var(crate::store::PASSWORD_ENV) {

@@ -392,12 +392,18 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        let file = config.file.clone();
-        let reload =
-            authhost::reload_on_hangup(Arc::clone(&slot), move || App::rebuild(&Config::load(&file)?));
+        let running = config.clone();
+        let reload = authhost::reload_on_hangup(Arc::clone(&slot), move || App::reload(&running));
         tokio::spawn(reload);
         let shutdown = authhost::shutdown_signal();
-        info!(config = %config.file.display(), "listening on http://{local}");
+        let schemes: Vec<String> =
+            config.schemes.iter().map(|s| format!("{}={}", s.name, s.library.display())).collect();
+        info!(
+            config = %config.file.display(),
+            pid = std::process::id(),
+            schemes = %schemes.join(" "),
+            "listening on http://{local}"
+        );
         authhost::serve(listener, slot, shutdown, config.shutdown_timeout, config.max_connections).await;
         Ok(())
     });

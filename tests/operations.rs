@@ -1,0 +1,58 @@
+//! What a new operator runs into: reloads that cannot apply live, and the start-up line.
+//! See: issue 15 (items 2 and 3).
+
+use crate::support::{Site, TestHost};
+
+const CONFIG: &str = r#"
+[[scheme]]
+name = "x-username"
+plugin = "x-username"
+
+[[route]]
+path = "/whoami"
+handler = "whoami"
+schemes = ["x-username"]
+permission = "is_authenticated"
+"#;
+
+fn host() -> (Site, TestHost) {
+    let site = Site::new(CONFIG);
+    site.add_user("alice", "alice-pw", &[]);
+    let host = site.serve();
+    (site, host)
+}
+
+/// A reload that changes a key the running host cannot change live (the store's url, the
+/// address it listens on) is refused naming the key; the host keeps its store, so a typo
+/// in the url never switches it to a new, empty database.
+#[tokio::test]
+async fn a_reload_that_changes_the_store_url_or_the_address_is_refused_by_key() {
+    let (site, host) = host();
+    let text = std::fs::read_to_string(site.config_path()).unwrap();
+    let typo = site.path().join("authost.db");
+    site.write_raw_config(&text.replace(&site.db_path().display().to_string(), &typo.display().to_string()));
+    host.signal("HUP");
+    let line = host.wait_for_log(|l| l.contains("reload rejected"));
+    assert!(line.contains("store.url") && line.contains("restart"), "{line}");
+    assert!(!typo.exists(), "no new, empty database was made");
+    let resp = host.get("/whoami").header("x-username", "alice").send().await;
+    assert_eq!(resp.json()["user"], "alice", "the running store stays");
+
+    site.write_raw_config(&format!("[server]\nlisten = \"127.0.0.1:1\"\n{text}"));
+    host.signal("HUP");
+    host.wait_for_log(|l| l.contains("reload rejected") && l.contains("server.listen"));
+    // A change that can apply live still does.
+    site.write_raw_config(&text.replace("is_authenticated", "allow_any"));
+    host.signal("HUP");
+    host.wait_for_log(|l| l.contains("config reloaded"));
+}
+
+/// The listening line names the process and what it loaded: the PID, and each scheme
+/// with its plugin file.
+#[test]
+fn the_listening_line_names_the_pid_and_the_schemes_loaded() {
+    let (_site, host) = host();
+    let line = host.wait_for_log(|l| l.contains("listening on http://"));
+    assert!(line.contains(&format!("pid={}", host.pid())), "{line}");
+    assert!(line.contains("x-username") && line.contains("authhost_x_username"), "{line}");
+}
