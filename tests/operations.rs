@@ -56,3 +56,49 @@ fn the_listening_line_names_the_pid_and_the_schemes_loaded() {
     assert!(line.contains(&format!("pid={}", host.pid())), "{line}");
     assert!(line.contains("x-username") && line.contains("authhost_x_username"), "{line}");
 }
+
+/// `serve --pid-file` writes the process id once listening and removes it on exit;
+/// `authhost reload --pid-file` sends SIGHUP to that one process, and refuses a file whose
+/// process is gone; a second host with the same pid file refuses to start.
+#[test]
+fn a_pid_file_names_the_one_process_that_reload_signals() {
+    let site = Site::new(CONFIG);
+    let pid_file = site.path().join("authhost.pid");
+    let pid_arg = pid_file.display().to_string();
+    let mut host = site.serve_args(&["--pid-file", &pid_arg]);
+    let written = std::fs::read_to_string(&pid_file).expect("the pid file");
+    assert_eq!(written.trim(), host.pid().to_string());
+
+    let out = site.authhost(&["reload", "--pid-file", &pid_arg], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {}", host.pid())));
+    host.wait_for_log(|l| l.contains("SIGHUP received"));
+    host.wait_for_log(|l| l.contains("config reloaded"));
+
+    // Another host on the same pid file: refused, and the file still names the first.
+    let second = std::process::Command::new(crate::support::build_dir().join("authhost"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--pid-file", &pid_arg, "--config"])
+        .arg(site.config_path())
+        .output()
+        .expect("run a second host");
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another authhost"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), host.pid().to_string());
+
+    host.signal("TERM");
+    assert!(host.wait_exit().success());
+    assert!(!pid_file.exists(), "removed on exit");
+    // A pid file whose process is gone (or is not an authhost): nothing is signalled.
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+    let out = site.authhost(&["reload", "--pid-file", &pid_arg], "");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no running authhost"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -47,6 +47,15 @@ enum Command {
         /// Listen here instead of [server] listen (port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// Write this process's id here once listening (removed on exit), for `authhost
+        /// reload` and process managers.
+        #[arg(long, value_name = "PATH")]
+        pid_file: Option<PathBuf>,
+    },
+    /// Send SIGHUP to the authhost whose pid file this is: it re-reads its config.
+    Reload {
+        #[arg(long, value_name = "PATH", default_value = "authhost.pid")]
+        pid_file: PathBuf,
     },
     /// Validate the config, load every plugin and print each route's chain.
     Check,
@@ -331,6 +340,9 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::Plugin { command: PluginCommand::Info { file } } = &cli.command {
         return plugin_info(file);
     }
+    if let Command::Reload { pid_file } = &cli.command {
+        return reload(pid_file);
+    }
     if let Command::Store { command: StoreCommand::Migrate { from, to, replace } } = &cli.command {
         return store_migrate(from, to, *replace);
     }
@@ -345,7 +357,7 @@ fn run(cli: Cli) -> Result<()> {
     let path = config_path(&cli);
     let config = Config::load(&path)?;
     match cli.command {
-        Command::Serve { listen } => serve(&config, listen),
+        Command::Serve { listen, pid_file } => serve(&config, listen, pid_file.as_deref()),
         Command::Check => check(&config),
         Command::Bench { route, headers, method, body, peer, requests, seconds } => {
             let (path, query) = route.split_once('?').unwrap_or((&route, ""));
@@ -377,13 +389,73 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::TrialLoad { library: None, .. } | Command::Plugin { .. } | Command::Store { .. } => Ok(()),
+        Command::TrialLoad { library: None, .. }
+        | Command::Plugin { .. }
+        | Command::Store { .. }
+        | Command::Reload { .. } => Ok(()),
         Command::User { command } => user(&config, command),
         Command::Token { command } => token(&config, command),
     }
 }
 
-fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
+/// The authhost process a pid file names: its pid, when the file holds one and that
+/// process is an authhost (a stale file's pid may belong to anything by now).
+fn running_authhost(pid_file: &std::path::Path) -> Result<Option<i32>> {
+    let text = match std::fs::read_to_string(pid_file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", pid_file.display())),
+    };
+    let pid: i32 =
+        text.trim().parse().with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_authhost = cmdline.split(|&b| b == 0).next().is_some_and(|exe| exe.ends_with(b"authhost"));
+    Ok(is_authhost.then_some(pid))
+}
+
+/// `authhost reload`: SIGHUP to the one process the pid file names.
+#[allow(clippy::print_stdout)] // what was signalled, for the operator
+fn reload(pid_file: &std::path::Path) -> Result<()> {
+    let Some(pid) = running_authhost(pid_file)? else {
+        bail!(
+            "no running authhost has the pid file {}; start it with `authhost serve --pid-file {}`",
+            pid_file.display(),
+            pid_file.display()
+        );
+    };
+    // SAFETY: kill(2) with a pid read from the file and checked to be an authhost.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        bail!("cannot signal pid {pid}: {}", std::io::Error::last_os_error());
+    }
+    println!("sent SIGHUP to authhost (pid {pid})");
+    Ok(())
+}
+
+/// The pid file of a serving host, removed when the host exits.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile> {
+        if let Some(pid) = running_authhost(path)? {
+            bail!("another authhost (pid {pid}) runs with the pid file {}", path.display());
+        }
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+        Ok(PidFile(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn serve(
+    config: &Config,
+    listen: Option<std::net::SocketAddr>,
+    pid_file: Option<&std::path::Path>,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Inside the runtime, so that the app can start its background tasks.
     let slot = Arc::new(AppSlot::new(runtime.block_on(async { App::build(config) })?));
@@ -396,6 +468,7 @@ fn serve(config: &Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
         let reload = authhost::reload_on_hangup(Arc::clone(&slot), move || App::reload(&running));
         tokio::spawn(reload);
         let shutdown = authhost::shutdown_signal();
+        let _pid_file = pid_file.map(PidFile::write).transpose()?;
         let schemes: Vec<String> =
             config.schemes.iter().map(|s| format!("{}={}", s.name, s.library.display())).collect();
         info!(

@@ -199,8 +199,9 @@ pub struct TestHost {
 impl TestHost {
     fn start(site: &Site, authhost: &Path, args: &[&str]) -> TestHost {
         let mut child = Command::new(authhost)
+            .arg("serve")
             .args(args)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(site.config_path())
             .current_dir(site.path())
             .env("AUTHHOST_LOG", "info,authhost::app=debug,authhost::services=debug")
