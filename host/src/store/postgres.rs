@@ -260,6 +260,19 @@ impl PgBackend {
         }
     }
 
+    /// The one row (or none) a look-up finds, its statement prepared once per connection:
+    /// one round trip per look-up.
+    async fn lookup(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        let client = self.client().await?;
+        let map = |e| pg_error(e, &self.shown);
+        let stmt = client.prepare_cached(sql).await.map_err(map)?;
+        client.query_opt(&stmt, params).await.map_err(map)
+    }
+
     /// Deletes up to `batch` expired tokens and sessions; how many at most of either.
     pub async fn purge_expired(&self, now: i64, batch: i64) -> Result<u64, Error> {
         let client = self.client().await?;
@@ -637,14 +650,8 @@ impl Backend for PgBackend {
     }
 
     async fn find_credentials(&self, username: &str) -> Result<Option<(User, Option<String>)>, Error> {
-        let client = self.client().await?;
-        let map = |e| pg_error(e, &self.shown);
-        let stmt = client
-            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"))
-            .await
-            .map_err(map)?;
-        let row = client.query_opt(&stmt, &[&username]).await.map_err(map)?;
-        Ok(row.as_ref().map(user_from_row))
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1");
+        Ok(self.lookup(&sql, &[&username]).await?.as_ref().map(user_from_row))
     }
 
     async fn find_credentials_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>, Error> {
@@ -722,18 +729,12 @@ impl Backend for PgBackend {
     }
 
     async fn find_token(&self, digest: &[u8], now: i64) -> Result<Option<StoredToken>, Error> {
-        let client = self.client().await?;
-        let map = |e| pg_error(e, &self.shown);
-        // Prepared once per connection: one round trip per look-up.
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS}, t.id, t.expires, t.max_expires, t.last_used
-                 FROM tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.digest = $1 AND (t.expires IS NULL OR t.expires > $2)"
-            ))
-            .await
-            .map_err(map)?;
-        let row = client.query_opt(&stmt, &[&digest, &now]).await.map_err(map)?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, t.id, t.expires, t.max_expires, t.last_used
+             FROM tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.digest = $1 AND (t.expires IS NULL OR t.expires > $2)"
+        );
+        let row = self.lookup(&sql, &[&digest, &now]).await?;
         Ok(row.map(|r| StoredToken {
             user: user_from_row(&r).0,
             id: r.get(7),
@@ -966,16 +967,11 @@ impl Backend for PgBackend {
     }
 
     async fn find_session(&self, digest: &[u8], now: i64) -> Result<Option<StoredSession>, Error> {
-        let client = self.client().await?;
-        let map = |e| pg_error(e, &self.shown);
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS}, s.id, s.csrf_secret, s.expires
-                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = $1 AND s.expires > $2"
-            ))
-            .await
-            .map_err(map)?;
-        let row = client.query_opt(&stmt, &[&digest, &now]).await.map_err(map)?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, s.id, s.csrf_secret, s.expires
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = $1 AND s.expires > $2"
+        );
+        let row = self.lookup(&sql, &[&digest, &now]).await?;
         Ok(row.map(|r| StoredSession {
             user: user_from_row(&r).0,
             id: r.get(7),
