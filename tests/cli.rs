@@ -131,11 +131,56 @@ permission = "is_authenticated"
     assert!(row("skip").is_some_and(|l| l.contains("not attempted")), "{stdout}");
     assert!(row("x-username").is_some_and(|l| l.contains("authenticated")), "{stdout}");
     assert!(row("chain").is_some_and(|l| l.contains("total") && l.contains("chains/s")), "{stdout}");
-    assert!(stderr.contains("100%"), "a progress bar: {stderr}");
+    assert!(!stderr.contains("100%"), "no progress bar drawn into a pipe: {stderr}");
 
     let out = site.authhost(&["bench", "--route", "/nowhere"], "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no route"));
+}
+
+/// Issue 15: bench says what the chain answered as the response would (details keep their
+/// case), and a faulting chain stops it at once with the cause: one log line, not one per
+/// iteration.
+#[test]
+fn bench_shows_details_as_sent_and_stops_at_a_fault_with_its_cause() {
+    let config = r#"
+[[scheme]]
+name = "token"
+plugin = "token"
+
+[[scheme]]
+name = "boom"
+plugin = "probe"
+mode = "panic"
+message = "the probe blew up"
+
+[[route]]
+path = "/token"
+handler = "whoami"
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/boom"
+handler = "whoami"
+schemes = ["boom"]
+permission = "is_authenticated"
+"#;
+    let site = Site::new(config);
+    let out = site.authhost(
+        &["bench", "--route", "/token", "-H", "Authorization: Token nope", "--requests", "500"],
+        "",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("verdict: failed: \"Invalid token.\""), "{stdout}");
+
+    let out = site.authhost(&["bench", "--route", "/boom", "--requests", "500"], "");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "a chain that faults cannot be timed");
+    assert!(stderr.contains("the probe blew up"), "the cause: {stdout}{stderr}");
+    let fault_lines = stderr.lines().filter(|l| l.contains(" ERROR ") && l.contains("faulted")).count();
+    assert_eq!(fault_lines, 1, "one log line, not one per iteration:\n{stderr}");
 }
 
 fn ok(out: &std::process::Output) -> String {

@@ -103,6 +103,18 @@ pub fn run(
     let mut verdict = Verdict::Anonymous;
     for _ in 0..limits.warmup {
         verdict = runtime.block_on(chain.authenticate(&view, services));
+        // A chain that faults cannot be timed: stop at the first fault, whose one log line
+        // names the scheme, its plugin and the cause.
+        if verdict == Verdict::Fault {
+            return Some(Report {
+                verdict,
+                requests: 0,
+                elapsed: Duration::ZERO,
+                schemes: Vec::new(),
+                median: Duration::ZERO,
+                p99: Duration::ZERO,
+            });
+        }
     }
     let mut timer = Timer::default();
     let mut totals = Vec::with_capacity(limits.requests.min(1 << 20));
@@ -148,8 +160,13 @@ pub fn run(
     })
 }
 
-/// A progress bar on stderr: `[#########...........]  45%  4500/10000`.
+/// A progress bar on stderr, `[#########...........]  45%  4500/10000`, drawn only on a
+/// terminal (never into a pipe or a file).
 pub fn progress_bar(done: usize, total: usize) {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
     let total = total.max(1);
     let filled = done * 30 / total;
     let mut err = std::io::stderr().lock();

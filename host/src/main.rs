@@ -113,7 +113,9 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Manage tokens. The store keeps only digests: a key is shown once, when created.
+    /// Manage tokens. The store keeps a key's digest (and, for a key derived from the token
+    /// secret, its nonce), never the key: `token create` prints a derived key again, an
+    /// imported or per-client one never.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -502,15 +504,25 @@ fn bench(config: &Config, request: &BenchRequest, limits: Limits) -> Result<()> 
     );
     let report = authhost::bench::run(&app, &runtime, request, limits, authhost::bench::progress_bar)
         .context("the route vanished")?;
+    use authhost::Verdict;
     let verdict = match &report.verdict {
-        authhost::Verdict::Authenticated { user, position, .. } => {
+        Verdict::Authenticated { user, position, .. } => {
             format!(
                 "authenticated as {:?} by {}",
                 user.username.as_str(),
                 names.get(*position).unwrap_or(&"?")
             )
         }
-        other => format!("{other:?}").to_lowercase(),
+        Verdict::Anonymous => "anonymous".to_owned(),
+        // The detail as the response carries it.
+        Verdict::Failed { detail } => format!("failed: {detail:?}"),
+        Verdict::Forbidden { detail } => format!("forbidden: {detail:?}"),
+        Verdict::Busy => "busy (a queue was full)".to_owned(),
+        Verdict::Unavailable => "the store did not answer within busy_timeout".to_owned(),
+        Verdict::Throttled { .. } => "throttled by [throttle] failures".to_owned(),
+        Verdict::Fault => bail!(
+            "the chain faulted, so it cannot be timed: the log line above names the scheme, its plugin file and the cause"
+        ),
     };
     println!("verdict: {verdict}; {} requests in {:.2} s\n", report.requests, report.elapsed.as_secs_f64());
     println!("  {:<20} {:<14} {:>10} {:>10}", "scheme", "outcome", "median", "p99");
