@@ -102,3 +102,28 @@ fn a_pid_file_names_the_one_process_that_reload_signals() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A command of the command line on a store that does not exist refuses, naming the path
+/// and what to run, instead of making an empty store where it happens to run (a `--config`
+/// from another folder used to leave an empty authhost.db there and say `no user "root"`).
+#[test]
+fn a_command_on_a_missing_store_refuses_and_store_init_makes_it() {
+    let site = Site::new(CONFIG);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", site.db_path().display()));
+    }
+    let out = site.authhost(&["user", "add", "root", "--password-stdin"], "pw\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("no store at {}", site.db_path().display())), "{err}");
+    assert!(err.contains("authhost store init"), "{err}");
+    assert!(!site.db_path().exists(), "nothing was made");
+    let out = site.authhost(&["store", "init"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(site.db_path().exists());
+    site.add_user("root", "pw", &[]);
+    // Again on an existing store: nothing lost.
+    assert!(site.authhost(&["store", "init"], "").status.success());
+    let out = site.authhost(&["user", "list"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("root"));
+}

@@ -129,6 +129,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum StoreCommand {
+    /// Create the config's store (or bring an existing one up to date): the command line
+    /// refuses to work on a store that does not exist.
+    Init,
     /// Copy every user, token (digests), session and change from a SQLite store into a
     /// PostgreSQL one, ids kept, counts checked; the password comes from
     /// $AUTHHOST_STORE_PASSWORD.
@@ -391,6 +394,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Store { command: StoreCommand::Init } => store_init(&config),
         Command::TrialLoad { library: None, .. }
         | Command::Plugin { .. }
         | Command::Store { .. }
@@ -593,8 +597,24 @@ fn store_migrate(from: &str, to: &str, replace: bool) -> Result<()> {
     Ok(())
 }
 
+/// `authhost store init`: the config's store, created or brought up to date.
+#[allow(clippy::print_stdout)] // what was made, for the operator
+fn store_init(config: &Config) -> Result<()> {
+    let password = config.store_password()?;
+    let store = store::open_for_command(&config.store_url, config.change_log_keep, password)?;
+    drop(store);
+    println!("store ready: {}", store::redacted(&config.store_url));
+    Ok(())
+}
+
 /// A runtime for one command, and the config's store.
 fn command_store(config: &Config) -> Result<(tokio::runtime::Runtime, Arc<dyn Backend>)> {
+    // Never an empty store made where the command happens to run.
+    if let Some(path) = config.store_url.strip_prefix("sqlite://") {
+        if !std::path::Path::new(path).exists() {
+            bail!("no store at {path}; run `authhost serve` or `authhost store init` first");
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let password = config.store_password()?;
     let store = runtime

@@ -92,6 +92,9 @@ impl Site {
                 .expect("link a plugin");
         }
         site.write_config(config);
+        // The command line works only on a store that exists. (A test of a bad config
+        // sees its own command fail on it; this one's failure is not the test's.)
+        let _ = site.authhost(&["store", "init"], "");
         site
     }
 
