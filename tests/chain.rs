@@ -274,7 +274,7 @@ async fn sighup_reloads_a_reordered_config_and_keeps_the_old_one_when_the_new_is
     site.write_config(&two_challenges("tokenish", "nonesuch"));
     host.signal("HUP");
     let line = host.wait_for_log(|l| l.contains("reload rejected"));
-    assert!(line.contains("route[0].schemes[1]: unknown scheme \"nonesuch\""), "{line}");
+    assert!(line.contains("route[0] (\"/me\").schemes[1]: unknown scheme \"nonesuch\""), "{line}");
     let resp = host.get("/me").send().await;
     assert_eq!(resp.status, 401);
     assert_eq!(resp.header("www-authenticate"), Some("Token"), "the running config stays");

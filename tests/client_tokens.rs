@@ -250,11 +250,14 @@ fn login_token_must_name_a_token_scheme() {
         let out = site.authhost(args, "");
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("route[0].token_scheme: scheme \"basic\" issues no tokens"), "{args:?}: {err}");
+        assert!(
+            err.contains("route[0] (\"/login\").token_scheme: scheme \"basic\" issues no tokens"),
+            "{args:?}: {err}"
+        );
     }
     let site = Site::new(&config("").replace("token_scheme = \"token\"\n", ""));
     let out = site.authhost(&["check"], "");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("route[0].token_scheme: missing"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("route[0] (\"/login\").token_scheme: missing"));
 }
 
 #[tokio::test]

@@ -62,14 +62,20 @@ fn unknown_scheme_in_a_route_is_named() {
         "[[scheme]]\nname = \"token\"\nplugin = \"x-username\"\n{ROUTE}schemes = [\"tokn\"]\n"
     ));
     let err = refused(&site);
-    assert!(err.contains("route[0].schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?)"), "{err}");
+    assert!(
+        err.contains("route[0] (\"/me\").schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_handler_is_named() {
     let site = Site::new("[[route]]\npath = \"/x\"\nhandler = \"whomai\"\n");
     let err = refused(&site);
-    assert!(err.contains("route[0].handler: unknown handler \"whomai\" (did you mean \"whoami\"?)"), "{err}");
+    assert!(
+        err.contains("route[0] (\"/x\").handler: unknown handler \"whomai\" (did you mean \"whoami\"?)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -208,12 +214,12 @@ fn every_numeric_option_is_bounded_at_load_naming_the_key() {
         (
             "[[route]]\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\ntimeout = HUGE\n",
             "",
-            "route[0].timeout",
+            "route[0] (\"/p\").timeout",
         ),
         (
             "[[route]]\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nconnect_timeout = HUGE\n",
             "",
-            "route[0].connect_timeout",
+            "route[0] (\"/p\").connect_timeout",
         ),
         ("[[scheme]]\nname = \"basic\"\nplugin = \"basic\"\ncache_ttl = HUGE\n", "", "cache_ttl"),
         ("[[scheme]]\nname = \"token\"\nplugin = \"token\"\nttl = \"106751991167300d\"\n", "", "ttl"),

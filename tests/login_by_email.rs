@@ -120,7 +120,10 @@ fn login_field_and_fields_are_checked_at_load() {
     );
     let out = site.authhost(&["check"], "");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("route[0].fields: unknown field \"mail\" (did you mean \"email\"?)"), "{err}");
+    assert!(
+        err.contains("route[0] (\"/t\").fields: unknown field \"mail\" (did you mean \"email\"?)"),
+        "{err}"
+    );
     site.write_config(
         "[[route]]\npath = \"/t\"\nhandler = \"whoami\"\nschemes = []\npermission = \"allow_any\"\nlogin_field = \"email\"\n",
     );
@@ -128,7 +131,7 @@ fn login_field_and_fields_are_checked_at_load() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
-            "route[0].login_field: only obtain_token, login and obtain_jwt routes take a login_field"
+            "route[0] (\"/t\").login_field: only obtain_token, login and obtain_jwt routes take a login_field"
         ),
         "{err}"
     );

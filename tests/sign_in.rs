@@ -296,7 +296,7 @@ async fn an_operators_template_replaces_the_page_and_a_broken_one_is_refused_by_
     let out = site.authhost(&["check"], "");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("mine.html") && err.contains("route[0].template"), "{err}");
+    assert!(err.contains("mine.html") && err.contains("route[0] (\"/login/\").template"), "{err}");
 }
 
 #[tokio::test]

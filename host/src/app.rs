@@ -279,8 +279,9 @@ impl App {
         for (i, r) in config.routes.iter().enumerate() {
             let not_an_issuer = |index: usize, what: &str| {
                 Error::config(format!(
-                    "{}: route[{i}].token_scheme: scheme {:?} issues no {what}",
+                    "{}: route[{i}] ({:?}).token_scheme: scheme {:?} issues no {what}",
                     config.file.display(),
+                    r.path,
                     config.schemes[index].name
                 ))
             };

@@ -523,7 +523,8 @@ impl Resolver<'_> {
         let mut paths = HashSet::new();
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, route) in raw.routes.into_iter().enumerate() {
-            let key = format!("route[{i}]");
+            // Named by index and path: the path tells the operator which route it is.
+            let key = format!("route[{i}] ({:?})", route.path);
             if !route.path.starts_with('/') {
                 return Err(
                     self.err(&format!("{key}.path"), format!("{:?} must start with \"/\"", route.path))
@@ -1207,7 +1208,7 @@ mod tests {
         assert!(err.is_config());
         assert_eq!(
             err.to_string(),
-            "conf/test.toml: route[0].schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?); define it in a [[scheme]] table"
+            "conf/test.toml: route[0] (\"/x\").schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?); define it in a [[scheme]] table"
         );
     }
 
