@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use authhost_plugin_api::form::form_fields;
+use authhost_plugin_api::form::form_field;
 use authhost_plugin_api::{csrf, LoginField, RequestView};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use hyper::{Response, StatusCode};
@@ -97,11 +97,7 @@ pub(crate) async fn login_submit(
     req: &RequestView<'_>,
 ) -> Result<Response<Body>, Error> {
     let origins: Vec<&str> = config.trusted_origins.iter().map(String::as_str).collect();
-    let fields = match form_fields(req) {
-        Some(Ok(fields)) => fields,
-        _ => Vec::new(),
-    };
-    let field = |name: &str| fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let field = |name: &str| form_field(req, name);
     let form_token = field("csrfmiddlewaretoken");
     if let Err(reason) = csrf::check(req, &csrf_settings(config, &origins), None, form_token.as_deref()) {
         return Ok(csrf_failure(&reason));
@@ -201,11 +197,7 @@ pub(crate) async fn logout_submit(
     config: &SessionConfig,
     req: &RequestView<'_>,
 ) -> Result<Response<Body>, Error> {
-    let fields = match form_fields(req) {
-        Some(Ok(fields)) => fields,
-        _ => Vec::new(),
-    };
-    let field = |name: &str| fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let field = |name: &str| form_field(req, name);
     if let Some(key) = req.cookie(&config.cookie_name) {
         if let Some(session) = services.find_session(&key).await? {
             let origins: Vec<&str> = config.trusted_origins.iter().map(String::as_str).collect();

@@ -622,6 +622,20 @@ async fn locked_user<C: GenericClient>(tx: &C, username: &str) -> Result<Option<
         .map(|r| r.get(0)))
 }
 
+/// Stores a DRF token (its digest, and its nonce when derived) for `user_id`.
+async fn insert_token<C: GenericClient>(
+    tx: &C,
+    token: &NewToken<'_>,
+    user_id: i64,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO tokens (digest, nonce, user_id) VALUES ($1, $2, $3)",
+        &[&token.digest, &token.nonce, &user_id],
+    )
+    .await
+    .map(drop)
+}
+
 const USER_COLUMNS: &str = "u.id, u.username, u.is_active, u.is_staff, u.password, u.generation, u.email";
 
 fn user_from_row(row: &Row) -> (User, Option<String>) {
@@ -870,12 +884,7 @@ impl Backend for PgBackend {
                 return Ok(TokenSet::Exists);
             }
         }
-        tx.execute(
-            "INSERT INTO tokens (digest, nonce, user_id) VALUES ($1, $2, $3)",
-            &[&token.digest, &token.nonce, &user_id],
-        )
-        .await
-        .map_err(map)?;
+        insert_token(&tx, token, user_id).await.map_err(map)?;
         tx.commit().await.map_err(map)?;
         Ok(TokenSet::Created)
     }
@@ -897,12 +906,7 @@ impl Backend for PgBackend {
         if let Some(nonce) = nonce {
             return Ok(TokenGot::Existing { nonce });
         }
-        tx.execute(
-            "INSERT INTO tokens (digest, nonce, user_id) VALUES ($1, $2, $3)",
-            &[&token.digest, &token.nonce, &user_id],
-        )
-        .await
-        .map_err(map)?;
+        insert_token(&tx, token, user_id).await.map_err(map)?;
         tx.commit().await.map_err(map)?;
         Ok(TokenGot::Created)
     }
