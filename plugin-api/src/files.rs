@@ -33,7 +33,8 @@ pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
     Ok(text)
 }
 
-fn kind(meta: &std::fs::Metadata) -> &'static str {
+/// What a file that is not a regular one is, for messages: "a directory", "a FIFO", ...
+pub fn kind(meta: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
     if t.is_dir() {
