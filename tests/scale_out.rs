@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::postgres::TestDb;
+use crate::support::redis::TestRedis;
 use crate::support::{session_login, Site, TestHost};
 
 const CONFIG: &str = r#"
@@ -211,6 +212,23 @@ async fn a_postgresql_outage_is_503_for_the_store_cached_credentials_work_and_se
 async fn a_throttle_holds_across_hosts_sharing_a_database() {
     let Some(db) = TestDb::create("a_throttle_holds_across_hosts_sharing_a_database") else { return };
     let site = Site::with_store(CONFIG, "", Some(db.url.clone()));
+    throttle_holds_across_two_hosts(&site).await;
+}
+
+/// The same with the windows in Redis (`[throttle] url`) and the two hosts on one SQLite
+/// store, which shares no throttle window by itself: only Redis can make the sixth
+/// request a 429. The window is Redis's: five requests in one sorted set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_in_redis_holds_across_hosts() {
+    let Some(redis) = TestRedis::start("a_throttle_in_redis_holds_across_hosts") else { return };
+    let site = Site::new(&format!("[throttle]\nurl = \"{}\"\n{CONFIG}", redis.url));
+    throttle_holds_across_two_hosts(&site).await;
+    let keys = redis.cli(&["--scan", "--pattern", "authhost:throttle:five/*"]).unwrap_or_default();
+    assert_eq!(keys.lines().count(), 1, "one window: {keys:?}");
+    assert_eq!(redis.cli(&["ZCARD", keys.trim()]).as_deref(), Some("5"));
+}
+
+async fn throttle_holds_across_two_hosts(site: &Site) {
     site.add_user("alice", "alice-pw", &[]);
     let out = site.authhost(&["token", "create", "alice"], "");
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
@@ -386,7 +404,18 @@ async fn a_slow_postgresql_is_503_within_busy_timeout_and_a_password_in_the_url_
 async fn failed_logins_count_across_hosts_sharing_a_database() {
     let Some(db) = TestDb::create("failed_logins_count_across_hosts_sharing_a_database") else { return };
     let config = format!("[throttle]\nfailures = \"2/min\"\n{CONFIG}");
-    let site = Site::with_store(&config, "", Some(db.url.clone()));
+    failures_count_across_two_hosts(&Site::with_store(&config, "", Some(db.url.clone()))).await;
+}
+
+/// The same in Redis, the hosts on one SQLite store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_count_in_redis_across_hosts() {
+    let Some(redis) = TestRedis::start("failed_logins_count_in_redis_across_hosts") else { return };
+    let config = format!("[throttle]\nfailures = \"2/min\"\nurl = \"{}\"\n{CONFIG}", redis.url);
+    failures_count_across_two_hosts(&Site::new(&config)).await;
+}
+
+async fn failures_count_across_two_hosts(site: &Site) {
     site.add_user("alice", "alice-pw", &[]);
     let (a, b) = (site.serve(), site.serve());
     let login = |host: &TestHost, auth: &'static str| {
@@ -399,5 +428,93 @@ async fn failed_logins_count_across_hosts_sharing_a_database() {
         let resp = login(host, ALICE_BASIC).await;
         assert_eq!(resp.status, 429, "{}", resp.body);
         assert!(resp.header("retry-after").is_some());
+    }
+}
+
+/// Redis unreachable mid-run: a throttled route answers 503 (never a pass, never a 500)
+/// while it lasts, routes without a throttle keep answering, and the throttled route comes
+/// back by itself when Redis does. A bad `[throttle] url` fails at load naming the file
+/// and the key; a password in it is refused and never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_503_on_throttled_routes_and_service_returns() {
+    let Some(mut redis) = TestRedis::start("a_redis_outage_is_503_on_throttled_routes_and_service_returns")
+    else {
+        return;
+    };
+    let config = format!("[throttle]\nurl = \"{}\"\n{CONFIG}", redis.url);
+    let site = Site::with_store(&config, "busy_timeout = \"300ms\"", None);
+    site.add_user("alice", "alice-pw", &[]);
+    let out = site.authhost(&["token", "create", "alice"], "");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let host = site.serve();
+    let get = |path: &'static str| host.get(path).header("authorization", format!("Token {key}")).send();
+    assert_eq!(get("/limited").await.status, 200);
+
+    redis.stop();
+    let resp = get("/limited").await;
+    assert_eq!(resp.status, 503, "{}", resp.body);
+    assert_eq!(resp.json(), json!({ "detail": "Authentication store unavailable." }));
+    assert!(resp.header("retry-after").is_some());
+    assert_eq!(get("/me").await.status, 200, "a route without a throttle needs no Redis");
+    host.wait_for_log(|line| line.contains("throttle store does not answer"));
+
+    redis.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = get("/limited").await.status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "still 503 after Redis came back:\n{}", host.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(host);
+
+    // At load: nothing answering, a password in the url, not a Redis url.
+    let down = format!("redis://{}/0", crate::support::peers::free_port());
+    let cases = [
+        (down.as_str(), "Redis does not answer"),
+        ("redis://:hunter2@127.0.0.1:6379/0", "AUTHHOST_THROTTLE_PASSWORD"),
+        ("http://127.0.0.1:6379", "is not a Redis URL"),
+    ];
+    for (url, says) in cases {
+        site.write_config(&format!("[throttle]\nurl = \"{url}\"\n{CONFIG}"));
+        let out = site.authhost(&["check"], "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: accepted");
+        assert!(
+            err.contains("authhost.toml") && err.contains("throttle.url") && err.contains(says),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "the password is never shown: {err}");
+    }
+}
+
+/// DRF refuses every request under a rate of 0 (`len(history) >= 0`), with the whole
+/// period as its wait (an empty history): in memory, in PostgreSQL and in Redis alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_of_zero_refuses_every_request_wherever_the_windows_live() {
+    let test = "a_rate_of_zero_refuses_every_request_wherever_the_windows_live";
+    let (Some(db), Some(redis)) = (TestDb::create(test), TestRedis::start(test)) else { return };
+    let config = CONFIG.replace("five = \"5/min\"", "five = \"0/min\"");
+    let sites = [
+        ("memory", Site::new(&config)),
+        ("postgresql", Site::with_store(&config, "", Some(db.url.clone()))),
+        ("redis", Site::new(&format!("[throttle]\nurl = \"{}\"\n{config}", redis.url))),
+    ];
+    for (windows, site) in &sites {
+        site.add_user("alice", "alice-pw", &[]);
+        let out = site.authhost(&["token", "create", "alice"], "");
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let host = site.serve();
+        let resp = host.get("/limited").header("authorization", format!("Token {key}")).send().await;
+        assert_eq!(resp.status, 429, "{windows}: {}", resp.body);
+        assert_eq!(resp.header("retry-after").as_deref(), Some("60"), "{windows}");
+        assert_eq!(
+            resp.json(),
+            json!({ "detail": "Request was throttled. Expected available in 60 seconds." }),
+            "{windows}"
+        );
     }
 }

@@ -253,10 +253,17 @@ impl App {
             None
         };
         let new_user_tokens = token_secret.clone().filter(|_| config.token_for_new_users);
-        // PostgreSQL: every host on the database counts in the same throttle windows.
-        let counter = match &follower {
-            Follower::Thread(_) => throttle::Counter::Local,
-            Follower::Task(pg) => throttle::Counter::Shared(Arc::clone(pg)),
+        // Shared throttle windows: Redis when `[throttle] url` names one, else PostgreSQL's
+        // (every host on the database counts in them), else this process's.
+        let counter = match (&config.throttle_url, &follower) {
+            (Some(url), _) => {
+                let password = config.throttle_password()?;
+                let windows = throttle::RedisWindows::open(url, password.as_deref(), config.busy_timeout)
+                    .map_err(|e| Error::config(format!("{}: {}", config.file.display(), e.with_cause())))?;
+                throttle::Counter::Shared(Arc::new(windows))
+            }
+            (None, Follower::Thread(_)) => throttle::Counter::Local,
+            (None, Follower::Task(pg)) => throttle::Counter::Shared(Arc::clone(pg) as _),
         };
         let services = Arc::new(
             Services::with_failures(

@@ -117,6 +117,9 @@ struct RawThrottle {
     rates: std::collections::BTreeMap<String, String>,
     /// Failed logins allowed per client address and per name, `"N/period"`.
     failures: Option<String>,
+    /// Shared windows in Redis: `"redis://HOST:PORT/DB"`.
+    url: Option<String>,
+    password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -389,6 +392,12 @@ pub struct Config {
     pub max_connections: usize,
     /// `[throttle] failures`: failed logins per client address and per name.
     pub failures: Option<Rate>,
+    /// `[throttle] url`: the throttle windows live in this Redis, shared by every host
+    /// pointed at it (else in the PostgreSQL store when there is one, else in memory).
+    pub throttle_url: Option<String>,
+    /// Redis's password file (`$AUTHHOST_THROTTLE_PASSWORD` wins), against the config
+    /// file's folder.
+    pub throttle_password_file: Option<PathBuf>,
     /// Django's ALLOWED_HOSTS (lowercase); None: any host.
     pub allowed_hosts: Option<Vec<String>>,
     pub store_workers: usize,
@@ -427,6 +436,19 @@ pub struct Config {
     pub allow_writable_plugins: bool,
 }
 
+/// A password from `env`, else from the first line of `file` (the config key `key`).
+fn secret(env: &str, file: Option<&Path>, key: &str) -> Result<Option<String>, Error> {
+    if let Ok(password) = std::env::var(env) {
+        return Ok(Some(password));
+    }
+    match file {
+        None => Ok(None),
+        Some(file) => authhost_plugin_api::files::read_text(file, MAX_SMALL_FILE)
+            .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+            .map_err(|e| Error::config(format!("{}: {key}: cannot read it: {e}", file.display()))),
+    }
+}
+
 impl Config {
     /// The first key whose change a running host cannot apply (it holds the listening
     /// socket, the store's connections and the connection limits), when `new` changes one.
@@ -443,17 +465,16 @@ impl Config {
 
     /// The store's password: `$AUTHHOST_STORE_PASSWORD`, else `[store] password_file`.
     pub fn store_password(&self) -> Result<Option<String>, Error> {
-        if let Ok(password) = std::env::var(crate::store::PASSWORD_ENV) {
-            return Ok(Some(password));
-        }
-        match &self.store_password_file {
-            None => Ok(None),
-            Some(file) => authhost_plugin_api::files::read_text(file, MAX_SMALL_FILE)
-                .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| {
-                    Error::config(format!("{}: store.password_file: cannot read it: {e}", file.display()))
-                }),
-        }
+        secret(crate::store::PASSWORD_ENV, self.store_password_file.as_deref(), "store.password_file")
+    }
+
+    /// Redis's password: `$AUTHHOST_THROTTLE_PASSWORD`, else `[throttle] password_file`.
+    pub fn throttle_password(&self) -> Result<Option<String>, Error> {
+        secret(
+            crate::throttle::REDIS_PASSWORD_ENV,
+            self.throttle_password_file.as_deref(),
+            "throttle.password_file",
+        )
     }
 
     /// Reads and validates the config at `file`.
@@ -708,6 +729,20 @@ impl Resolver<'_> {
                     )
                 })?),
             },
+            throttle_url: match raw.throttle.url {
+                None => None,
+                Some(url) if url.starts_with("redis://") => Some(url),
+                Some(url) => {
+                    return Err(self.err(
+                        "throttle.url",
+                        format!(
+                            "{:?} is not a Redis URL: use \"redis://HOST:PORT/DB\" (or leave it out to count in the store)",
+                            crate::store::redacted(&url)
+                        ),
+                    ))
+                }
+            },
+            throttle_password_file: raw.throttle.password_file.map(|f| self.config_dir().join(f)),
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
             password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
             store_url: match raw.store.url {

@@ -20,6 +20,7 @@ use serde_json::Value;
 pub mod browser;
 pub mod peers;
 pub mod postgres;
+pub mod redis;
 pub mod upstream;
 
 /// The shipped plugins, built into `target/<profile>` beside the binary.

@@ -14,7 +14,7 @@ use authhost_plugin_api::User;
 use crate::error::Error;
 
 pub use backend::{Backend, SqliteBackend};
-pub use postgres::{redacted, FailureCheck, PgBackend, PgOptions, PASSWORD_ENV};
+pub use postgres::{redacted, PgBackend, PgOptions, PASSWORD_ENV};
 pub use sqlite::SqliteStore;
 
 /// How long the change log keeps a change by default: a host paused for less than this

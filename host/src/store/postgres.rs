@@ -19,6 +19,7 @@ use super::{
     Changes, ClientToken, NewToken, NewUser, StoredSession, StoredToken, TokenGot, TokenRow, TokenSet,
 };
 use crate::error::Error;
+use crate::throttle::{FailureCheck, SharedWindows};
 
 /// The environment variable a password comes from (never the URL, which logs may show).
 pub const PASSWORD_ENV: &str = "AUTHHOST_STORE_PASSWORD";
@@ -122,19 +123,44 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (login, address)
     );
     CREATE INDEX login_known_at ON login_known (at_ms);",
+    // A full window with no request in it (a rate of 0) waits the whole period, as DRF's
+    // `wait()` does for an empty history; the functions above returned NULL (allowed).
+    "CREATE OR REPLACE FUNCTION authhost_throttle(k TEXT, period_ms BIGINT, allowed INTEGER)
+    RETURNS DOUBLE PRECISION LANGUAGE plpgsql AS $$
+    DECLARE
+        now_ms BIGINT := (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
+        n INTEGER;
+        oldest BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended(k, 0));
+        DELETE FROM throttle_hits WHERE key = k AND at_ms <= now_ms - period_ms;
+        SELECT count(*), min(at_ms) INTO n, oldest FROM throttle_hits WHERE key = k;
+        IF n >= allowed THEN
+            IF allowed - n + 1 > 0 THEN
+                RETURN (period_ms - (now_ms - coalesce(oldest, now_ms)))::DOUBLE PRECISION / 1000.0 / (allowed - n + 1);
+            END IF;
+            RETURN -1;
+        END IF;
+        INSERT INTO throttle_hits (key, at_ms) VALUES (k, now_ms);
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION authhost_throttle_peek(k TEXT, period_ms BIGINT, allowed INTEGER)
+    RETURNS DOUBLE PRECISION LANGUAGE plpgsql AS $$
+    DECLARE
+        now_ms BIGINT := (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
+        n INTEGER;
+        oldest BIGINT;
+    BEGIN
+        SELECT count(*), min(at_ms) INTO n, oldest FROM throttle_hits WHERE key = k AND at_ms > now_ms - period_ms;
+        IF n >= allowed THEN
+            IF allowed - n + 1 > 0 THEN
+                RETURN (period_ms - (now_ms - coalesce(oldest, now_ms)))::DOUBLE PRECISION / 1000.0 / (allowed - n + 1);
+            END IF;
+            RETURN -1;
+        END IF;
+        RETURN NULL;
+    END $$;",
 ];
-
-/// One `[throttle] failures` question: the two windows' keys and rates, and who asks.
-#[derive(Debug, Clone, Copy)]
-pub struct FailureCheck<'a> {
-    pub address_key: &'a str,
-    pub name_key: &'a str,
-    pub login: &'a str,
-    pub address: &'a str,
-    pub period: Duration,
-    pub allowed: u32,
-    pub name_allowed: u32,
-}
 
 /// What the PostgreSQL store needs besides its URL.
 #[derive(Debug, Clone)]
@@ -405,88 +431,6 @@ impl PgBackend {
         }
         tx.commit().await.map_err(map)?;
         Ok(copied)
-    }
-
-    /// DRF's `allow_request` on the shared window `key`: `Ok(None)` when allowed (and
-    /// counted), `Ok(Some(wait))` when refused, with DRF's wait in seconds when it has one.
-    pub async fn throttle(
-        &self,
-        key: &str,
-        period: Duration,
-        allowed: u32,
-    ) -> Result<Option<Option<f64>>, Error> {
-        let client = self.client().await?;
-        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
-        let allowed = i32::try_from(allowed).unwrap_or(i32::MAX);
-        let wait: Option<f64> = client
-            .query_one("SELECT authhost_throttle($1, $2, $3)", &[&key, &period_ms, &allowed])
-            .await
-            .map_err(|e| pg_error(e, &self.shown))?
-            .get(0);
-        Ok(wait.map(|w| (w >= 0.0).then_some(w)))
-    }
-
-    /// `[throttle] failures`, shared: `Ok(Some(wait))` when a login as `login` from
-    /// `address` must not be tried now (the address's window is full, or the name's is and
-    /// the address has not logged in as that name in the last day). One round trip.
-    pub async fn failures_refused(&self, check: &FailureCheck<'_>) -> Result<Option<Option<f64>>, Error> {
-        let FailureCheck { address_key, name_key, login, address, period, allowed, name_allowed } = *check;
-        let client = self.client().await?;
-        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
-        let (allowed, name_allowed) =
-            (i32::try_from(allowed).unwrap_or(i32::MAX), i32::try_from(name_allowed).unwrap_or(i32::MAX));
-        let row = client
-            .query_one(
-                "SELECT authhost_throttle_peek($1, $3, $4),
-                        CASE WHEN EXISTS (SELECT 1 FROM login_known WHERE login = $6 AND address = $7
-                                          AND at_ms > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT - 86400000)
-                             THEN NULL ELSE authhost_throttle_peek($2, $3, $5) END",
-                &[&address_key, &name_key, &period_ms, &allowed, &name_allowed, &login, &address],
-            )
-            .await
-            .map_err(|e| pg_error(e, &self.shown))?;
-        let waits: [Option<f64>; 2] = [row.get(0), row.get(1)];
-        if waits.iter().all(Option::is_none) {
-            return Ok(None);
-        }
-        // DRF's longest wait; -1 (no wait) only when no window has one.
-        let longest = waits
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|w| *w >= 0.0)
-            .fold(None, |a: Option<f64>, w| Some(a.map_or(w, |a| a.max(w))));
-        Ok(Some(longest))
-    }
-
-    /// Counts a failed login in the shared windows `keys`.
-    pub async fn failure(&self, keys: &[&str]) -> Result<(), Error> {
-        let client = self.client().await?;
-        for key in keys {
-            client
-                .execute(
-                    "INSERT INTO throttle_hits (key, at_ms) VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
-                    &[key],
-                )
-                .await
-                .map_err(|e| pg_error(e, &self.shown))?;
-        }
-        Ok(())
-    }
-
-    /// Remembers that `address` logged in as `login`.
-    pub async fn login_known(&self, login: &str, address: &str) -> Result<(), Error> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO login_known (login, address, at_ms)
-                 VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)
-                 ON CONFLICT (login, address) DO UPDATE SET at_ms = excluded.at_ms",
-                &[&login, &address],
-            )
-            .await
-            .map_err(|e| pg_error(e, &self.shown))?;
-        Ok(())
     }
 
     /// Runs `statements` (the first must change one user) and logs the change, in one
@@ -1051,5 +995,92 @@ impl Backend for PgBackend {
         changes.last = changes.last.max(pruned);
         tx.commit().await.map_err(map)?;
         Ok(changes)
+    }
+}
+
+/// The shared throttle windows in the database: rows in `throttle_hits`, counted by the
+/// plpgsql functions above under a per-key lock, by the database's clock.
+#[async_trait]
+impl SharedWindows for PgBackend {
+    /// DRF's `allow_request` on the shared window `key`: `Ok(None)` when allowed (and
+    /// counted), `Ok(Some(wait))` when refused, with DRF's wait in seconds when it has one.
+    async fn throttle(
+        &self,
+        key: &str,
+        period: Duration,
+        allowed: u32,
+    ) -> Result<Option<Option<f64>>, Error> {
+        let client = self.client().await?;
+        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+        let allowed = i32::try_from(allowed).unwrap_or(i32::MAX);
+        let wait: Option<f64> = client
+            .query_one("SELECT authhost_throttle($1, $2, $3)", &[&key, &period_ms, &allowed])
+            .await
+            .map_err(|e| pg_error(e, &self.shown))?
+            .get(0);
+        Ok(wait.map(|w| (w >= 0.0).then_some(w)))
+    }
+
+    /// `[throttle] failures`, shared: `Ok(Some(wait))` when a login as `login` from
+    /// `address` must not be tried now (the address's window is full, or the name's is and
+    /// the address has not logged in as that name in the last day). One round trip.
+    async fn failures_refused(&self, check: &FailureCheck<'_>) -> Result<Option<Option<f64>>, Error> {
+        let FailureCheck { address_key, name_key, login, address, period, allowed, name_allowed } = *check;
+        let client = self.client().await?;
+        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+        let (allowed, name_allowed) =
+            (i32::try_from(allowed).unwrap_or(i32::MAX), i32::try_from(name_allowed).unwrap_or(i32::MAX));
+        let row = client
+            .query_one(
+                "SELECT authhost_throttle_peek($1, $3, $4),
+                        CASE WHEN EXISTS (SELECT 1 FROM login_known WHERE login = $6 AND address = $7
+                                          AND at_ms > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT - 86400000)
+                             THEN NULL ELSE authhost_throttle_peek($2, $3, $5) END",
+                &[&address_key, &name_key, &period_ms, &allowed, &name_allowed, &login, &address],
+            )
+            .await
+            .map_err(|e| pg_error(e, &self.shown))?;
+        let waits: [Option<f64>; 2] = [row.get(0), row.get(1)];
+        if waits.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        // DRF's longest wait; -1 (no wait) only when no window has one.
+        let longest = waits
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|w| *w >= 0.0)
+            .fold(None, |a: Option<f64>, w| Some(a.map_or(w, |a| a.max(w))));
+        Ok(Some(longest))
+    }
+
+    /// Counts a failed login in the shared windows `keys`.
+    async fn failure(&self, keys: &[&str], _period: Duration) -> Result<(), Error> {
+        let client = self.client().await?;
+        for key in keys {
+            client
+                .execute(
+                    "INSERT INTO throttle_hits (key, at_ms) VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
+                    &[key],
+                )
+                .await
+                .map_err(|e| pg_error(e, &self.shown))?;
+        }
+        Ok(())
+    }
+
+    /// Remembers that `address` logged in as `login`.
+    async fn login_known(&self, login: &str, address: &str) -> Result<(), Error> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO login_known (login, address, at_ms)
+                 VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)
+                 ON CONFLICT (login, address) DO UPDATE SET at_ms = excluded.at_ms",
+                &[&login, &address],
+            )
+            .await
+            .map_err(|e| pg_error(e, &self.shown))?;
+        Ok(())
     }
 }

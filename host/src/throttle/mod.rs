@@ -10,6 +10,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::error::Error;
+
+mod redis_windows;
+pub use redis_windows::{RedisWindows, PASSWORD_ENV as REDIS_PASSWORD_ENV};
+
 /// `"N/period"`: N requests per second, minute, hour or day (DRF's `parse_rate`: the
 /// period by its first letter, so `"100/min"` and `"100/minute"` are the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,12 +144,47 @@ pub fn check(throttles: &[Throttle], user: Option<i64>, address: IpAddr) -> Resu
     refusals.result()
 }
 
-/// Where the throttle windows live: in this process, or in the PostgreSQL store that every
-/// host sharing it counts in.
+/// Throttle windows that every host sharing them counts in: the PostgreSQL store's
+/// (`store/postgres.rs`) or Redis's (`[throttle] url`, `redis.rs`). Each call is one round
+/// trip, by the shared server's clock; `Err` when it cannot answer (503, never a pass).
+#[async_trait::async_trait]
+pub trait SharedWindows: Send + Sync + std::fmt::Debug {
+    /// DRF's `allow_request` on window `key`: `Ok(None)` when allowed (and counted),
+    /// `Ok(Some(wait))` when refused, with DRF's wait in seconds when it has one.
+    async fn throttle(&self, key: &str, period: Duration, allowed: u32)
+        -> Result<Option<Option<f64>>, Error>;
+
+    /// `[throttle] failures`: `Ok(Some(wait))` when a login as `check.login` from
+    /// `check.address` must not be tried now (the address's window is full, or the name's
+    /// is and the address has not logged in as that name in the last day).
+    async fn failures_refused(&self, check: &FailureCheck<'_>) -> Result<Option<Option<f64>>, Error>;
+
+    /// Counts a failed login in the windows `keys` (each `period` long).
+    async fn failure(&self, keys: &[&str], period: Duration) -> Result<(), Error>;
+
+    /// Remembers that `address` logged in as `login` (exempt from the name's window for a
+    /// day).
+    async fn login_known(&self, login: &str, address: &str) -> Result<(), Error>;
+}
+
+/// One `[throttle] failures` question: the two windows' keys and rates, and who asks.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureCheck<'a> {
+    pub address_key: &'a str,
+    pub name_key: &'a str,
+    pub login: &'a str,
+    pub address: &'a str,
+    pub period: Duration,
+    pub allowed: u32,
+    pub name_allowed: u32,
+}
+
+/// Where the throttle windows live: in this process, or shared by every host that counts
+/// in the same PostgreSQL store or Redis.
 #[derive(Debug, Clone)]
 pub enum Counter {
     Local,
-    Shared(Arc<crate::store::PgBackend>),
+    Shared(Arc<dyn SharedWindows>),
 }
 
 impl Counter {
@@ -155,7 +195,7 @@ impl Counter {
         throttles: &[Throttle],
         user: Option<i64>,
         address: IpAddr,
-    ) -> Result<Result<(), Option<u64>>, crate::error::Error> {
+    ) -> Result<Result<(), Option<u64>>, Error> {
         let Counter::Shared(store) = self else { return Ok(check(throttles, user, address)) };
         let mut refusals = Refusals::default();
         for throttle in throttles {
@@ -199,12 +239,12 @@ impl Counter {
         rate: Rate,
         address: IpAddr,
         login: &str,
-    ) -> Result<Result<(), Option<u64>>, crate::error::Error> {
+    ) -> Result<Result<(), Option<u64>>, Error> {
         let Counter::Shared(store) = self else { return Ok(failures::refused(rate, address, login)) };
         let name_rate = rate.requests.saturating_mul(failures::NAME_FACTOR);
         let (address_key, name_key) = failures::keys(address, login);
         let address = address.to_string();
-        let check = crate::store::FailureCheck {
+        let check = FailureCheck {
             address_key: &address_key,
             name_key: &name_key,
             login,
@@ -222,17 +262,17 @@ impl Counter {
     }
 
     /// Counts a failed login.
-    pub async fn failed(&self, rate: Rate, address: IpAddr, login: &str) -> Result<(), crate::error::Error> {
+    pub async fn failed(&self, rate: Rate, address: IpAddr, login: &str) -> Result<(), Error> {
         let Counter::Shared(store) = self else {
             failures::failed(rate, address, login);
             return Ok(());
         };
         let (address_key, name_key) = failures::keys(address, login);
-        store.failure(&[&address_key, &name_key]).await
+        store.failure(&[&address_key, &name_key], rate.period).await
     }
 
     /// Remembers a successful login.
-    pub async fn succeeded(&self, address: IpAddr, login: &str) -> Result<(), crate::error::Error> {
+    pub async fn succeeded(&self, address: IpAddr, login: &str) -> Result<(), Error> {
         let Counter::Shared(store) = self else {
             failures::succeeded(address, login);
             return Ok(());
