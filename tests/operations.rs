@@ -1,4 +1,5 @@
-//! What a new operator runs into: reloads that cannot apply live, and the start-up line.
+//! What a new operator runs into: reloads that cannot apply live, the start-up line, and
+//! running under systemd.
 //! See: issue 15 (items 2 and 3).
 
 use crate::support::{Site, TestHost};
@@ -126,4 +127,72 @@ fn a_command_on_a_missing_store_refuses_and_store_init_makes_it() {
     assert!(site.authhost(&["store", "init"], "").status.success());
     let out = site.authhost(&["user", "list"], "");
     assert!(String::from_utf8_lossy(&out.stdout).contains("root"));
+}
+
+/// Readiness for systemd (`Type=notify`): with `$NOTIFY_SOCKET` set, the host sends
+/// READY=1 with its MAINPID once it answers requests, RELOADING=1 then READY=1 around a
+/// reload, and STOPPING=1 on SIGTERM. The socket here is a datagram socket of the test's,
+/// speaking the protocol as systemd does (one datagram of `KEY=VALUE` lines per message).
+#[tokio::test]
+async fn the_host_tells_systemd_when_it_is_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let site = Site::new(CONFIG);
+    site.add_user("alice", "alice-pw", &[]);
+    let socket_path = site.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = socket.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut host = site.serve_env(&[("NOTIFY_SOCKET", &socket_path.display().to_string())]);
+    let ready = next();
+    let lines: Vec<&str> = ready.lines().collect();
+    assert!(lines.contains(&"READY=1"), "{ready}");
+    assert!(lines.contains(&format!("MAINPID={}", host.pid()).as_str()), "{ready}");
+    // Ready means serving: the port answers already.
+    let resp = host.get("/whoami").header("x-username", "alice").send().await;
+    assert_eq!(resp.status, 200);
+
+    host.signal("HUP");
+    let reloading = next();
+    assert!(reloading.lines().any(|l| l == "RELOADING=1"), "{reloading}");
+    assert!(reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")), "{reloading}");
+    let reloaded = next();
+    assert!(reloaded.lines().any(|l| l == "READY=1"), "{reloaded}");
+    host.wait_for_log(|l| l.contains("config reloaded"));
+
+    host.signal("TERM");
+    let stopping = next();
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    assert!(host.wait_exit().success());
+}
+
+/// The shipped unit file, contrib/authhost.service, passes `systemd-analyze verify` with
+/// no complaint (every directive known and valid, its commands executable: the real
+/// binary stands in for the installed path), and runs the host the way this test
+/// suite checks: `Type=notify`, `serve --config`, reload by SIGHUP.
+#[test]
+fn the_shipped_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/authhost.service"))
+        .expect("contrib/authhost.service");
+    for line in [
+        "Type=notify",
+        "ExecStart=/usr/local/bin/authhost serve --config /etc/authhost/authhost.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit has {line:?}");
+    }
+    let Some(analyze) = crate::support::peers::find("systemd-analyze") else {
+        crate::support::peers::skip("the_shipped_systemd_unit_verifies", "systemd-analyze");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let binary = crate::support::build_dir().join("authhost");
+    let file = dir.path().join("authhost.service");
+    std::fs::write(&file, unit.replace("/usr/local/bin/authhost", &binary.display().to_string())).unwrap();
+    let out = std::process::Command::new(analyze).args(["verify", "--man=no"]).arg(&file).output().unwrap();
+    let complaints = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && complaints.trim().is_empty(), "systemd-analyze verify:\n{complaints}");
 }

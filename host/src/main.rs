@@ -483,6 +483,7 @@ fn serve(
             schemes = %schemes.join(" "),
             "listening on http://{local}"
         );
+        authhost::server::process_manager::ready(&format!("listening on http://{local}"));
         authhost::serve(listener, slot, shutdown, config.shutdown_timeout, config.max_connections).await;
         Ok(())
     });

@@ -160,6 +160,7 @@ pub async fn serve(
     }
     drop(listener);
     info!("shutting down: finishing requests in flight");
+    process_manager::stopping();
     stop.send_replace(true);
     drop(open);
     tokio::select! {
@@ -212,6 +213,7 @@ pub fn reload_on_hangup(
                 }
                 () = reload_requests().notified() => info!("reload requested: reloading the config"),
             }
+            process_manager::reloading();
             let build = Arc::clone(&build);
             // Loading plugins and opening the store block: not on a worker. A load that
             // takes longer than RELOAD_BOUND is abandoned (its thread finishes, or not, on
@@ -221,16 +223,24 @@ pub fn reload_on_hangup(
                 Ok(Ok(Ok(app))) => {
                     slot.replace(app);
                     info!("config reloaded");
+                    process_manager::ready("config reloaded");
                 }
                 Ok(Ok(Err(err))) => {
-                    error!("reload rejected, keeping the running config: {}", err.with_cause())
+                    error!("reload rejected, keeping the running config: {}", err.with_cause());
+                    process_manager::ready("reload rejected, keeping the running config");
                 }
-                Ok(Err(err)) => error!("reload rejected, keeping the running config: {err}"),
-                Err(_) => error!(
-                    "reload abandoned after {}s, keeping the running config: loading it did not finish \
-                     (a plugin constructor or the store that never returns?)",
-                    RELOAD_BOUND.as_secs()
-                ),
+                Ok(Err(err)) => {
+                    error!("reload rejected, keeping the running config: {err}");
+                    process_manager::ready("reload rejected, keeping the running config");
+                }
+                Err(_) => {
+                    error!(
+                        "reload abandoned after {}s, keeping the running config: loading it did not finish \
+                         (a plugin constructor or the store that never returns?)",
+                        RELOAD_BOUND.as_secs()
+                    );
+                    process_manager::ready("reload abandoned, keeping the running config");
+                }
             }
         }
     }
@@ -285,5 +295,39 @@ mod tests {
         assert_eq!(&body[..], br#"{"detail":"Internal authentication error."}"#);
         let fine = guarded(async { Refusal::NotFound.into_response() }).await;
         assert_eq!(fine.status(), hyper::StatusCode::NOT_FOUND);
+    }
+}
+
+/// Readiness for process managers: systemd's notification protocol on `$NOTIFY_SOCKET`
+/// (a `Type=notify` unit; contrib/authhost.service). Without the variable, nothing is sent.
+pub mod process_manager {
+    use sd_notify::NotifyState;
+    use tracing::warn;
+
+    fn send(states: &[NotifyState<'_>]) {
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            return;
+        }
+        if let Err(err) = sd_notify::notify(states) {
+            warn!(error = %err, "cannot notify the process manager on $NOTIFY_SOCKET");
+        }
+    }
+
+    /// Serving: the listening socket is open and the app built.
+    pub fn ready(status: &str) {
+        send(&[NotifyState::Ready, NotifyState::MainPid(std::process::id()), NotifyState::Status(status)]);
+    }
+
+    /// A reload has begun; `ready` ends it, applied or not.
+    pub fn reloading() {
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => send(&[NotifyState::Reloading, now, NotifyState::Status("reloading the config")]),
+            Err(_) => send(&[NotifyState::Reloading, NotifyState::Status("reloading the config")]),
+        }
+    }
+
+    /// Shutting down: requests in flight are finishing.
+    pub fn stopping() {
+        send(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing requests in flight")]);
     }
 }

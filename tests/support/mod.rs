@@ -183,6 +183,11 @@ impl Site {
     pub fn serve_args(&self, args: &[&str]) -> TestHost {
         TestHost::start(self, &build_dir().join("authhost"), args)
     }
+
+    /// As `serve`, with these environment variables set for the host.
+    pub fn serve_env(&self, env: &[(&str, &str)]) -> TestHost {
+        TestHost::start_with(self, &build_dir().join("authhost"), &[], env)
+    }
 }
 
 /// Lines a child wrote to stderr, shared with the thread that reads them.
@@ -202,6 +207,10 @@ pub struct TestHost {
 
 impl TestHost {
     fn start(site: &Site, authhost: &Path, args: &[&str]) -> TestHost {
+        TestHost::start_with(site, authhost, args, &[])
+    }
+
+    fn start_with(site: &Site, authhost: &Path, args: &[&str], env: &[(&str, &str)]) -> TestHost {
         let mut child = Command::new(authhost)
             .arg("serve")
             .args(args)
@@ -209,6 +218,7 @@ impl TestHost {
             .arg(site.config_path())
             .current_dir(site.path())
             .env("AUTHHOST_LOG", "info,authhost::app=debug,authhost::services=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -7,11 +7,12 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use crate::error::Error;
-use crate::respond::{detail_response, json_response, Body};
+use crate::respond::{json_response, Body};
 use crate::services::Services;
 use crate::tokens::rfc3339;
 
-/// knox's answer when a user holds `limit_per_user` live tokens already.
+/// knox's answer when a user holds `limit_per_user` live tokens already, under the key
+/// `error` as knox's LoginView sends it (not DRF's `detail`).
 pub const LIMIT_REACHED: &str = "Maximum amount of tokens allowed per user exceeded.";
 
 /// The label of the client a token is for: the `client` field of a JSON or form body, else
@@ -44,7 +45,7 @@ pub(crate) async fn login_token(
         Some((key, expires)) => {
             Ok(json_response(StatusCode::OK, &json!({ "token": key, "expiry": expires.map(rfc3339) })))
         }
-        None => Ok(detail_response(StatusCode::FORBIDDEN, LIMIT_REACHED)),
+        None => Ok(json_response(StatusCode::FORBIDDEN, &json!({ "error": LIMIT_REACHED }))),
     }
 }
 
