@@ -64,5 +64,7 @@ mod caches;
 mod store_suite;
 // Several hosts on one PostgreSQL database: shared credentials, revocations everywhere.
 mod scale_out;
+// TLS and HTTP/2 on the listening port, spoken to by curl and openssl.
+mod tls;
 // Revocation is final: logout, logout_token, a new password, a deactivation under load.
 mod revocation;

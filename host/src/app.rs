@@ -166,6 +166,10 @@ pub struct App {
     allowed_hosts: Option<Vec<String>>,
     /// Where DRF's throttle windows live: here, or in the shared store.
     counter: throttle::Counter,
+    /// The port's TLS settings (certificate read when this app was built); None: plain.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// `[server] h2c`: plain connections may speak HTTP/2 by prior knowledge.
+    h2c: bool,
 }
 
 impl App {
@@ -337,6 +341,10 @@ impl App {
                     .unwrap_or_else(|| "/".to_owned()),
             });
         }
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::server_config(&files.cert, &files.key, &config.file)?),
+            None => None,
+        };
         // Exact routes first, then the longest prefix.
         routes.sort_by_key(|r| (r.pattern.prefix, std::cmp::Reverse(r.pattern.path.len())));
         Ok(App {
@@ -351,7 +359,19 @@ impl App {
             body_timeout: config.body_timeout,
             allowed_hosts: config.allowed_hosts.clone(),
             counter,
+            tls,
+            h2c: config.h2c,
         })
+    }
+
+    /// The TLS settings new connections are accepted with, when the port serves TLS.
+    pub fn tls(&self) -> Option<&Arc<tokio_rustls::rustls::ServerConfig>> {
+        self.tls.as_ref()
+    }
+
+    /// Whether plain connections may speak HTTP/2 (`[server] h2c`).
+    pub fn h2c(&self) -> bool {
+        self.h2c
     }
 
     pub fn services(&self) -> &Services {
@@ -412,6 +432,25 @@ impl App {
         debug!(method = %parts.method, path, "request started");
         if let Err(bad) = routes::check(path) {
             return Refusal::BadPath { detail: bad.detail() }.into_response();
+        }
+        // HTTP/2 names the host in `:authority` (RFC 9113 8.3.1): it becomes the Host
+        // header every scheme, handler and upstream reads, and a Host that names another
+        // is refused.
+        if parts.version == Version::HTTP_2 {
+            if let Some(authority) = parts.uri.authority() {
+                match parts.headers.get(HOST) {
+                    Some(host) if host.as_bytes() != authority.as_str().as_bytes() => {
+                        return Refusal::BadHost.into_response()
+                    }
+                    Some(_) => {}
+                    None => match HeaderValue::from_str(authority.as_str()) {
+                        Ok(value) => {
+                            parts.headers.insert(HOST, value);
+                        }
+                        Err(_) => return Refusal::BadHost.into_response(),
+                    },
+                }
+            }
         }
         // RFC 9112: an HTTP/1.1 request carries exactly one Host; none may carry two.
         let hosts = parts.headers.get_all(HOST).iter().count();
@@ -513,6 +552,7 @@ impl App {
             body: Body::Stream(body),
             peer,
             trusted_peer: forwarded::is_trusted(peer.ip(), &self.gateway.trusted_proxies),
+            tls: self.tls.is_some(),
             identity: principal.identity(),
             gateway: &self.gateway,
             session_cookie: &self.session.cookie_name,

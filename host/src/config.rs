@@ -56,6 +56,9 @@ struct RawServer {
     shutdown_timeout: Option<toml::Value>,
     store_workers: Option<usize>,
     password_workers: Option<usize>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    h2c: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -385,6 +388,11 @@ pub struct RouteConfig {
 pub struct Config {
     pub file: PathBuf,
     pub listen: SocketAddr,
+    /// `[server] tls_cert_file` and `tls_key_file`: the port serves TLS (HTTP/2 and
+    /// HTTP/1.1 by ALPN), the files read again on every reload.
+    pub tls: Option<TlsFiles>,
+    /// `[server] h2c`: HTTP/2 without TLS (prior knowledge) beside HTTP/1.1 on a plain port.
+    pub h2c: bool,
     pub shutdown_timeout: Duration,
     /// How long a request body may take to arrive whole (built-in handlers): then 408.
     pub body_timeout: Duration,
@@ -449,6 +457,13 @@ fn secret(env: &str, file: Option<&Path>, key: &str) -> Result<Option<String>, E
     }
 }
 
+/// The TLS certificate chain and private key files, placed against the config's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 impl Config {
     /// The first key whose change a running host cannot apply (it holds the listening
     /// socket, the store's connections and the connection limits), when `new` changes one.
@@ -458,6 +473,10 @@ impl Config {
             ("store.url", self.store_url != new.store_url),
             ("server.max_connections", self.max_connections != new.max_connections),
             ("server.shutdown_timeout", self.shutdown_timeout != new.shutdown_timeout),
+            // The port's scheme (http or https) and its protocols are fixed at start-up;
+            // the certificate files may change (and are read again) on every reload.
+            ("server.tls_cert_file", self.tls.is_some() != new.tls.is_some()),
+            ("server.h2c", self.h2c != new.h2c),
         ]
         .into_iter()
         .find_map(|(key, changed)| changed.then_some(key))
@@ -710,6 +729,22 @@ impl Resolver<'_> {
                 self.millis("server.body_timeout", raw.server.body_timeout, 30_000)?,
                 Duration::from_secs(3600),
             )?,
+            tls: match (&raw.server.tls_cert_file, &raw.server.tls_key_file) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => {
+                    Some(TlsFiles { cert: self.config_dir().join(cert), key: self.config_dir().join(key) })
+                }
+                (Some(_), None) => {
+                    return Err(self.err("server.tls_key_file", "missing: tls_cert_file needs its private key file"))
+                }
+                (None, Some(_)) => {
+                    return Err(self.err(
+                        "server.tls_cert_file",
+                        "missing: tls_key_file needs its certificate chain file (PEM, the server's first)",
+                    ))
+                }
+            },
+            h2c: raw.server.h2c.unwrap_or(false),
             max_connections: match raw.server.max_connections {
                 None => 10_000,
                 Some(n @ 1..=1_000_000) => usize::try_from(n).unwrap_or(10_000),

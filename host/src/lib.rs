@@ -24,6 +24,7 @@ pub mod services;
 pub mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 pub mod tokens;
 pub mod trial;
 pub mod usernames;

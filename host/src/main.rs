@@ -475,15 +475,16 @@ fn serve(
         tokio::spawn(reload);
         let shutdown = authhost::shutdown_signal();
         let _pid_file = pid_file.map(PidFile::write).transpose()?;
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
         let schemes: Vec<String> =
             config.schemes.iter().map(|s| format!("{}={}", s.name, s.library.display())).collect();
         info!(
             config = %config.file.display(),
             pid = std::process::id(),
             schemes = %schemes.join(" "),
-            "listening on http://{local}"
+            "listening on {scheme}://{local}"
         );
-        authhost::server::process_manager::ready(&format!("listening on http://{local}"));
+        authhost::server::process_manager::ready(&format!("listening on {scheme}://{local}"));
         authhost::serve(listener, slot, shutdown, config.shutdown_timeout, config.max_connections).await;
         Ok(())
     });

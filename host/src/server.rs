@@ -13,12 +13,40 @@ use futures_util::FutureExt as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Response;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
 use crate::app::App;
 use crate::respond::{Body, Refusal};
+
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Requests one HTTP/2 connection may have in flight at once.
+const MAX_STREAMS: u32 = 256;
+
+/// Drives one connection until it ends, or, once `stopping` says so, lets its requests in
+/// flight finish and closes it (`graceful_shutdown`, which HTTP/1.1 with upgrades, HTTP/2
+/// and the auto-detecting connection each have).
+macro_rules! drive {
+    ($conn:expr, $stopping:expr, $peer:expr) => {{
+        let conn = $conn;
+        let mut stopping = $stopping;
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended.map_err(|e| e.to_string()),
+            () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                conn.as_mut().graceful_shutdown();
+                conn.await.map_err(|e| e.to_string())
+            }
+        };
+        if let Err(err) = ended {
+            debug!(peer = %$peer, error = %err, "connection ended with an error");
+        }
+    }};
+}
 
 /// The largest request head hyper buffers while parsing; `App` also refuses a parsed head
 /// whose headers add up to more than this, with 431.
@@ -110,6 +138,18 @@ pub async fn serve(
     // hyper's default of 100 headers (more get 431) is kept on purpose: setting
     // `max_headers` moves the header array to the heap on every request (measured: 3% CPU).
     http.max_buf_size(MAX_HEAD_BYTES).timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    // HTTP/2 beside HTTP/1.1, for TLS connections and `h2c`: the same limits on each.
+    let mut both = auto::Builder::new(TokioExecutor::new());
+    both.http1()
+        .max_buf_size(MAX_HEAD_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    both.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(60)));
+    let both = Arc::new(both);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -131,29 +171,57 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let conn_app = ConnApp::new(Arc::clone(&slot));
+                // The app this connection starts with decides how it is spoken to: TLS
+                // (with the certificate that app read), HTTP/2 by prior knowledge, or plain
+                // HTTP/1.1 (the hot path, unchanged by the other two).
+                let (tls, h2c) = {
+                    let app = conn_app.app();
+                    (app.0.tls().cloned(), app.0.h2c())
+                };
                 let service = service_fn(move |req| {
                     let app = conn_app.app();
                     async move { Ok::<_, Infallible>(guarded(app.0.handle(req, peer)).await) }
                 });
-                // Upgrades: a proxied WebSocket takes the connection over once authenticated.
-                let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
-                let mut stopping = stop.subscribe();
+                let stopping = stop.subscribe();
                 let open = open.clone();
-                tokio::spawn(async move {
-                    tokio::pin!(conn);
-                    let ended = tokio::select! {
-                        ended = conn.as_mut() => ended,
-                        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
-                    };
-                    if let Err(err) = ended {
-                        debug!(%peer, error = %err, "connection ended with an error");
+                match (tls, h2c) {
+                    (Some(tls), _) => {
+                        let both = Arc::clone(&both);
+                        tokio::spawn(async move {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    // ALPN or the client's first bytes choose HTTP/2 or 1.1.
+                                    let conn = both.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                    drive!(conn, stopping, peer);
+                                }
+                                Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
+                                Err(_) => debug!(%peer, "TLS handshake timed out"),
+                            }
+                            drop(open);
+                            drop(permit);
+                        });
                     }
-                    drop(open);
-                    drop(permit);
-                });
+                    (None, true) => {
+                        let both = Arc::clone(&both);
+                        tokio::spawn(async move {
+                            let conn = both.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            drive!(conn, stopping, peer);
+                            drop(open);
+                            drop(permit);
+                        });
+                    }
+                    (None, false) => {
+                        // Upgrades: a proxied WebSocket takes the connection over once
+                        // authenticated.
+                        let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                        tokio::spawn(async move {
+                            drive!(conn, stopping, peer);
+                            drop(open);
+                            drop(permit);
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

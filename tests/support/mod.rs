@@ -236,8 +236,9 @@ impl TestHost {
             sink.lines.lock().unwrap_or_else(|e| e.into_inner()).push("<stderr closed>".into());
             sink.changed.notify_all();
         });
-        let line = wait_for(&log, |l| l.contains("listening on http://") || l == "<stderr closed>");
-        let Some(addr) = line.split("listening on http://").nth(1) else {
+        let line = wait_for(&log, |l| l.contains("listening on http") || l == "<stderr closed>");
+        let Some(addr) = line.split("listening on http").nth(1).and_then(|rest| rest.split("://").nth(1))
+        else {
             let status = child.wait().expect("wait");
             panic!(
                 "authhost serve exited ({status}) before listening:\n{}",

@@ -48,7 +48,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 /// Sets the three headers on a request about to be forwarded: `For` gains the peer (kept
 /// only from a trusted peer, else replaced), `Proto` and `Host` are kept from a trusted
 /// peer and otherwise describe the connection authhost received.
-pub fn set(headers: &mut HeaderMap, peer: SocketAddr, trusted_peer: bool) {
+pub fn set(headers: &mut HeaderMap, peer: SocketAddr, trusted_peer: bool, tls: bool) {
     let mut chain = String::with_capacity(48);
     if trusted_peer {
         for earlier in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
@@ -62,7 +62,8 @@ pub fn set(headers: &mut HeaderMap, peer: SocketAddr, trusted_peer: bool) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = if tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
         match headers.get(HOST).cloned() {
@@ -116,12 +117,16 @@ mod tests {
         h.insert(HOST, HeaderValue::from_static("app.example"));
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
         let mut untrusted = h.clone();
-        set(&mut untrusted, "10.0.0.5:1".parse().unwrap(), false);
+        set(&mut untrusted, "10.0.0.5:1".parse().unwrap(), false, false);
         assert_eq!(untrusted[&X_FORWARDED_FOR], "10.0.0.5");
         assert_eq!(untrusted[&X_FORWARDED_PROTO], "http");
         assert_eq!(untrusted[&X_FORWARDED_HOST], "app.example");
-        set(&mut h, "127.0.0.1:1".parse().unwrap(), true);
+        set(&mut h, "127.0.0.1:1".parse().unwrap(), true, false);
         assert_eq!(h[&X_FORWARDED_FOR], "6.6.6.6, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        // Over authhost's own TLS, an untrusted peer's request goes on as https.
+        let mut over_tls = headers(&[]);
+        set(&mut over_tls, "10.0.0.5:1".parse().unwrap(), false, true);
+        assert_eq!(over_tls[&X_FORWARDED_PROTO], "https");
     }
 }

@@ -68,6 +68,8 @@ pub struct Forward<'a> {
     /// The connection's own peer (not the client `X-Forwarded-For` names).
     pub peer: SocketAddr,
     pub trusted_peer: bool,
+    /// The request came over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
     pub identity: Option<Identity<'a>>,
     pub gateway: &'a GatewayConfig,
     /// The session cookie's name, for `strip_credentials`.
@@ -91,7 +93,7 @@ impl Upstream {
     /// Sends the request on and answers with the upstream's response (and what it was), or
     /// 502/504.
     pub async fn forward(&self, request: Forward<'_>) -> (Response<Body>, Option<UpstreamReport>) {
-        let Forward { mut parts, body, peer, trusted_peer, identity, gateway, session_cookie } = request;
+        let Forward { mut parts, body, peer, trusted_peer, tls, identity, gateway, session_cookie } = request;
         let upgrade = upgrade_protocol(&parts.headers);
         let on_client_upgrade = upgrade.as_ref().and_then(|_| parts.extensions.remove::<OnUpgrade>());
         parts.extensions = Default::default();
@@ -103,7 +105,7 @@ impl Upstream {
             parts.headers.remove(AUTHORIZATION);
             remove_cookie(&mut parts.headers, session_cookie);
         }
-        forwarded::set(&mut parts.headers, peer, trusted_peer);
+        forwarded::set(&mut parts.headers, peer, trusted_peer, tls);
         if let Some(protocol) = &upgrade {
             parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(UPGRADE, protocol.clone());

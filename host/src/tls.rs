@@ -1,0 +1,63 @@
+//! TLS for the listening port (`[server] tls_cert_file`, `tls_key_file`), by rustls with
+//! the ring provider: the certificate chain and key are read when the app is built, so a
+//! reload (SIGHUP, `authhost reload`) serves a certificate replaced on disk to every new
+//! connection, and a bad one refuses start-up or the reload, naming the file. ALPN offers
+//! HTTP/2 first, then HTTP/1.1.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tracing::warn;
+
+use crate::error::Error;
+
+/// The server's TLS settings from a PEM certificate chain (leaf first) and its PEM private
+/// key (PKCS#8, PKCS#1 or SEC1). `config` names the config file in messages.
+pub fn server_config(cert_file: &Path, key_file: &Path, config: &Path) -> Result<Arc<ServerConfig>, Error> {
+    let bad = |file: &Path, key: &str, why: String| {
+        Error::config(format!("{}: server.{key}: {}: {why}", config.display(), file.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(cert_file, "tls_cert_file", format!("cannot read a PEM certificate chain ({e})")))?;
+    if chain.is_empty() {
+        return Err(bad(
+            cert_file,
+            "tls_cert_file",
+            "no certificate in it: give the PEM chain, the server's certificate first".to_owned(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+        bad(key_file, "tls_key_file", format!("cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"))
+    })?;
+    warn_if_readable_by_others(key_file);
+    let mut server = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config(format!("{}: TLS: {e}", config.display())))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            bad(
+                key_file,
+                "tls_key_file",
+                format!("not usable with the certificate in {}: {e}", cert_file.display()),
+            )
+        })?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(server))
+}
+
+/// A private key others can read is a leak waiting to happen: say so (it still loads, as
+/// distributions' `ssl-cert` group layouts are legitimate).
+fn warn_if_readable_by_others(key_file: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(key_file) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            warn!(file = %key_file.display(), "the TLS private key is readable by every user; chmod 0600 it");
+        }
+    }
+}
