@@ -518,3 +518,33 @@ async fn a_rate_of_zero_refuses_every_request_wherever_the_windows_live() {
         );
     }
 }
+
+/// A burst at two hosts at once, 25 concurrent requests each against a limit of 20 a
+/// minute: exactly 20 are allowed, however the hosts group the checks that arrive while a
+/// round trip is in flight; in PostgreSQL and in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_burst_gets_exactly_the_rate_across_hosts() {
+    let test = "a_concurrent_burst_gets_exactly_the_rate_across_hosts";
+    let (Some(db), Some(redis)) = (TestDb::create(test), TestRedis::start(test)) else { return };
+    let config = CONFIG.replace("five = \"5/min\"", "five = \"20/min\"");
+    let sites = [
+        ("postgresql", Site::with_store(&config, "", Some(db.url.clone()))),
+        ("redis", Site::new(&format!("[throttle]\nurl = \"{}\"\n{config}", redis.url))),
+    ];
+    for (windows, site) in &sites {
+        site.add_user("alice", "alice-pw", &[]);
+        let out = site.authhost(&["token", "create", "alice"], "");
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let (a, b) = (site.serve(), site.serve());
+        let auth = format!("Token {key}");
+        let burst = (0..50).map(|i| {
+            let host = if i % 2 == 0 { &a } else { &b };
+            host.get("/limited").header("authorization", auth.clone()).send()
+        });
+        let statuses: Vec<u16> =
+            futures_util::future::join_all(burst).await.iter().map(|r| r.status).collect();
+        let allowed = statuses.iter().filter(|s| **s == 200).count();
+        let refused = statuses.iter().filter(|s| **s == 429).count();
+        assert_eq!((allowed, refused), (20, 30), "{windows}: {statuses:?}");
+    }
+}

@@ -264,10 +264,10 @@ impl App {
                 let password = config.throttle_password()?;
                 let windows = throttle::RedisWindows::open(url, password.as_deref(), config.busy_timeout)
                     .map_err(|e| Error::config(format!("{}: {}", config.file.display(), e.with_cause())))?;
-                throttle::Counter::Shared(Arc::new(windows))
+                throttle::Counter::shared(Arc::new(windows))
             }
             (None, Follower::Thread(_)) => throttle::Counter::Local,
-            (None, Follower::Task(pg)) => throttle::Counter::Shared(Arc::clone(pg) as _),
+            (None, Follower::Task(pg)) => throttle::Counter::shared(Arc::clone(pg) as _),
         };
         let services = Arc::new(
             Services::with_failures(

@@ -19,7 +19,7 @@ use super::{
     Changes, ClientToken, NewToken, NewUser, StoredSession, StoredToken, TokenGot, TokenRow, TokenSet,
 };
 use crate::error::Error;
-use crate::throttle::{FailureCheck, SharedWindows};
+use crate::throttle::{Admitted, FailureCheck, Rate, SharedWindows};
 
 /// The environment variable a password comes from (never the URL, which logs may show).
 pub const PASSWORD_ENV: &str = "AUTHHOST_STORE_PASSWORD";
@@ -159,6 +159,34 @@ const MIGRATIONS: &[&str] = &[
             RETURN -1;
         END IF;
         RETURN NULL;
+    END $$;",
+    // DRF's check for a batch of requests in a row on one window (the host sends the
+    // requests that arrived while the previous round trip was in flight together): the
+    // first `admitted` are recorded, the rest refused with DRF's wait (-1: none). The
+    // single-request function above stays for hosts of an earlier release.
+    "CREATE FUNCTION authhost_throttle_batch(k TEXT, period_ms BIGINT, allowed INTEGER, asking INTEGER,
+        OUT admitted INTEGER, OUT wait DOUBLE PRECISION) LANGUAGE plpgsql AS $$
+    DECLARE
+        now_ms BIGINT := (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
+        n INTEGER;
+        oldest BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended(k, 0));
+        DELETE FROM throttle_hits WHERE key = k AND at_ms <= now_ms - period_ms;
+        SELECT count(*), min(at_ms) INTO n, oldest FROM throttle_hits WHERE key = k;
+        admitted := greatest(0, least(asking, allowed - n));
+        IF admitted > 0 THEN
+            INSERT INTO throttle_hits (key, at_ms) SELECT k, now_ms FROM generate_series(1, admitted);
+        END IF;
+        wait := NULL;
+        IF admitted < asking THEN
+            n := n + admitted;
+            IF allowed - n + 1 > 0 THEN
+                wait := (period_ms - (now_ms - coalesce(oldest, now_ms)))::DOUBLE PRECISION / 1000.0 / (allowed - n + 1);
+            ELSE
+                wait := -1;
+            END IF;
+        END IF;
     END $$;",
 ];
 
@@ -1002,23 +1030,20 @@ impl Backend for PgBackend {
 /// plpgsql functions above under a per-key lock, by the database's clock.
 #[async_trait]
 impl SharedWindows for PgBackend {
-    /// DRF's `allow_request` on the shared window `key`: `Ok(None)` when allowed (and
-    /// counted), `Ok(Some(wait))` when refused, with DRF's wait in seconds when it has one.
-    async fn throttle(
-        &self,
-        key: &str,
-        period: Duration,
-        allowed: u32,
-    ) -> Result<Option<Option<f64>>, Error> {
+    async fn throttle(&self, key: &str, rate: Rate, count: u32) -> Result<Admitted, Error> {
         let client = self.client().await?;
-        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
-        let allowed = i32::try_from(allowed).unwrap_or(i32::MAX);
-        let wait: Option<f64> = client
-            .query_one("SELECT authhost_throttle($1, $2, $3)", &[&key, &period_ms, &allowed])
+        let period_ms = i64::try_from(rate.period.as_millis()).unwrap_or(i64::MAX);
+        let allowed = i32::try_from(rate.requests).unwrap_or(i32::MAX);
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
+        let row = client
+            .query_one(
+                "SELECT * FROM authhost_throttle_batch($1, $2, $3, $4)",
+                &[&key, &period_ms, &allowed, &count],
+            )
             .await
-            .map_err(|e| pg_error(e, &self.shown))?
-            .get(0);
-        Ok(wait.map(|w| (w >= 0.0).then_some(w)))
+            .map_err(|e| pg_error(e, &self.shown))?;
+        let (admitted, wait): (i32, Option<f64>) = (row.get(0), row.get(1));
+        Ok(Admitted { admitted: u32::try_from(admitted).unwrap_or(0), wait: wait.filter(|w| *w >= 0.0) })
     }
 
     /// `[throttle] failures`, shared: `Ok(Some(wait))` when a login as `login` from

@@ -17,7 +17,7 @@ pub use redis_windows::{RedisWindows, PASSWORD_ENV as REDIS_PASSWORD_ENV};
 
 /// `"N/period"`: N requests per second, minute, hour or day (DRF's `parse_rate`: the
 /// period by its first letter, so `"100/min"` and `"100/minute"` are the same).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     pub requests: u32,
     pub period: Duration,
@@ -149,10 +149,10 @@ pub fn check(throttles: &[Throttle], user: Option<i64>, address: IpAddr) -> Resu
 /// trip, by the shared server's clock; `Err` when it cannot answer (503, never a pass).
 #[async_trait::async_trait]
 pub trait SharedWindows: Send + Sync + std::fmt::Debug {
-    /// DRF's `allow_request` on window `key`: `Ok(None)` when allowed (and counted),
-    /// `Ok(Some(wait))` when refused, with DRF's wait in seconds when it has one.
-    async fn throttle(&self, key: &str, period: Duration, allowed: u32)
-        -> Result<Option<Option<f64>>, Error>;
+    /// DRF's `allow_request` for `count` requests in a row on window `key`: the first
+    /// `admitted` are allowed (and recorded), the rest refused with DRF's wait (seconds;
+    /// None when DRF gives none).
+    async fn throttle(&self, key: &str, rate: Rate, count: u32) -> Result<Admitted, Error>;
 
     /// `[throttle] failures`: `Ok(Some(wait))` when a login as `check.login` from
     /// `check.address` must not be tried now (the address's window is full, or the name's
@@ -165,6 +165,15 @@ pub trait SharedWindows: Send + Sync + std::fmt::Debug {
     /// Remembers that `address` logged in as `login` (exempt from the name's window for a
     /// day).
     async fn login_known(&self, login: &str, address: &str) -> Result<(), Error>;
+}
+
+/// What a shared window said to a batch of requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admitted {
+    /// How many of the batch, from its first, are allowed.
+    pub admitted: u32,
+    /// DRF's wait for the others.
+    pub wait: Option<f64>,
 }
 
 /// One `[throttle] failures` question: the two windows' keys and rates, and who asks.
@@ -184,7 +193,89 @@ pub struct FailureCheck<'a> {
 #[derive(Debug, Clone)]
 pub enum Counter {
     Local,
-    Shared(Arc<dyn SharedWindows>),
+    Shared(Arc<Shared>),
+}
+
+impl Counter {
+    /// Counts in `windows`, shared with every other host that counts there.
+    pub fn shared(windows: Arc<dyn SharedWindows>) -> Counter {
+        Counter::Shared(Arc::new(Shared { windows, pending: Mutex::default() }))
+    }
+}
+
+/// Shared windows, and the checks waiting for them. Checks of one window that arrive while
+/// a round trip for it is in flight wait and go together in the next one (a group
+/// commit): a busy window costs one round trip per round-trip time, not one per request,
+/// and each request still gets DRF's answer in the order it arrived.
+#[derive(Debug)]
+pub struct Shared {
+    windows: Arc<dyn SharedWindows>,
+    pending: Mutex<std::collections::HashMap<(String, Rate), Vec<Waiter>>>,
+}
+
+/// A request waiting for its window's next round trip: Ok(None) allowed, Ok(Some(wait))
+/// refused, Err(why) when the windows cannot answer.
+type Waiter = tokio::sync::oneshot::Sender<Result<Option<Option<f64>>, String>>;
+
+/// At most this many requests go in one round trip.
+const BATCH: usize = 512;
+
+impl Shared {
+    /// One request's turn on window `key`: allowed (None), or refused with DRF's wait.
+    async fn check(self: &Arc<Self>, key: String, rate: Rate) -> Result<Option<Option<f64>>, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            match pending.get_mut(&(key.clone(), rate)) {
+                Some(queue) => {
+                    queue.push(tx);
+                    false
+                }
+                None => {
+                    pending.insert((key.clone(), rate), vec![tx]);
+                    true
+                }
+            }
+        };
+        if lead {
+            // The window's driver: a task of its own, so that no request waits for
+            // batches after its own.
+            tokio::spawn(Arc::clone(self).drive(key, rate));
+        }
+        match rx.await {
+            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Err(why)) => Err(Error::unavailable(why)),
+            Err(_) => Err(Error::unavailable("the throttle check was dropped")),
+        }
+    }
+
+    /// Sends the window's waiting requests in batches until none is left.
+    async fn drive(self: Arc<Self>, key: String, rate: Rate) {
+        let slot = (key, rate);
+        loop {
+            let batch: Vec<Waiter> = {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(queue) = pending.get_mut(&slot) else { return };
+                if queue.is_empty() {
+                    pending.remove(&slot);
+                    return;
+                }
+                let take = queue.len().min(BATCH);
+                queue.drain(..take).collect()
+            };
+            let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+            let answer = self.windows.throttle(&slot.0, rate, count).await;
+            for (i, waiter) in batch.into_iter().enumerate() {
+                let verdict = match &answer {
+                    Ok(a) if (i as u64) < u64::from(a.admitted) => Ok(None),
+                    Ok(a) => Ok(Some(a.wait)),
+                    Err(err) => Err(err.with_cause()),
+                };
+                // A request that stopped waiting (its client left) needs no answer.
+                let _ = waiter.send(verdict);
+            }
+        }
+    }
 }
 
 impl Counter {
@@ -196,7 +287,7 @@ impl Counter {
         user: Option<i64>,
         address: IpAddr,
     ) -> Result<Result<(), Option<u64>>, Error> {
-        let Counter::Shared(store) = self else { return Ok(check(throttles, user, address)) };
+        let Counter::Shared(shared) = self else { return Ok(check(throttles, user, address)) };
         let mut refusals = Refusals::default();
         for throttle in throttles {
             let who = match (throttle.kind, user) {
@@ -213,7 +304,7 @@ impl Counter {
                 refusals.add(Some(until.duration_since(now).as_secs_f64()));
                 continue;
             }
-            if let Some(wait) = store.throttle(&key, throttle.rate.period, throttle.rate.requests).await? {
+            if let Some(wait) = shared.check(key.clone(), throttle.rate).await? {
                 if let Some(w) = wait.filter(|w| *w > 0.0) {
                     // DRF's wait for a window exactly full is the oldest request's time left.
                     full_windows().insert(key, now + Duration::from_secs_f64(w));
@@ -240,7 +331,8 @@ impl Counter {
         address: IpAddr,
         login: &str,
     ) -> Result<Result<(), Option<u64>>, Error> {
-        let Counter::Shared(store) = self else { return Ok(failures::refused(rate, address, login)) };
+        let Counter::Shared(shared) = self else { return Ok(failures::refused(rate, address, login)) };
+        let store = &shared.windows;
         let name_rate = rate.requests.saturating_mul(failures::NAME_FACTOR);
         let (address_key, name_key) = failures::keys(address, login);
         let address = address.to_string();
@@ -263,20 +355,22 @@ impl Counter {
 
     /// Counts a failed login.
     pub async fn failed(&self, rate: Rate, address: IpAddr, login: &str) -> Result<(), Error> {
-        let Counter::Shared(store) = self else {
+        let Counter::Shared(shared) = self else {
             failures::failed(rate, address, login);
             return Ok(());
         };
+        let store = &shared.windows;
         let (address_key, name_key) = failures::keys(address, login);
         store.failure(&[&address_key, &name_key], rate.period).await
     }
 
     /// Remembers a successful login.
     pub async fn succeeded(&self, address: IpAddr, login: &str) -> Result<(), Error> {
-        let Counter::Shared(store) = self else {
+        let Counter::Shared(shared) = self else {
             failures::succeeded(address, login);
             return Ok(());
         };
+        let store = &shared.windows;
         store.login_known(login, &address.to_string()).await
     }
 }

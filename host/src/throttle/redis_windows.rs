@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use super::{FailureCheck, SharedWindows};
+use super::{Admitted, FailureCheck, Rate, SharedWindows};
 use crate::error::Error;
 
 /// Where the password comes from when the server needs one (never from the URL).
@@ -20,28 +20,35 @@ pub const PASSWORD_ENV: &str = "AUTHHOST_THROTTLE_PASSWORD";
 /// Keys are `PREFIX` + the window's key, so that authhost shares a Redis with others.
 const PREFIX: &str = "authhost:throttle:";
 
-/// DRF's `allow_request` and `wait` on one window. ARGV: period in ms, requests allowed,
-/// a member unique to this request. Returns nil when allowed (and recorded), else DRF's
-/// wait in seconds as a string ("-1": none).
+/// DRF's `allow_request` and `wait` on one window, for a batch of requests in a row.
+/// ARGV: period in ms, requests allowed, how many ask, a member prefix unique to the
+/// batch. Returns how many (from the first) are allowed and recorded, and DRF's wait for
+/// the rest as a string ("-1": none; false when every one is allowed).
 const THROTTLE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local period = tonumber(ARGV[1])
 local allowed = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
 local n = redis.call('ZCARD', KEYS[1])
-if n >= allowed then
-  if allowed - n + 1 > 0 then
-    local remaining = period
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
-    if oldest then remaining = period - (now - tonumber(oldest)) end
-    return tostring(remaining / 1000 / (allowed - n + 1))
+local admit = math.max(0, math.min(count, allowed - n))
+if admit > 0 then
+  local args = {}
+  for i = 1, admit do
+    args[#args + 1] = now
+    args[#args + 1] = ARGV[4] .. '.' .. i
   end
-  return '-1'
+  redis.call('ZADD', KEYS[1], unpack(args))
+  redis.call('PEXPIRE', KEYS[1], period)
 end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], period)
-return false
+if admit == count then return { admit, false } end
+n = n + admit
+if allowed - n + 1 <= 0 then return { admit, '-1' } end
+local remaining = period
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+if oldest then remaining = period - (now - tonumber(oldest)) end
+return { admit, tostring(remaining / 1000 / (allowed - n + 1)) }
 ";
 
 /// `[throttle] failures` without counting. KEYS: the address's window, the name's, the
@@ -203,15 +210,16 @@ fn millis(period: Duration) -> u64 {
 
 #[async_trait]
 impl SharedWindows for RedisWindows {
-    async fn throttle(
-        &self,
-        key: &str,
-        period: Duration,
-        allowed: u32,
-    ) -> Result<Option<Option<f64>>, Error> {
+    async fn throttle(&self, key: &str, rate: Rate, count: u32) -> Result<Admitted, Error> {
         let mut invocation = self.scripts.throttle.prepare_invoke();
-        invocation.key(format!("{PREFIX}{key}")).arg(millis(period)).arg(allowed).arg(self.member());
-        Ok(wait(self.run(invocation).await?))
+        invocation
+            .key(format!("{PREFIX}{key}"))
+            .arg(millis(rate.period))
+            .arg(rate.requests)
+            .arg(count)
+            .arg(self.member());
+        let (admitted, refused): (u32, Option<String>) = self.run(invocation).await?;
+        Ok(Admitted { admitted, wait: wait(refused).flatten() })
     }
 
     async fn failures_refused(&self, check: &FailureCheck<'_>) -> Result<Option<Option<f64>>, Error> {
