@@ -196,3 +196,69 @@ fn the_shipped_systemd_unit_verifies() {
     let complaints = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && complaints.trim().is_empty(), "systemd-analyze verify:\n{complaints}");
 }
+
+/// `authhost` run from another folder than the config's, the way an operator runs it.
+fn authhost_in(dir: &std::path::Path, site: &Site, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(crate::support::build_dir().join("authhost"))
+        .args(args)
+        .arg("--config")
+        .arg(site.config_path())
+        .current_dir(dir)
+        .env("AUTHHOST_LOG", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn authhost");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every relative path in the config is placed against the config file's folder, wherever
+/// authhost runs from: the SQLite store, the token secret, plugins.dir. Run from another
+/// folder, `store init`, `user add` and `token create` work on the config's store (none is
+/// made where they run); where an earlier release would have used a file that exists in
+/// the working directory, authhost warns once, naming both places.
+#[test]
+fn relative_paths_resolve_against_the_config_files_folder() {
+    let site = Site::new("");
+    site.write_raw_config(&format!(
+        "[plugins]\ndir = \"plugins\"\n\n[store]\nurl = \"sqlite://data/auth.db\"\n\
+         token_secret_file = \"data/auth.secret\"\n{CONFIG}"
+    ));
+    std::fs::create_dir(site.path().join("data")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let out = authhost_in(elsewhere.path(), &site, args, stdin);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    run(&["store", "init"], "");
+    run(&["user", "add", "alice", "--password-stdin"], "alice-pw\n");
+    let out = run(&["token", "create", "alice"], "");
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    assert!(site.path().join("data/auth.db").is_file(), "the store is beside the config");
+    assert!(site.path().join("data/auth.secret").is_file(), "so is the token secret");
+    let made_here: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
+    assert!(made_here.is_empty(), "nothing is made where authhost runs: {made_here:?}");
+    // `check` loads the plugins from plugins.dir, placed against the config's folder too.
+    run(&["check"], "");
+
+    // An old layout: the store the working directory holds, where earlier releases looked.
+    std::fs::create_dir(elsewhere.path().join("data")).unwrap();
+    std::fs::write(elsewhere.path().join("data/auth.db"), b"").unwrap();
+    let out = run(&["user", "list"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> =
+        err.lines().filter(|l| l.contains("now resolves against the config's folder")).collect();
+    assert_eq!(warnings.len(), 1, "one warning, for the store:\n{err}");
+    assert!(
+        warnings[0].contains("store.url")
+            && warnings[0].contains(&site.path().join("data/auth.db").display().to_string())
+            && warnings[0].contains("data/auth.db"),
+        "{}",
+        warnings[0]
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"), "the config's store is used");
+}

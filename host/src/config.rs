@@ -442,6 +442,9 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Load plugin files that other users can write (`[plugins] allow_writable`).
     pub allow_writable_plugins: bool,
+    /// Relative paths that earlier releases placed elsewhere (the working directory, the
+    /// executable's folder), where a file is found there and not here: serve warns once.
+    pub moved: Vec<String>,
 }
 
 /// A password from `env`, else from the first line of `file` (the config key `key`).
@@ -511,12 +514,20 @@ impl Config {
     pub fn parse(file: &Path, text: &str) -> Result<Config, Error> {
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| Error::config(format!("{}: {}", file.display(), e.to_string().trim_end())))?;
-        Resolver { file }.resolve(raw)
+        Resolver { file, moved: std::cell::RefCell::default() }.resolve(raw)
     }
 }
 
 struct Resolver<'a> {
     file: &'a Path,
+    /// Warnings about paths earlier releases placed elsewhere.
+    moved: std::cell::RefCell<Vec<String>>,
+}
+
+/// Where an earlier release placed a relative path.
+enum Was {
+    WorkingDir,
+    Folder(PathBuf),
 }
 
 impl Resolver<'_> {
@@ -529,6 +540,36 @@ impl Resolver<'_> {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         }
+    }
+
+    /// A path from the config: absolute as given, relative against the config's folder.
+    /// Where an earlier release placed it against `was` and a file is there but not here,
+    /// the move is noted for a warning at start-up.
+    fn placed(&self, key: &str, path: &str, was: Was) -> PathBuf {
+        let given = Path::new(path);
+        let here = self.config_dir().join(given);
+        if given.is_absolute() {
+            return here;
+        }
+        let before = match was {
+            Was::WorkingDir => given.to_owned(),
+            Was::Folder(dir) => dir.join(given),
+        };
+        let same = match (before.canonicalize(), here.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            (Ok(_), Err(_)) => false,
+            (Err(_), _) => true,
+        };
+        if !same {
+            self.moved.borrow_mut().push(format!(
+                "{}: {key} {path:?} now resolves against the config's folder, to {}; {} (where earlier \
+                 releases looked) is not used: move it there, or give an absolute path",
+                self.file.display(),
+                here.display(),
+                before.display()
+            ));
+        }
+        here
     }
 
     fn resolve(&self, raw: RawConfig) -> Result<Config, Error> {
@@ -781,8 +822,10 @@ impl Resolver<'_> {
             store_workers: self.count("server.store_workers", raw.server.store_workers, 2)?,
             password_workers: self.count("server.password_workers", raw.server.password_workers, 1)?,
             store_url: match raw.store.url {
-                None => "sqlite://authhost.db".to_owned(),
-                Some(url) if url.starts_with("sqlite://") && url.len() > "sqlite://".len() => url,
+                None => format!("sqlite://{}", self.placed("store.url", "authhost.db", Was::WorkingDir).display()),
+                Some(url) if url.starts_with("sqlite://") && url.len() > "sqlite://".len() => {
+                    format!("sqlite://{}", self.placed("store.url", &url["sqlite://".len()..], Was::WorkingDir).display())
+                }
                 Some(url) if crate::store::is_postgres(&url) => url,
                 Some(url) => {
                     return Err(self.err(
@@ -847,8 +890,10 @@ impl Resolver<'_> {
                 self.duration("store.token_refresh_every", raw.store.token_refresh_every, 60)?,
                 Duration::from_secs(86_400),
             )?,
-            token_secret_file: PathBuf::from(
+            token_secret_file: self.placed(
+                "store.token_secret_file",
                 raw.store.token_secret_file.as_deref().unwrap_or("authhost.secret"),
+                Was::WorkingDir,
             ),
             anonymous_user: self.string_or_false(
                 "anonymous.user",
@@ -861,6 +906,7 @@ impl Resolver<'_> {
             routes,
             gateway: self.gateway(raw.gateway)?,
             allow_writable_plugins: raw.plugins.allow_writable.unwrap_or(false),
+            moved: self.moved.take(),
         })
     }
 
@@ -895,19 +941,27 @@ impl Resolver<'_> {
         })
     }
 
+    /// `plugins.dir`: absolute, or against the config's folder; unset, the executable's
+    /// folder (where the shipped plugins are built and installed beside the binary).
     fn plugins_dir(&self, dir: Option<&str>) -> Result<PathBuf, Error> {
-        let dir = Path::new(dir.unwrap_or("."));
-        if dir.is_absolute() {
-            return Ok(dir.to_owned());
+        let exe_dir = || {
+            let exe = std::env::current_exe().map_err(|e| {
+                self.err(
+                    "plugins.dir",
+                    format!(
+                        "cannot find the executable's folder ({e}); give plugins.dir as an absolute path"
+                    ),
+                )
+            })?;
+            Ok::<_, Error>(exe.parent().unwrap_or(Path::new(".")).to_owned())
+        };
+        match dir {
+            None => exe_dir(),
+            Some(dir) => match exe_dir() {
+                Ok(exe_dir) => Ok(self.placed("plugins.dir", dir, Was::Folder(exe_dir))),
+                Err(_) => Ok(self.config_dir().join(dir)),
+            },
         }
-        let exe = std::env::current_exe().map_err(|e| {
-            self.err(
-                "plugins.dir",
-                format!("cannot find the executable's folder ({e}); give an absolute path"),
-            )
-        })?;
-        let exe_dir = exe.parent().unwrap_or(Path::new("."));
-        Ok(if dir == Path::new(".") { exe_dir.to_owned() } else { exe_dir.join(dir) })
     }
 
     fn scheme(&self, i: usize, mut table: toml::Table, plugins_dir: &Path) -> Result<SchemeConfig, Error> {
@@ -945,6 +999,14 @@ impl Resolver<'_> {
         let options = table
             .into_iter()
             .map(|(k, v)| {
+                // A plugin option named `*_file` is a path: placed against the config's
+                // folder like every other path, before the plugin sees it.
+                let v = match v {
+                    toml::Value::String(path) if k.ends_with("_file") && Path::new(&path).is_relative() => {
+                        toml::Value::String(self.config_dir().join(path).display().to_string())
+                    }
+                    v => v,
+                };
                 OptionEntry::from_toml(&k, &v).ok_or_else(|| {
                     self.err(
                         &format!("{key}.{k}"),

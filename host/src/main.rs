@@ -14,7 +14,7 @@ use authhost::store::{self, Backend, NewToken, NewUser, TokenSet};
 use authhost::tokens::{self, TokenSecret};
 use authhost::{App, AppSlot, Config};
 use clap::{Parser, Subcommand};
-use tracing::info;
+use tracing::{info, warn};
 
 const DEFAULT_CONFIG: &str = "config/authhost.toml";
 
@@ -361,6 +361,10 @@ fn run(cli: Cli) -> Result<()> {
     }
     let path = config_path(&cli);
     let config = Config::load(&path)?;
+    // Once per run (a reload re-reads the file but does not repeat them).
+    for moved in &config.moved {
+        warn!("{moved}");
+    }
     match cli.command {
         Command::Serve { listen, pid_file } => serve(&config, listen, pid_file.as_deref()),
         Command::Check => check(&config),
