@@ -59,6 +59,9 @@ impl StoreConn for PanicsOnConn {
     fn set_password(&mut self, username: &str, hash: &str) -> Result<bool, Error> {
         self.0.set_password(username, hash)
     }
+    fn rehash_password(&mut self, username: &str, old: &str, new: &str) -> Result<bool, Error> {
+        self.0.rehash_password(username, old, new)
+    }
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
         self.0.set_active(username, active)
     }

@@ -64,6 +64,8 @@ mod caches;
 mod store_suite;
 // Several hosts on one PostgreSQL database: shared credentials, revocations everywhere.
 mod scale_out;
+// Moving a Django project over: users, password hashes and DRF tokens.
+mod django_import;
 // TLS and HTTP/2 on the listening port, spoken to by curl and openssl.
 mod tls;
 // Revocation is final: logout, logout_token, a new password, a deactivation under load.

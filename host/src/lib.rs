@@ -8,6 +8,8 @@ pub mod bench;
 pub mod cache;
 pub mod chain;
 pub mod config;
+pub mod django_hashes;
+pub mod django_import;
 pub mod endpoints;
 pub mod error;
 pub mod gateway;

@@ -125,6 +125,32 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Move users and tokens from another system into the config's store.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// A Django project's users (auth_user: username, e-mail, password hash, is_active,
+    /// is_staff) and DRF's tokens (authtoken_token). Passwords keep working with their
+    /// Django hashes (pbkdf2_sha256, pbkdf2_sha1, argon2, bcrypt_sha256, bcrypt, scrypt) and
+    /// become argon2id at each user's first login; tokens keep their keys (stored as
+    /// digests); unusable passwords stay unusable; users already in the store are left alone.
+    Django {
+        /// The Django database: sqlite://PATH (or a plain path) or
+        /// postgres://USER@HOST:PORT/DB (password from the URL or $PGPASSWORD).
+        #[arg(long, value_name = "DATABASE")]
+        from: String,
+        /// The user table, for a custom AUTH_USER_MODEL with Django's columns.
+        #[arg(long, default_value = "auth_user", value_name = "TABLE")]
+        user_table: String,
+        /// Print what would be imported and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -405,6 +431,13 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Reload { .. } => Ok(()),
         Command::User { command } => user(&config, command),
         Command::Token { command } => token(&config, command),
+        Command::Import { command: ImportCommand::Django { from, user_table, dry_run } } => {
+            let data = authhost::django_import::read(&from, &user_table)?;
+            let (runtime, store) = command_store(&config)?;
+            let report = runtime.block_on(authhost::django_import::import(store.as_ref(), &data, dry_run))?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }
 

@@ -388,6 +388,37 @@ impl PasswordPool {
         rx.await.map_err(|_| Error::io("a password thread stopped"))?
     }
 
+    /// As `verify`, for a stored hash that may be Django's (`authhost import django`): on a
+    /// match against one, also the password's argon2id hash, made on the same thread, for
+    /// the caller to store in its place (Django upgrades a hash on login the same way).
+    pub async fn verify_upgrading(
+        &self,
+        hash: Option<String>,
+        password: String,
+    ) -> Result<(bool, Option<String>), Error> {
+        if !hash.as_deref().is_some_and(crate::django_hashes::is_django) {
+            return self.verify(hash, password).await.map(|ok| (ok, None));
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: PasswordJob = Box::new(move |argon2, dummy| {
+            let checked = guarded("password", || {
+                let encoded = hash.as_deref().unwrap_or_default();
+                if encoded.is_empty() || encoded.starts_with('!') {
+                    // An unusable password costs what a wrong one does, and never matches.
+                    let _ = std::hint::black_box(verify_with(argon2, dummy, &password));
+                    return Ok((false, None));
+                }
+                match crate::django_hashes::verify(encoded, &password)? {
+                    true => Ok((true, Some(hash_with(argon2, &password)))),
+                    false => Ok((false, None)),
+                }
+            });
+            let _ = tx.send(checked);
+        });
+        submit(&self.jobs, &self.workers, job, "password")?;
+        rx.await.map_err(|_| Error::io("a password thread stopped"))?
+    }
+
     /// `Err` with the reason when the pool cannot serve (no worker alive, or all stuck).
     pub fn health(&self) -> Result<(), String> {
         self.workers.health()

@@ -484,7 +484,16 @@ impl Services {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
         };
-        let ok = self.passwords.verify(hash, password).await?;
+        let (ok, upgraded) = self.passwords.verify_upgrading(hash.clone(), password).await?;
+        // A Django hash that matched is replaced by the password's argon2id hash, once.
+        if let (Some(user), Some(old), Some(new)) = (&user, &hash, &upgraded) {
+            match self.store.rehash_password(&user.username, old, new).await {
+                Ok(_) => info!(user = %user.username, "imported Django password hash upgraded to argon2id"),
+                Err(err) => {
+                    warn!(user = %user.username, "cannot upgrade an imported password hash: {}", err.with_cause())
+                }
+            }
+        }
         if let (Some(rate), Some(name)) = (self.failures, name) {
             if ok {
                 self.counter.succeeded(client, &name).await?;

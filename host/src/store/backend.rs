@@ -26,6 +26,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     async fn find_credentials_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>, Error>;
     async fn create_user(&self, user: &NewUser<'_>) -> Result<Option<User>, Error>;
     async fn set_password(&self, username: &str, password_hash: &str) -> Result<bool, Error>;
+    /// See `StoreConn::rehash_password`.
+    async fn rehash_password(&self, username: &str, old: &str, new: &str) -> Result<bool, Error>;
     async fn set_active(&self, username: &str, active: bool) -> Result<bool, Error>;
     async fn set_staff(&self, username: &str, staff: bool) -> Result<bool, Error>;
     async fn set_email(&self, username: &str, email: &str) -> Result<bool, Error>;
@@ -165,6 +167,11 @@ impl Backend for SqliteBackend {
     async fn set_password(&self, username: &str, password_hash: &str) -> Result<bool, Error> {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
         self.write(move |c| c.set_password(&username, &hash)).await
+    }
+
+    async fn rehash_password(&self, username: &str, old: &str, new: &str) -> Result<bool, Error> {
+        let (username, old, new) = (username.to_owned(), old.to_owned(), new.to_owned());
+        self.write(move |c| c.rehash_password(&username, &old, &new)).await
     }
 
     async fn set_active(&self, username: &str, active: bool) -> Result<bool, Error> {

@@ -84,6 +84,11 @@ pub trait StoreConn: Send {
     /// Sets the password hash; `false` when there is no such user.
     fn set_password(&mut self, username: &str, password_hash: &str) -> Result<bool, Error>;
 
+    /// Replaces the password hash `old` with `new`, the same password's (an imported
+    /// Django hash upgraded to argon2id on a successful login): nothing else changes, no
+    /// credential is revoked. `false` when the stored hash is no longer `old`.
+    fn rehash_password(&mut self, username: &str, old: &str, new: &str) -> Result<bool, Error>;
+
     /// Sets `is_active`; `false` when there is no such user.
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error>;
 

@@ -696,6 +696,18 @@ impl Backend for PgBackend {
             .await
     }
 
+    async fn rehash_password(&self, username: &str, old: &str, new: &str) -> Result<bool, Error> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE users SET password = $3 WHERE username = $1 AND password = $2",
+                &[&username, &old, &new],
+            )
+            .await
+            .map_err(|e| pg_error(e, &self.shown))?;
+        Ok(changed == 1)
+    }
+
     async fn set_email(&self, username: &str, email: &str) -> Result<bool, Error> {
         self.change(username, &["UPDATE users SET email = $2 WHERE username = $1"], &[&username, &email])
             .await

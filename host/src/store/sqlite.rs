@@ -355,6 +355,11 @@ impl StoreConn for SqliteConn {
         )
     }
 
+    fn rehash_password(&mut self, username: &str, old: &str, new: &str) -> Result<bool, Error> {
+        let sql = "UPDATE users SET password = ?3 WHERE username = ?1 AND password = ?2";
+        Ok(self.conn.execute(sql, params![username, old, new])? == 1)
+    }
+
     fn set_active(&mut self, username: &str, active: bool) -> Result<bool, Error> {
         // A deactivation bumps the generation, as a new password does: credentials minted
         // before it (JWTs) stay refused when the account is activated again.
