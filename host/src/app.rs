@@ -170,6 +170,8 @@ pub struct App {
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// `[server] h2c`: plain connections may speak HTTP/2 by prior knowledge.
     h2c: bool,
+    /// The OpenAPI document, when a route serves it.
+    openapi: Option<Bytes>,
 }
 
 impl App {
@@ -361,6 +363,9 @@ impl App {
             counter,
             tls,
             h2c: config.h2c,
+            openapi: config.routes.iter().any(|r| r.handler == Handler::OpenApi).then(|| {
+                Bytes::from(serde_json::to_vec(&crate::openapi::document(config)).unwrap_or_default())
+            }),
         })
     }
 
@@ -709,6 +714,12 @@ impl App {
                 Ok(resp)
             }
             Handler::Metrics => Err(method_not_allowed(method, "GET, HEAD")),
+            Handler::OpenApi if matches!(method, "GET" | "HEAD") => {
+                let mut resp = Response::new(Body::full(self.openapi.clone().unwrap_or_default()));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Ok(resp)
+            }
+            Handler::OpenApi => Err(method_not_allowed(method, "GET, HEAD")),
             Handler::Health if matches!(method, "GET" | "HEAD") => Ok(match self.services.health() {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ok" })),
                 Err(reason) => {

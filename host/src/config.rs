@@ -239,13 +239,15 @@ pub enum Handler {
     LoginPage,
     /// GET: an HTML confirmation form; POST: ends the session, then 303.
     LogoutPage,
+    /// GET: an OpenAPI 3.1 document of the configured routes.
+    OpenApi,
     /// A route with an `upstream`: allowed requests are forwarded to it.
     Proxy,
 }
 
 impl Handler {
     /// Every handler a route can name (`Proxy` comes from `upstream`, not by name).
-    const NAMED: [Handler; 16] = [
+    const NAMED: [Handler; 17] = [
         Handler::Whoami,
         Handler::Health,
         Handler::ObtainToken,
@@ -262,6 +264,7 @@ impl Handler {
         Handler::Metrics,
         Handler::LoginPage,
         Handler::LogoutPage,
+        Handler::OpenApi,
     ];
 
     /// Views that issue credentials of the scheme the route names in `token_scheme`.
@@ -288,6 +291,7 @@ impl Handler {
             Handler::Metrics => "metrics",
             Handler::LoginPage => "login_page",
             Handler::LogoutPage => "logout_page",
+            Handler::OpenApi => "openapi",
             Handler::Proxy => "proxy",
         }
     }

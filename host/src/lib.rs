@@ -17,6 +17,7 @@ pub mod library;
 pub mod loader;
 pub mod metrics;
 pub mod new_scheme;
+pub mod openapi;
 pub mod permission;
 pub mod pool;
 pub mod respond;
