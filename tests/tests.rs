@@ -66,6 +66,8 @@ mod store_suite;
 mod scale_out;
 // Moving a Django project over: users, password hashes and DRF tokens.
 mod django_import;
+// The OpenAPI document, and schemathesis against the running host.
+mod openapi;
 // TLS and HTTP/2 on the listening port, spoken to by curl and openssl.
 mod tls;
 // Revocation is final: logout, logout_token, a new password, a deactivation under load.

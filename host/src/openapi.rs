@@ -25,7 +25,10 @@ pub fn document(config: &Config) -> Value {
         if route.prefix {
             item.insert(
                 "description".into(),
-                json!(format!("A prefix route: also every path under {}/ (same operations).", route.path.trim_end_matches('/'))),
+                json!(format!(
+                    "A prefix route: also every path under {}/ (same operations).",
+                    route.path.trim_end_matches('/')
+                )),
             );
         }
         item.extend(operations);
@@ -107,15 +110,18 @@ fn security(config: &Config, route: &RouteConfig) -> Value {
     for &i in &route.schemes {
         let scheme = &config.schemes[i];
         match plugin_kind(scheme) {
-            "session" => alternatives.push(json!({ scheme.name.clone(): [], format!("{}_csrf", scheme.name): [] })),
+            "session" => {
+                alternatives.push(json!({ scheme.name.clone(): [], format!("{}_csrf", scheme.name): [] }))
+            }
             "basic" | "token" | "jwt" | "x_username" | "remote_user" => {
                 alternatives.push(json!({ scheme.name.clone(): [] }))
             }
             _ => {}
         }
     }
-    let anonymous_passes = matches!(route.permission, Permission::AllowAny | Permission::IsAuthenticatedOrReadOnly)
-        || route.schemes.is_empty();
+    let anonymous_passes =
+        matches!(route.permission, Permission::AllowAny | Permission::IsAuthenticatedOrReadOnly)
+            || route.schemes.is_empty();
     if anonymous_passes || alternatives.is_empty() {
         alternatives.push(json!({}));
     }
@@ -152,7 +158,8 @@ fn credentials_body(route: &RouteConfig) -> Value {
 }
 
 fn token_body() -> Value {
-    let schema = json!({ "type": "object", "properties": { "token": { "type": "string" } }, "required": ["token"] });
+    let schema =
+        json!({ "type": "object", "properties": { "token": { "type": "string" } }, "required": ["token"] });
     json!({ "required": true, "content": { "application/json": { "schema": schema }, "application/x-www-form-urlencoded": { "schema": schema } } })
 }
 
@@ -176,9 +183,7 @@ fn token_fields_schema(route: &RouteConfig) -> Value {
 /// The operations a route's handler answers, by method.
 fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
     let id = |method: &str| operation_id(method, route);
-    let op = |method: &str, summary: &str, responses: Value| {
-        json!({ "operationId": id(method), "summary": summary, "responses": responses })
-    };
+    let op = |method: &str, summary: &str, responses: Value| json!({ "operationId": id(method), "summary": summary, "responses": responses });
     let with_body = |mut operation: Value, body: Value| {
         operation["requestBody"] = body;
         operation
@@ -188,14 +193,28 @@ fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
     match route.handler {
         Handler::Whoami => {
             for method in ["get", "post"] {
-                ops.insert(method.into(), op(method, "Who the request authenticated as", json!({ "200": json_response("The user, or the anonymous user", "Whoami") })));
+                ops.insert(
+                    method.into(),
+                    op(
+                        method,
+                        "Who the request authenticated as",
+                        json!({ "200": json_response("The user, or the anonymous user", "Whoami") }),
+                    ),
+                );
             }
         }
         Handler::Health => {
-            ops.insert("get".into(), op("get", "Health", json!({
-                "200": json_response("Serving", "Health"),
-                "503": json_response("A pool cannot serve", "Health"),
-            })));
+            ops.insert(
+                "get".into(),
+                op(
+                    "get",
+                    "Health",
+                    json!({
+                        "200": json_response("Serving", "Health"),
+                        "503": json_response("A pool cannot serve", "Health"),
+                    }),
+                ),
+            );
         }
         Handler::ObtainToken => {
             let answer = json!({ "description": "The user's token", "content": { "application/json": { "schema": token_fields_schema(route) } } });
@@ -205,7 +224,14 @@ fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
             })), credentials_body(route)));
         }
         Handler::Login => {
-            ops.insert("get".into(), op("get", "A CSRF token (and its cookie)", json!({ "200": json_response("The masked CSRF token", "Csrf") })));
+            ops.insert(
+                "get".into(),
+                op(
+                    "get",
+                    "A CSRF token (and its cookie)",
+                    json!({ "200": json_response("The masked CSRF token", "Csrf") }),
+                ),
+            );
             ops.insert("post".into(), with_body(op("post", "Log in: a session cookie", json!({
                 "200": json_response("Logged in", "LoggedIn"),
                 "400": json_response("Missing fields, or credentials that do not log in", "BadRequest"),
@@ -234,10 +260,20 @@ fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
         Handler::RefreshJwt | Handler::VerifyJwt => {
             let mut issued = json_response("A JWT", "Jwt");
             issued["links"] = jwt_links(config, route);
-            ops.insert("post".into(), with_body(op("post", "drf-jwt's refresh or verify", json!({
-                "200": issued,
-                "400": json_response("A token that is not good", "BadRequest"),
-            })), token_body()));
+            ops.insert(
+                "post".into(),
+                with_body(
+                    op(
+                        "post",
+                        "drf-jwt's refresh or verify",
+                        json!({
+                            "200": issued,
+                            "400": json_response("A token that is not good", "BadRequest"),
+                        }),
+                    ),
+                    token_body(),
+                ),
+            );
         }
         Handler::ForwardAuth | Handler::Allow => {
             let allowed = json!({ "description": "Allowed; the identity headers name the user" });
@@ -252,10 +288,20 @@ fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
             let html = json!({ "description": "The page", "content": { "text/html": { "schema": { "type": "string" } } } });
             ops.insert("get".into(), op("get", "An HTML page", json!({ "200": html.clone() })));
             let form = json!({ "content": { "application/x-www-form-urlencoded": { "schema": { "type": "object" } } } });
-            ops.insert("post".into(), with_body(op("post", "The page's form", json!({
-                "200": html,
-                "303": { "description": "Done: on to `next`" },
-            })), form));
+            ops.insert(
+                "post".into(),
+                with_body(
+                    op(
+                        "post",
+                        "The page's form",
+                        json!({
+                            "200": html,
+                            "303": { "description": "Done: on to `next`" },
+                        }),
+                    ),
+                    form,
+                ),
+            );
         }
         Handler::OpenApi => {
             ops.insert("get".into(), op("get", "This document", json!({
@@ -263,14 +309,21 @@ fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
             })));
         }
         Handler::Proxy => {
-            let upstream =
-                route.upstream.as_ref().map(|u| format!("http://{}{}", u.authority, u.base)).unwrap_or_default();
+            let upstream = route
+                .upstream
+                .as_ref()
+                .map(|u| format!("http://{}{}", u.authority, u.base))
+                .unwrap_or_default();
             for method in ["get", "post", "put", "patch", "delete"] {
-                let mut operation = op(method, "Forwarded to the upstream once allowed", json!({
-                    "default": { "description": format!("The upstream's answer ({upstream})") },
-                    "502": json_response("The upstream refused the connection", "Detail"),
-                    "504": json_response("The upstream did not answer in time", "Detail"),
-                }));
+                let mut operation = op(
+                    method,
+                    "Forwarded to the upstream once allowed",
+                    json!({
+                        "default": { "description": format!("The upstream's answer ({upstream})") },
+                        "502": json_response("The upstream refused the connection", "Detail"),
+                        "504": json_response("The upstream did not answer in time", "Detail"),
+                    }),
+                );
                 operation["x-authhost-upstream"] = json!(upstream);
                 ops.insert(method.into(), operation);
             }
@@ -284,7 +337,9 @@ fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
 fn jwt_links(config: &Config, route: &RouteConfig) -> Value {
     let mut links = Map::new();
     for other in &config.routes {
-        if matches!(other.handler, Handler::RefreshJwt | Handler::VerifyJwt) && other.token_scheme == route.token_scheme {
+        if matches!(other.handler, Handler::RefreshJwt | Handler::VerifyJwt)
+            && other.token_scheme == route.token_scheme
+        {
             links.insert(
                 format!("{}_{}", other.handler.name(), links.len()),
                 json!({
@@ -321,9 +376,17 @@ fn add_refusals(responses: &mut Value, config: &Config, route: &RouteConfig) {
     };
     add("400", "A malformed request (host, path, body)", "Detail");
     if !route.schemes.is_empty() || route.handler == Handler::ForwardAuth {
-        add("401", "Not authenticated, or credentials that fail (with the first scheme's challenge)", "Detail");
+        add(
+            "401",
+            "Not authenticated, or credentials that fail (with the first scheme's challenge)",
+            "Detail",
+        );
     }
-    add("403", "Not allowed (the permission, CSRF), or not authenticated where the first scheme has no challenge", "Detail");
+    add(
+        "403",
+        "Not allowed (the permission, CSRF), or not authenticated where the first scheme has no challenge",
+        "Detail",
+    );
     add("405", "A method the handler does not take (DRF's `Method \"X\" not allowed.`)", "Detail");
     add("408", "The body did not arrive in time", "Detail");
     add("413", "The body is larger than 1 MiB", "Detail");
