@@ -22,7 +22,7 @@ pub fn verify(encoded: &str, password: &str) -> Result<bool, Error> {
     if encoded.is_empty() || encoded.starts_with('!') {
         return Ok(false);
     }
-    let broken = |why: &str| Error::store(format!("an imported Django password hash {why}"));
+    let broken = |why: &str| Error::store(format!("a stored password hash (Django's format) {why}"));
     let (algorithm, rest) = encoded.split_once('$').ok_or_else(|| broken("has no algorithm"))?;
     match algorithm {
         "pbkdf2_sha256" | "pbkdf2_sha1" => {
@@ -93,7 +93,10 @@ pub fn verify(encoded: &str, password: &str) -> Result<bool, Error> {
                 .map_err(|e| broken(&format!("cannot be checked (scrypt): {e}")))?;
             Ok(!expected.is_empty() && bool::from(derived.ct_eq(&expected)))
         }
-        other => Err(broken(&format!("uses {other:?}, a hasher authhost does not know"))),
+        other => Err(Error::store(format!(
+            "a stored password hash does not parse: {other:?} is not a hasher authhost knows (argon2id, or \
+             Django's pbkdf2_sha256, pbkdf2_sha1, argon2, bcrypt_sha256, bcrypt, scrypt)"
+        ))),
     }
 }
 
