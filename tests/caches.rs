@@ -76,9 +76,7 @@ async fn a_host_behind_a_pruned_change_log_drops_its_caches() {
     let site = Site::with_cache(CONFIG, "change_poll = \"50ms\"\nchange_log_keep = 1");
     site.add_user("alice", "alice-pw", &[]);
     site.add_user("bob", "bob-pw", &[]);
-    let out = site.authhost(&["token", "create", "alice"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = format!("Token {}", String::from_utf8(out.stdout).unwrap().trim());
+    let key = format!("Token {}", site.token_for("alice"));
     let host = site.serve();
     assert_eq!(me(&host, "authorization", &key).await.0, 200, "alice's token, now cached");
     host.signal("STOP");

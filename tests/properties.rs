@@ -201,9 +201,7 @@ fn authorization(key: String) -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn authorization_headers_get_drfs_answers_and_never_a_5xx() {
     let (site, host) = site();
-    let out = site.authhost(&["token", "create", "alice"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = site.token_for("alice");
     check(authorization(key.clone()), |value| {
         let answer = send(&host, "GET", "/basic-token", &[("Authorization", &value)], b"");
         let (status, expected) = drf_authorization(&value, &key);
@@ -499,8 +497,7 @@ fn field_value() -> impl Strategy<Value = Field> {
 #[test]
 fn obtain_token_bodies_get_drfs_answers_and_never_a_5xx() {
     let (site, host) = site();
-    let out = site.authhost(&["token", "create", "alice"], "");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = site.token_for("alice");
     let name = prop_oneof![Just("username"), Just("password"), Just("other")];
     let fields = proptest::collection::vec((name, field_value()), 0..5);
     let encoding = prop_oneof![

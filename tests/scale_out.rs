@@ -230,8 +230,7 @@ async fn a_throttle_in_redis_holds_across_hosts() {
 
 async fn throttle_holds_across_two_hosts(site: &Site) {
     site.add_user("alice", "alice-pw", &[]);
-    let out = site.authhost(&["token", "create", "alice"], "");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = site.token_for("alice");
     let (a, b) = (site.serve(), site.serve());
     let limited =
         |host: &TestHost| host.get("/limited").header("authorization", format!("Token {key}")).send();
@@ -262,8 +261,7 @@ async fn store_migrate_moves_sqlite_to_postgresql_and_the_credentials_still_work
     let site = Site::new(CONFIG);
     site.add_user("alice", "alice-pw", &["--email", "alice@example.com"]);
     site.add_user("bob", "bob-pw", &["--staff"]);
-    let out = site.authhost(&["token", "create", "alice"], "");
-    let drf_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let drf_key = site.token_for("alice");
     let (knox, cookies) = {
         let host = site.serve();
         let resp = host.request("POST", "/knox/login").header("authorization", ALICE_BASIC).send().await;
@@ -336,8 +334,7 @@ async fn changes_reach_other_hosts_by_notification_not_by_polling() {
     let site =
         Site::with_store(CONFIG, "change_poll = \"60s\"\nuser_cache_ttl = \"1h\"", Some(db.url.clone()));
     site.add_user("alice", "alice-pw", &[]);
-    let out = site.authhost(&["token", "create", "alice"], "");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = site.token_for("alice");
     let (a, b) = (site.serve(), site.serve());
     let me = |host: &TestHost| host.get("/me").header("authorization", format!("Token {key}")).send();
     assert_eq!(me(&a).await.status, 200);
@@ -369,8 +366,7 @@ async fn a_slow_postgresql_is_503_within_busy_timeout_and_a_password_in_the_url_
     let Some(db) = TestDb::create(test) else { return };
     let site = Site::with_store(CONFIG, "user_cache_ttl = 0\nbusy_timeout = \"300ms\"", Some(db.url.clone()));
     site.add_user("alice", "alice-pw", &[]);
-    let out = site.authhost(&["token", "create", "alice"], "");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = site.token_for("alice");
     let host = site.serve();
     let me = || host.get("/me").header("authorization", format!("Token {key}")).send();
     assert_eq!(me().await.status, 200);
@@ -444,8 +440,7 @@ async fn a_redis_outage_is_503_on_throttled_routes_and_service_returns() {
     let config = format!("[throttle]\nurl = \"{}\"\n{CONFIG}", redis.url);
     let site = Site::with_store(&config, "busy_timeout = \"300ms\"", None);
     site.add_user("alice", "alice-pw", &[]);
-    let out = site.authhost(&["token", "create", "alice"], "");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = site.token_for("alice");
     let host = site.serve();
     let get = |path: &'static str| host.get(path).header("authorization", format!("Token {key}")).send();
     assert_eq!(get("/limited").await.status, 200);
@@ -505,8 +500,7 @@ async fn a_rate_of_zero_refuses_every_request_wherever_the_windows_live() {
     ];
     for (windows, site) in &sites {
         site.add_user("alice", "alice-pw", &[]);
-        let out = site.authhost(&["token", "create", "alice"], "");
-        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let key = site.token_for("alice");
         let host = site.serve();
         let resp = host.get("/limited").header("authorization", format!("Token {key}")).send().await;
         assert_eq!(resp.status, 429, "{windows}: {}", resp.body);
@@ -533,8 +527,7 @@ async fn a_concurrent_burst_gets_exactly_the_rate_across_hosts() {
     ];
     for (windows, site) in &sites {
         site.add_user("alice", "alice-pw", &[]);
-        let out = site.authhost(&["token", "create", "alice"], "");
-        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let key = site.token_for("alice");
         let (a, b) = (site.serve(), site.serve());
         let auth = format!("Token {key}");
         let burst = (0..50).map(|i| {

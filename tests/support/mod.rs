@@ -161,6 +161,13 @@ impl Site {
         child.wait_with_output().expect("authhost output")
     }
 
+    /// `authhost token create USER`, asserting success: the key it prints.
+    pub fn token_for(&self, user: &str) -> String {
+        let out = self.authhost(&["token", "create", user], "");
+        assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("a key").trim().to_owned()
+    }
+
     /// `authhost user add NAME --password-stdin [flags]`, asserting success.
     pub fn add_user(&self, name: &str, password: &str, flags: &[&str]) {
         let mut args = vec!["user", "add", name, "--password-stdin"];
