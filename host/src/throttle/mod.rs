@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
+
 use crate::error::Error;
 
 mod redis_windows;
@@ -277,7 +279,11 @@ impl Shared {
                 queue.waiting.drain(..take).collect()
             };
             let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-            let answer = self.windows.throttle(&slot.0, rate, count).await;
+            // A panic in a driver would strand its window's queue: it answers as a fault.
+            let answer = std::panic::AssertUnwindSafe(self.windows.throttle(&slot.0, rate, count))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(Error::unavailable("a shared throttle check panicked")));
             for (i, waiter) in batch.into_iter().enumerate() {
                 let verdict = match &answer {
                     Ok(a) if (i as u64) < u64::from(a.admitted) => Ok(None),
