@@ -31,12 +31,6 @@ fn site() -> Site {
     site
 }
 
-fn token_create(site: &Site, user: &str) -> String {
-    let out = site.authhost(&["token", "create", user], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 async fn post_form(host: &TestHost, body: &str) -> (u16, Value) {
     let resp = host.request("POST", "/api-token-auth/").form(body).send().await;
     (resp.status, resp.json())
@@ -50,7 +44,7 @@ async fn post_json(host: &TestHost, body: &Value) -> (u16, Value) {
 #[tokio::test]
 async fn form_and_json_return_the_key_token_create_gives() {
     let site = site();
-    let key = token_create(&site, "alice");
+    let key = site.token_for("alice");
     assert_eq!(key.len(), 40);
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
     let host = site.serve();
@@ -72,13 +66,13 @@ async fn a_user_without_a_token_gets_one_and_keeps_it() {
     assert_eq!(status, 200);
     let key = body["token"].as_str().expect("a key").to_owned();
     assert_eq!(post_form(&host, "username=bob&password=bob-pw").await, (200, json!({ "token": key })));
-    assert_eq!(token_create(&site, "bob"), key, "token create prints the same key");
+    assert_eq!(site.token_for("bob"), key, "token create prints the same key");
 }
 
 #[tokio::test]
 async fn regenerating_replaces_the_key() {
     let site = site();
-    let old = token_create(&site, "alice");
+    let old = site.token_for("alice");
     let out = site.authhost(&["token", "create", "alice", "-r"], "");
     assert!(out.status.success());
     let new = String::from_utf8(out.stdout).unwrap().trim().to_owned();
@@ -136,7 +130,7 @@ async fn every_drf_400_shape() {
 #[tokio::test]
 async fn multipart_forms_work_like_drfs_multipart_parser() {
     let site = site();
-    let key = token_create(&site, "alice");
+    let key = site.token_for("alice");
     let host = site.serve();
     let body = "--b0und\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n\
                 --b0und\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nalice pw\r\n--b0und--\r\n";
@@ -184,7 +178,7 @@ async fn malformed_json_unsupported_media_and_wrong_method() {
 #[tokio::test]
 async fn the_store_holds_no_key_and_no_password() {
     let site = site();
-    let key = token_create(&site, "alice");
+    let key = site.token_for("alice");
     let host = site.serve();
     let (status, body) = post_form(&host, "username=bob&password=bob-pw").await;
     assert_eq!(status, 200);

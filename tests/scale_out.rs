@@ -163,12 +163,7 @@ async fn a_postgresql_outage_is_503_for_the_store_cached_credentials_work_and_se
     for name in ["alice", "bob", "carol"] {
         site.add_user(name, &format!("{name}-pw"), &[]);
     }
-    let key = |name: &str| {
-        let out = site.authhost(&["token", "create", name], "");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    let (alice, bob, carol) = (key("alice"), key("bob"), key("carol"));
+    let (alice, bob, carol) = (site.token_for("alice"), site.token_for("bob"), site.token_for("carol"));
     let host = site.serve();
     let me = |k: &str| host.get("/me").header("authorization", format!("Token {k}")).send();
     assert_eq!(me(&alice).await.status, 200, "alice's token is cached now");

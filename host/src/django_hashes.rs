@@ -16,10 +16,15 @@ pub fn is_django(hash: &str) -> bool {
     !hash.starts_with('$')
 }
 
+/// Whether `encoded` can never match: empty, or Django's unusable password (`!...`).
+pub fn is_unusable(encoded: &str) -> bool {
+    encoded.is_empty() || encoded.starts_with('!')
+}
+
 /// Whether `password` matches Django's `encoded`. A hash in a format Django does not make,
 /// or one whose fields do not parse, is an error: the store holds something broken.
 pub fn verify(encoded: &str, password: &str) -> Result<bool, Error> {
-    if encoded.is_empty() || encoded.starts_with('!') {
+    if is_unusable(encoded) {
         return Ok(false);
     }
     let broken = |why: &str| Error::store(format!("a stored password hash (Django's format) {why}"));

@@ -138,7 +138,7 @@ fn read_postgres(url: &str, table: &str) -> Result<DjangoData, Error> {
 
 /// The hasher a Django hash names, for the report (never the hash itself).
 fn hasher(encoded: &str) -> &str {
-    if encoded.is_empty() || encoded.starts_with('!') {
+    if crate::django_hashes::is_unusable(encoded) {
         return "unusable";
     }
     encoded.split('$').next().unwrap_or("?")

@@ -403,7 +403,7 @@ impl PasswordPool {
         let job: PasswordJob = Box::new(move |argon2, dummy| {
             let checked = guarded("password", || {
                 let encoded = hash.as_deref().unwrap_or_default();
-                if encoded.is_empty() || encoded.starts_with('!') {
+                if crate::django_hashes::is_unusable(encoded) {
                     // An unusable password costs what a wrong one does, and never matches.
                     let _ = std::hint::black_box(verify_with(argon2, dummy, &password));
                     return Ok((false, None));

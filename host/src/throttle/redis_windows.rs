@@ -191,7 +191,15 @@ impl RedisWindows {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
         let mut connection = self.connection().await?;
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
+        self.bounded(invocation.invoke_async(&mut connection)).await
+    }
+
+    /// `call` within the timeout; a late or failed answer is the 503 kind.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.unavailable(&e)),
             Err(_) => Err(Error::unavailable(format!("{}: no answer within busy_timeout", self.shown))),
@@ -253,12 +261,7 @@ impl SharedWindows for RedisWindows {
         let mut connection = self.connection().await?;
         let mut command = redis::cmd("SET");
         command.arg(known_key(login, address)).arg(1).arg("PX").arg(KNOWN_FOR_MS);
-        let set = command.query_async::<()>(&mut connection);
-        match tokio::time::timeout(self.timeout, set).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.unavailable(&e)),
-            Err(_) => Err(Error::unavailable(format!("{}: no answer within busy_timeout", self.shown))),
-        }
+        self.bounded(command.query_async::<()>(&mut connection)).await
     }
 }
 
