@@ -305,6 +305,41 @@ async fn an_upstream_that_refuses_is_502_and_one_that_hangs_or_cannot_be_reached
     assert_eq!(resp.status, 200);
 }
 
+/// Upstream connections are kept alive and reused: ten requests one after another reach
+/// the upstream over one connection.
+#[tokio::test]
+async fn requests_one_after_another_share_one_upstream_connection() {
+    let g = gateway().await;
+    for _ in 0..10 {
+        let resp = g.host.get("/public/x").send().await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    assert_eq!(g.echo.hits(), 10);
+    assert_eq!(g.echo.connections(), 1, "the pooled connection was not reused");
+}
+
+/// An upstream that closes an idle connection (its own idle timeout) costs nothing: the
+/// next request, not yet written, goes out on a new connection instead of failing 502.
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_not_a_502() {
+    let (addr, closed) = upstream::one_per_connection().await;
+    let site = Site::new(&format!(
+        "[[route]]\npath = \"/once\"\nprefix = true\nupstream = \"http://{addr}\"\npermission = \"allow_any\"\n"
+    ));
+    let host = site.serve();
+    for n in 1..=3 {
+        let resp = host.get("/once/x").send().await;
+        assert_eq!((resp.status, resp.body.as_str()), (200, "ok"), "request {n}: {}", host.logs());
+        // The upstream has closed the connection it answered on before the next request.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while closed.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "the upstream did not close connection {n}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    assert!(!host.settled_logs().contains("upstream failed"), "{}", host.logs());
+}
+
 /// Peak resident memory of a process, from /proc (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

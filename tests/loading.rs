@@ -230,3 +230,52 @@ fn every_numeric_option_is_bounded_at_load_naming_the_key() {
         assert!(err.contains(key) && err.contains("too long"), "{key}: {err}");
     }
 }
+
+/// Each build of a plugin that a host loads leaves a private copy (a few MiB) in
+/// `$TMPDIR/authhost-UID/plugins`. One that no host has loaded for an hour is removed when a
+/// host next loads its plugins (so is a partial write a crash left); one loaded again
+/// counts as used now, and a recent one stays.
+#[test]
+fn private_copies_unused_for_an_hour_are_removed_at_the_next_load() {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, SystemTime};
+    let tmp = tempfile::tempdir().unwrap();
+    let uid = std::fs::metadata(tmp.path()).unwrap().uid();
+    let copies = tmp.path().join(format!("authhost-{uid}")).join("plugins");
+    let site = Site::new(&format!("[[scheme]]\nname = \"token\"\nplugin = \"token\"\n{ROUTE}"));
+    let env = [("TMPDIR", tmp.path().to_str().unwrap())];
+    drop(site.serve_env(&env));
+    let listed = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&copies)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let first = listed();
+    assert_eq!(first.len(), 1, "one copy, the token plugin's: {first:?}");
+    let token_copy = copies.join(&first[0]);
+    let aged = |name: &str, age: Duration| {
+        let path = copies.join(name);
+        if !path.exists() {
+            std::fs::write(&path, b"an old build").unwrap();
+        }
+        std::fs::File::open(&path).unwrap().set_modified(SystemTime::now() - age).unwrap();
+    };
+    let hours = |n: u64| Duration::from_secs(n * 3600);
+    aged(&first[0], hours(2));
+    let stale = format!("{}.so", "a".repeat(64));
+    let recent = format!("{}.so", "b".repeat(64));
+    let partial = format!("{}.partial-1", "c".repeat(64));
+    aged(&stale, hours(2));
+    aged(&partial, hours(2));
+    aged(&recent, Duration::from_secs(300));
+
+    drop(site.serve_env(&env));
+    let mut expected = vec![first[0].clone(), recent];
+    expected.sort();
+    assert_eq!(listed(), expected, "the stale copy and the partial write are gone");
+    let touched = std::fs::metadata(&token_copy).unwrap().modified().unwrap();
+    assert!(touched.elapsed().unwrap() < Duration::from_secs(60), "the reused copy counts as used now");
+}

@@ -10,6 +10,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use authhost_plugin_api::files::kind;
 use sha2::{Digest, Sha256};
@@ -82,10 +83,36 @@ pub fn copy_privately(path: &Path, dir: &Path, allow_writable: bool) -> Result<C
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let copy = dir.join(format!("{hex}{}", std::env::consts::DLL_SUFFIX));
-    if !copy.is_file() {
+    // A copy already there is marked used now, so that no host prunes it meanwhile (one
+    // pruned between the check and the mark is written again).
+    let reused = fs::File::open(&copy).and_then(|file| file.set_modified(SystemTime::now()));
+    if reused.is_err() {
         write_new(&copy, &bytes).map_err(|e| format!("cannot copy it to {}: {e}", copy.display()))?;
     }
     Ok(Copy { path: copy, digest })
+}
+
+/// Removes the private copies in `dir` that no host has loaded for `unused_for`, and the
+/// partial writes a crash left as old: every build of a plugin a host loads leaves a copy of
+/// a few MiB. A host that maps a copy removed this way keeps running it (the mapping holds
+/// the file). Best effort: what cannot be removed stays, and the count removed is returned.
+pub fn prune(dir: &Path, unused_for: Duration) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.ends_with(std::env::consts::DLL_SUFFIX) || name.contains(".partial-");
+        let unused = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| now.duration_since(modified).is_ok_and(|age| age >= unused_for));
+        if ours && unused && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Writes `bytes` to a new file beside `to` and renames it into place, read-only.

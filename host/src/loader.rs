@@ -13,11 +13,15 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::RSlice;
 use authhost_plugin_api::options::check_declared;
 use authhost_plugin_api::{OptionSpec, SchemeBox, SchemeModRef, TokenPolicy};
+use tracing::debug;
 
 use crate::chain::Chain;
 use crate::config::{Config, SchemeConfig};
 use crate::error::Error;
 use crate::{library, trial};
+
+/// How long a private copy of a plugin build no host has loaded is kept (`library::prune`).
+const PRUNE_UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// One configured scheme, ready to call.
 pub struct Scheme {
@@ -87,6 +91,11 @@ impl Schemes {
                 }
             };
             all.push(Arc::new(instantiate(module, scheme, index, &config.file)?));
+        }
+        // The copies just loaded were marked used; those of old builds go.
+        let pruned = library::prune(&dir, PRUNE_UNUSED_FOR);
+        if pruned > 0 {
+            debug!(pruned, dir = %dir.display(), "removed private plugin copies unused for an hour");
         }
         Ok(Schemes { all })
     }

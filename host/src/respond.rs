@@ -16,6 +16,8 @@ pub enum Body {
     Empty,
     Full(Option<Bytes>),
     Stream(Incoming),
+    /// A proxy route's upstream body, driving its pooled connection as it relays.
+    Relayed(crate::gateway::pool::Relayed),
 }
 
 impl Body {
@@ -38,6 +40,7 @@ impl hyper::body::Body for Body {
                 Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
             }
             Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Relayed(relayed) => Pin::new(relayed).poll_frame(cx),
         }
     }
 
@@ -46,6 +49,7 @@ impl hyper::body::Body for Body {
             Body::Empty => true,
             Body::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
             Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Relayed(relayed) => relayed.is_end_stream(),
         }
     }
 
@@ -54,6 +58,7 @@ impl hyper::body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(incoming) => incoming.size_hint(),
+            Body::Relayed(relayed) => relayed.size_hint(),
         }
     }
 }

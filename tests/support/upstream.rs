@@ -26,11 +26,17 @@ pub struct Echo {
     pub addr: SocketAddr,
     /// How many requests reached it.
     pub hits: Arc<AtomicUsize>,
+    /// How many connections it accepted.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Echo {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -45,10 +51,12 @@ pub async fn echo() -> Echo {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("upstream address");
     let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (counter, accepted) = (Arc::clone(&hits), Arc::clone(&connections));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let counter = Arc::clone(&counter);
             let service = service_fn(move |req| {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -57,7 +65,35 @@ pub async fn echo() -> Echo {
             tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
         }
     });
-    Echo { addr, hits }
+    Echo { addr, hits, connections }
+}
+
+/// An upstream that answers one request per connection, `200 ok` with keep-alive implied,
+/// and then closes the connection without saying so (as an upstream's own idle timeout
+/// does). Its counter is the number of connections it has closed.
+pub async fn one_per_connection() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&closed);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+            drop(stream);
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (addr, closed)
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<UpstreamBody>, Infallible> {

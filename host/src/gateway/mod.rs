@@ -6,6 +6,7 @@
 pub mod forward_auth;
 pub mod forwarded;
 pub mod identity;
+pub mod pool;
 pub mod proxy;
 
 pub use identity::Identity;

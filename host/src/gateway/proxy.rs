@@ -4,29 +4,26 @@
 //! tunnelled once the upstream agrees to them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use hyper::http::request::Parts;
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::forwarded;
 use super::identity::{self, Identity};
+use super::pool::{Failed, Pool};
 use crate::config::{GatewayConfig, UpstreamConfig};
 use crate::metrics::RouteMetrics;
 use crate::respond::{Body, Refusal};
 use crate::routes;
-
-/// How long an idle upstream connection stays in the pool.
-const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, with the
 /// proxy-authentication pair, which are the proxy's own).
@@ -48,7 +45,7 @@ pub struct Upstream {
     /// The route's `path`, for logs and for `strip_prefix`.
     route: String,
     config: UpstreamConfig,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<Pool>,
     metrics: RouteMetrics,
 }
 
@@ -78,16 +75,8 @@ pub struct Forward<'a> {
 
 impl Upstream {
     pub fn new(route: &str, config: UpstreamConfig, metrics: RouteMetrics) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        // Nagle stays on for upstream connections: each request goes out in one write, and
-        // TCP_NODELAY here cost a quarter of the proxy's throughput (measured: system time
-        // per request 13 to 18 µs). Upgraded tunnels, which write small frames, turn it off.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
-        Upstream { route: route.to_owned(), config, client, metrics }
+        let pool = Pool::new(config.authority.clone(), config.connect_timeout);
+        Upstream { route: route.to_owned(), config, pool, metrics }
     }
 
     /// Sends the request on and answers with the upstream's response (and what it was), or
@@ -115,32 +104,69 @@ impl Upstream {
             None => return (self.failed("the forwarded URI is not valid", StatusCode::BAD_GATEWAY), None),
         };
         parts.version = hyper::Version::HTTP_11;
+        // The client's Host goes on (as it did through hyper-util's client); a request
+        // without one (HTTP/1.0) names the upstream.
+        if !parts.headers.contains_key(HOST) {
+            if let Ok(host) = HeaderValue::from_str(self.config.authority.as_str()) {
+                parts.headers.insert(HOST, host);
+            }
+        }
         let started = tokio::time::Instant::now();
-        let sent =
-            tokio::time::timeout(self.config.timeout, self.client.request(Request::from_parts(parts, body)));
-        let mut response = match sent.await {
-            Err(_) => {
-                let cause = format!("no response head within {:?}", self.config.timeout);
-                return (self.failed(&cause, StatusCode::GATEWAY_TIMEOUT), None);
+        let request = Request::from_parts(parts, body);
+        if upgrade.is_some() {
+            let answer = tokio::time::timeout(self.config.timeout, self.upgrade(request)).await;
+            let response = match answer {
+                Err(_) => return (self.head_timed_out(), None),
+                Ok(Err(failed)) => return (self.failed_with(&failed), None),
+                Ok(Ok(response)) => response,
+            };
+            let report = UpstreamReport { status: response.status().as_u16(), elapsed: started.elapsed() };
+            self.metrics.upstream_answered(report.elapsed);
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                return (self.tunnel(response, on_client_upgrade), Some(report));
             }
-            Ok(Err(err)) => {
-                let status =
-                    if timed_out(&err) { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
-                return (self.failed(&causes(&err), status), None);
-            }
+            let mut response = response.map(Body::Stream);
+            remove_hop_by_hop(response.headers_mut());
+            return (response, Some(report));
+        }
+        let mut response = match tokio::time::timeout(self.config.timeout, self.pool.send(request)).await {
+            Err(_) => return (self.head_timed_out(), None),
+            Ok(Err(failed)) => return (self.failed_with(&failed), None),
             Ok(Ok(response)) => response,
         };
         let report = UpstreamReport { status: response.status().as_u16(), elapsed: started.elapsed() };
         self.metrics.upstream_answered(report.elapsed);
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return (self.tunnel(response, on_client_upgrade), Some(report));
-        }
         remove_hop_by_hop(response.headers_mut());
-        (response.map(Body::Stream), Some(report))
+        (response.map(Body::Relayed), Some(report))
     }
 
-    /// The upstream URI: its authority, its base path, then the request's path (after the
-    /// route's own path with `strip_prefix`) and query.
+    /// A request that asks to switch protocols, on a connection of its own (its driver a
+    /// task that hands the socket over once the upstream agrees).
+    async fn upgrade(&self, request: Request<Body>) -> Result<Response<hyper::body::Incoming>, Failed> {
+        let (mut sender, driver) = self.pool.dedicated().await?;
+        tokio::spawn(async move {
+            let _ = driver.with_upgrades().await;
+        });
+        sender.send_request(request).await.map_err(Failed::Exchange)
+    }
+
+    fn head_timed_out(&self) -> Response<Body> {
+        let cause = format!("no response head within {:?}", self.config.timeout);
+        self.failed(&cause, StatusCode::GATEWAY_TIMEOUT)
+    }
+
+    fn failed_with(&self, failed: &Failed) -> Response<Body> {
+        let status = if matches!(failed, Failed::ConnectTimeout(_)) {
+            StatusCode::GATEWAY_TIMEOUT
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        self.failed(&failed.to_string(), status)
+    }
+
+    /// The request target the upstream gets, in origin form (RFC 9112 §3.2.1): its base
+    /// path, then the request's path (after the route's own path with `strip_prefix`) and
+    /// query.
     fn target(&self, uri: &Uri) -> Option<Uri> {
         let path_and_query = if !self.config.strip_prefix && self.config.base.is_empty() {
             // The usual case: the path and query as sent (a cheap clone).
@@ -158,11 +184,7 @@ impl Upstream {
             }
             PathAndQuery::try_from(target).ok()?
         };
-        let mut parts = hyper::http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.config.authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        Uri::from_parts(parts).ok()
+        Some(Uri::from(path_and_query))
     }
 
     /// Joins the client's upgraded connection to the upstream's, both ways, in a task of
@@ -258,30 +280,6 @@ fn remove_cookie(headers: &mut HeaderMap, name: &str) {
             headers.insert(COOKIE, value);
         }
     }
-}
-
-/// Whether the upstream timed out connecting.
-fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(err) = source {
-        if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-/// An error with its causes, `: `-joined, for the log.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 #[cfg(test)]
