@@ -24,7 +24,10 @@ pub fn admin(sql: &str) -> Result<(), String> {
             let (client, connection) =
                 tokio_postgres::connect(ADMIN, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
             let driver = tokio::spawn(connection);
-            let done = client.batch_execute(&sql).await.map_err(|e| e.to_string());
+            let done = client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string()));
             drop(client);
             let _ = driver.await;
             done
@@ -55,14 +58,27 @@ impl TestDb {
     }
 
     /// Makes the database refuse every connection, and ends the ones it has: an outage
-    /// of this database alone (never the machine's shared server).
+    /// of this database alone (never the machine's shared server). The refusal is
+    /// committed first (statements sent together run as one transaction, and a host could
+    /// reconnect between the terminations and that commit), and the call returns once no
+    /// backend of the database is left: `pg_terminate_backend` only signals one, and a
+    /// backend slow to go would still answer a query.
     pub fn cut_off(&self) {
+        admin(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", self.name))
+            .expect("refuse connections");
         admin(&format!(
-            "ALTER DATABASE {0} WITH ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+            "DO $$ BEGIN \
+               FOR i IN 1..1000 LOOP \
+                 PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'; \
+                 PERFORM pg_stat_clear_snapshot(); \
+                 IF NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '{0}') THEN RETURN; END IF; \
+                 PERFORM pg_sleep(0.01); \
+               END LOOP; \
+               RAISE EXCEPTION 'backends of {0} still running after 10 s'; \
+             END $$",
             self.name
         ))
-        .expect("cut the database off");
+        .expect("end the database's connections");
     }
 
     /// Lets connections in again.
