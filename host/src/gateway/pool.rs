@@ -119,12 +119,6 @@ impl Pool {
         }
     }
 
-    /// A new connection, for a request that takes it over (an upgrade): never pooled.
-    pub async fn dedicated(&self) -> Result<(http1::SendRequest<Body>, Driver), Failed> {
-        let (sender, driver) = self.handshake().await?;
-        Ok((sender, driver))
-    }
-
     fn take_idle(&self) -> Option<Box<Lease>> {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (since, lease) = idle.pop_back()?;
@@ -148,12 +142,16 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Box<Lease>, Failed> {
-        let (sender, driver) = self.handshake().await?;
+        let (sender, driver) = self.dedicated().await?;
         Ok(Box::new(Lease { sender, driver: Some(driver) }))
     }
 
-    async fn handshake(&self) -> Result<(http1::SendRequest<Body>, Driver), Failed> {
-        let address = (self.authority.host(), self.authority.port_u16().unwrap_or(80));
+    /// A new connection: its sender and its driver. The pool leases these; a request that
+    /// takes its connection over (an upgrade) gets one of its own, never pooled.
+    pub async fn dedicated(&self) -> Result<(http1::SendRequest<Body>, Driver), Failed> {
+        // An IPv6 literal comes bracketed in an authority (`[::1]:8080`), not in an address.
+        let host = self.authority.host().trim_start_matches('[').trim_end_matches(']');
+        let address = (host, self.authority.port_u16().unwrap_or(80));
         let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
             Err(_) => return Err(Failed::ConnectTimeout(self.connect_timeout)),
             Ok(Err(err)) => return Err(Failed::Connect(err)),
@@ -262,5 +260,22 @@ impl Drop for Relayed {
                 pool.give_back(lease);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_ipv6_literal_upstream_is_connected_to() {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            eprintln!("SKIPPED: this machine has no IPv6 loopback");
+            return;
+        };
+        let port = listener.local_addr().unwrap().port();
+        let pool = Pool::new(format!("[::1]:{port}").parse().unwrap(), Duration::from_secs(5));
+        assert!(pool.dedicated().await.is_ok());
+        assert!(listener.accept().await.is_ok());
     }
 }

@@ -113,31 +113,35 @@ impl Upstream {
         }
         let started = tokio::time::Instant::now();
         let request = Request::from_parts(parts, body);
-        if upgrade.is_some() {
-            let answer = tokio::time::timeout(self.config.timeout, self.upgrade(request)).await;
-            let response = match answer {
-                Err(_) => return (self.head_timed_out(), None),
-                Ok(Err(failed)) => return (self.failed_with(&failed), None),
-                Ok(Ok(response)) => response,
-            };
-            let report = UpstreamReport { status: response.status().as_u16(), elapsed: started.elapsed() };
-            self.metrics.upstream_answered(report.elapsed);
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                return (self.tunnel(response, on_client_upgrade), Some(report));
+        let exchange = async {
+            if upgrade.is_some() {
+                self.upgrade(request).await.map(|response| response.map(Body::Stream))
+            } else {
+                self.pool.send(request).await.map(|response| response.map(Body::Relayed))
             }
-            let mut response = response.map(Body::Stream);
-            remove_hop_by_hop(response.headers_mut());
-            return (response, Some(report));
-        }
-        let mut response = match tokio::time::timeout(self.config.timeout, self.pool.send(request)).await {
-            Err(_) => return (self.head_timed_out(), None),
-            Ok(Err(failed)) => return (self.failed_with(&failed), None),
+        };
+        let mut response = match tokio::time::timeout(self.config.timeout, exchange).await {
+            Err(_) => {
+                let cause = format!("no response head within {:?}", self.config.timeout);
+                return (self.failed(&cause, StatusCode::GATEWAY_TIMEOUT), None);
+            }
+            Ok(Err(failed)) => {
+                let status = if matches!(failed, Failed::ConnectTimeout(_)) {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                return (self.failed(&failed.to_string(), status), None);
+            }
             Ok(Ok(response)) => response,
         };
         let report = UpstreamReport { status: response.status().as_u16(), elapsed: started.elapsed() };
         self.metrics.upstream_answered(report.elapsed);
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return (self.tunnel(response, on_client_upgrade), Some(report));
+        }
         remove_hop_by_hop(response.headers_mut());
-        (response.map(Body::Relayed), Some(report))
+        (response, Some(report))
     }
 
     /// A request that asks to switch protocols, on a connection of its own (its driver a
@@ -148,20 +152,6 @@ impl Upstream {
             let _ = driver.with_upgrades().await;
         });
         sender.send_request(request).await.map_err(Failed::Exchange)
-    }
-
-    fn head_timed_out(&self) -> Response<Body> {
-        let cause = format!("no response head within {:?}", self.config.timeout);
-        self.failed(&cause, StatusCode::GATEWAY_TIMEOUT)
-    }
-
-    fn failed_with(&self, failed: &Failed) -> Response<Body> {
-        let status = if matches!(failed, Failed::ConnectTimeout(_)) {
-            StatusCode::GATEWAY_TIMEOUT
-        } else {
-            StatusCode::BAD_GATEWAY
-        };
-        self.failed(&failed.to_string(), status)
     }
 
     /// The request target the upstream gets, in origin form (RFC 9112 §3.2.1): its base
@@ -189,11 +179,7 @@ impl Upstream {
 
     /// Joins the client's upgraded connection to the upstream's, both ways, in a task of
     /// its own; the 101 goes back to the client.
-    fn tunnel(
-        &self,
-        mut response: Response<hyper::body::Incoming>,
-        client: Option<OnUpgrade>,
-    ) -> Response<Body> {
+    fn tunnel(&self, mut response: Response<Body>, client: Option<OnUpgrade>) -> Response<Body> {
         let (Some(client), Some(upstream)) = (client, response.extensions_mut().remove::<OnUpgrade>()) else {
             return self.failed("the upstream switched protocols unasked", StatusCode::BAD_GATEWAY);
         };
