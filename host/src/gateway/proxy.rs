@@ -117,7 +117,10 @@ impl Upstream {
             if upgrade.is_some() {
                 self.upgrade(request).await.map(|response| response.map(Body::Stream))
             } else {
-                self.pool.send(request).await.map(|response| response.map(Body::Relayed))
+                self.pool
+                    .send(request)
+                    .await
+                    .map(|response| response.map(|body| Body::Relayed(Box::new(body))))
             }
         };
         let mut response = match tokio::time::timeout(self.config.timeout, exchange).await {
