@@ -17,7 +17,14 @@ pub struct Identity<'a> {
 
 /// Removes every header named like an identity header, however many there are.
 pub fn strip(headers: &mut HeaderMap, names: &GatewayConfig) {
-    for name in names.identity_headers() {
+    let names = names.identity_headers();
+    // The usual request carries none, and comparing its few names with the five is cheaper
+    // than five removals, each of which hashes its name (callgrind: 936 instructions per
+    // request went here, 4% of a Token request).
+    if !headers.keys().any(|present| names.contains(&present)) {
+        return;
+    }
+    for name in names {
         // `remove` drops every value of the name, not only the first.
         headers.remove(name);
     }
@@ -59,6 +66,8 @@ fn value(text: &str) -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    use hyper::header::HeaderName;
+
     use super::*;
 
     #[test]
@@ -67,5 +76,28 @@ mod tests {
         assert_eq!(value("al\nice"), "al%0Aice");
         assert_eq!(value("zoë").as_bytes(), "zoë".as_bytes());
         assert_eq!(value("a\u{7f}b"), "a%7Fb");
+    }
+
+    #[test]
+    fn every_value_of_every_identity_name_is_stripped_and_nothing_else() {
+        let names = GatewayConfig {
+            trusted_proxies: Vec::new(),
+            user_header: HeaderName::from_static("x-authenticated-user"),
+            user_id_header: HeaderName::from_static("x-authenticated-user-id"),
+            email_header: HeaderName::from_static("x-authenticated-email"),
+            scheme_header: HeaderName::from_static("x-who-said-so"),
+            staff_header: HeaderName::from_static("x-authenticated-staff"),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Token x"));
+        headers.insert("x-authenticated-userx", HeaderValue::from_static("kept"));
+        let untouched = headers.clone();
+        strip(&mut headers, &names);
+        assert_eq!(headers, untouched, "a request without identity headers");
+        headers.append("X-Authenticated-User", HeaderValue::from_static("root"));
+        headers.append("x-authenticated-user", HeaderValue::from_static("root2"));
+        headers.append("X-Who-Said-So", HeaderValue::from_static("basic"));
+        strip(&mut headers, &names);
+        assert_eq!(headers, untouched, "every forged value goes, the rest stays");
     }
 }
