@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use authhost_plugin_api::host::lend;
-use authhost_plugin_api::{Outcome, RequestView, User};
+use authhost_plugin_api::{Outcome, Outcome_NE as PluginOutcome, RequestView, User};
 use tracing::{error, warn};
 
 use crate::loader::Scheme;
-use crate::services::{RequestHost, Services};
+use crate::services::{Need, RequestHost, Services};
 
 /// How many times one scheme may ask the host for data it lacks, on one request.
 const MAX_HOST_ROUNDS: usize = 8;
@@ -77,7 +77,10 @@ impl Chain {
     ) -> Verdict {
         for (position, scheme) in self.schemes.iter().enumerate() {
             watch.scheme_started(position);
-            let outcome = run_scheme(scheme, position, request, services).await;
+            let outcome = match run_scheme(scheme, position, request, services) {
+                Ok(answered) => answered,
+                Err(fetching) => fetching.await,
+            };
             watch.scheme_done(position, outcome_label(&outcome));
             let outcome = match outcome {
                 Ok(outcome) => outcome,
@@ -145,29 +148,48 @@ fn outcome_label(outcome: &Result<Outcome, Verdict>) -> &'static str {
     }
 }
 
-/// Calls one scheme, fetching what it asks the host for until it answers.
-async fn run_scheme(
+/// Calls one scheme. Most answers come from memory on the first call (a cached token or
+/// user), and those are returned as they are: no future is made. A scheme that asks the
+/// host for something not in memory gets a boxed future that fetches it and calls the
+/// scheme again, so the rare path does not size every request's future.
+fn run_scheme<'a>(
+    scheme: &'a Scheme,
+    position: usize,
+    request: &'a RequestView<'a>,
+    services: &'a Services,
+) -> Result<Result<Outcome, Verdict>, Fetching<'a>> {
+    let host = RequestHost::new(services, scheme.name(), scheme.token_policy(), request.peer().ip());
+    let outcome = scheme.object.authenticate(request, &lend(&host));
+    match host.take_need() {
+        None => Ok(known_outcome(scheme, position, outcome).ok_or(Verdict::Fault)),
+        Some(need) => Err(Box::pin(fetch_and_retry(scheme, position, request, services, host, need))),
+    }
+}
+
+/// A scheme's call still waiting on the store.
+type Fetching<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, Verdict>> + Send + 'a>>;
+
+/// An outcome the scheme gave; None (a fault, logged) for a variant this host does not know.
+fn known_outcome(scheme: &Scheme, position: usize, outcome: PluginOutcome) -> Option<Outcome> {
+    let known = outcome.into_enum().ok();
+    if known.is_none() {
+        log_fault(scheme, position, "returned an outcome this host does not know (a newer plugin-api?)");
+    }
+    known
+}
+
+/// Fetches what the scheme asked for, then calls it again, until it answers.
+async fn fetch_and_retry(
     scheme: &Scheme,
     position: usize,
     request: &RequestView<'_>,
     services: &Services,
+    host: RequestHost<'_>,
+    first: Need,
 ) -> Result<Outcome, Verdict> {
-    let host = RequestHost::new(services, scheme.name(), scheme.token_policy(), request.peer().ip());
-    for _ in 0..=MAX_HOST_ROUNDS {
-        let outcome = scheme.object.authenticate(request, &lend(&host));
-        let Some(need) = host.take_need() else {
-            return match outcome.into_enum() {
-                Ok(outcome) => Ok(outcome),
-                Err(_) => {
-                    log_fault(
-                        scheme,
-                        position,
-                        "returned an outcome this host does not know (a newer plugin-api?)",
-                    );
-                    Err(Verdict::Fault)
-                }
-            };
-        };
+    let mut need = first;
+    for _ in 0..MAX_HOST_ROUNDS {
         match services.fulfil(&need).await {
             Ok(answer) => host.answer(need, answer),
             Err(err) if err.is_busy() => return Err(Verdict::Busy),
@@ -183,6 +205,11 @@ async fn run_scheme(
                 log_fault(scheme, position, &format!("host service failed: {}", err.with_cause()));
                 return Err(Verdict::Fault);
             }
+        }
+        let outcome = scheme.object.authenticate(request, &lend(&host));
+        match host.take_need() {
+            None => return known_outcome(scheme, position, outcome).ok_or(Verdict::Fault),
+            Some(next) => need = next,
         }
     }
     log_fault(scheme, position, &format!("asked the host for more than {MAX_HOST_ROUNDS} answers"));

@@ -210,10 +210,31 @@ pub fn detail_response(status: StatusCode, detail: &str) -> Response<Body> {
 
 /// A JSON body with `Content-Type: application/json`.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
-    // Serialising plain data to memory cannot fail.
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(Body::full(bytes));
+    let mut resp = Response::new(Body::full(to_json(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// `body` as JSON, in one allocation of its exact size: it is written into this thread's
+/// buffer (kept between calls) and copied out. `serde_json::to_vec` would grow a vector of
+/// spare capacity, and `Bytes` takes such a vector only with a second allocation.
+fn to_json<T: Serialize + ?Sized>(body: &T) -> Bytes {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        buffer.clear();
+        // Serialising plain data to memory cannot fail.
+        let json = match serde_json::to_writer(&mut *buffer, body) {
+            Ok(()) => Bytes::copy_from_slice(&buffer),
+            Err(_) => Bytes::new(),
+        };
+        // A rare large answer does not keep its memory on the thread.
+        if buffer.capacity() > 64 * 1024 {
+            *buffer = Vec::new();
+        }
+        json
+    })
 }

@@ -91,30 +91,43 @@ struct ConnApp {
 /// The app as one connection holds it: its own reference count, cloned per request.
 struct Pinned(Arc<App>);
 
+/// A request's handle on its connection's app.
+struct RequestApp(Arc<Pinned>);
+
+impl std::ops::Deref for RequestApp {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0 .0
+    }
+}
+
 impl ConnApp {
     fn new(slot: Arc<AppSlot>) -> Self {
         let cached = RefCell::new((slot.generation(), Arc::new(Pinned(slot.get()))));
         ConnApp { slot, cached }
     }
 
-    fn app(&self) -> Arc<Pinned> {
+    fn app(&self) -> RequestApp {
         let generation = self.slot.generation();
         let mut cached = self.cached.borrow_mut();
         if cached.0 != generation {
             *cached = (generation, Arc::new(Pinned(self.slot.get())));
         }
-        Arc::clone(&cached.1)
+        RequestApp(Arc::clone(&cached.1))
     }
 }
 
 /// Answers with `answer`, or, when the host panics producing it, with 500 and DRF-shaped
 /// JSON, like a scheme fault: the connection is kept and the host keeps serving. (The
 /// panic hook main installs has logged the panic, with its location, as one line.)
-pub async fn guarded(answer: impl Future<Output = Response<Body>>) -> Response<Body> {
-    match AssertUnwindSafe(answer).catch_unwind().await {
-        Ok(resp) => resp,
-        Err(_) => Refusal::Internal.into_response(),
-    }
+///
+/// A combinator, not an `async fn`: an `async fn` would keep its argument and the wrapped
+/// future side by side, twice the request's future, copied on every request.
+pub fn guarded(answer: impl Future<Output = Response<Body>>) -> impl Future<Output = Response<Body>> {
+    AssertUnwindSafe(answer)
+        .catch_unwind()
+        .map(|answered| answered.unwrap_or_else(|_| Refusal::Internal.into_response()))
 }
 
 /// Serves the app in `slot` on `listener` until `shutdown` resolves, then lets requests
@@ -176,11 +189,10 @@ pub async fn serve(
                 // HTTP/1.1 (the hot path, unchanged by the other two).
                 let (tls, h2c) = {
                     let app = conn_app.app();
-                    (app.0.tls().cloned(), app.0.h2c())
+                    (app.tls().cloned(), app.h2c())
                 };
                 let service = service_fn(move |req| {
-                    let app = conn_app.app();
-                    async move { Ok::<_, Infallible>(guarded(app.0.handle(req, peer)).await) }
+                    guarded(App::handle(conn_app.app(), req, peer)).map(Ok::<_, Infallible>)
                 });
                 let stopping = stop.subscribe();
                 let open = open.clone();
