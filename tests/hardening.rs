@@ -493,3 +493,108 @@ fn sigterm_exits_within_the_shutdown_timeout_while_a_reload_is_wedged() {
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
     assert!(status.success(), "{status}");
 }
+
+/// A site whose connections must send a request head within one second.
+fn paced_host() -> (Site, TestHost) {
+    let site = Site::new(
+        r#"
+[server]
+header_timeout = "1s"
+
+[[scheme]]
+name = "x-username"
+plugin = "x-username"
+
+# Answers after 2.5 s: a request in flight longer than header_timeout.
+[[scheme]]
+name = "slow"
+plugin = "probe"
+mode = "user"
+user = "alice"
+delay_ms = 2500
+
+[[route]]
+path = "/whoami"
+handler = "whoami"
+schemes = ["x-username"]
+permission = "allow_any"
+
+[[route]]
+path = "/slow"
+handler = "whoami"
+schemes = ["slow"]
+permission = "is_authenticated"
+"#,
+    );
+    site.add_user("alice", "alice-pw", &[]);
+    let host = site.serve();
+    (site, host)
+}
+
+/// Whether the host has closed `stream` (a read sees the end; `stream` has a short read
+/// timeout, so this returns quickly while it is open).
+fn closed_by_host(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// Slowloris: a head sent a byte every 100 ms never completes; the connection is closed
+/// once `[server] header_timeout` has passed since it opened, bytes arriving or not.
+#[test]
+fn a_head_trickled_byte_by_byte_is_cut_off_after_header_timeout() {
+    let (_site, host) = paced_host();
+    let mut stream = TcpStream::connect(host.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let opened = Instant::now();
+    stream.write_all(b"GET /whoami HTTP/1.1\r\nHost: a\r\n").unwrap();
+    let header =
+        b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed_after = None;
+    for byte in header.iter().cycle() {
+        // The client's own pace: one byte, then the 100 ms read timeout as its pause.
+        if stream.write_all(&[*byte]).is_err() || closed_by_host(&mut stream) {
+            closed_after = Some(opened.elapsed());
+            break;
+        }
+        assert!(opened.elapsed() < Duration::from_secs(10), "the trickled head was never cut off");
+    }
+    let took = closed_after.unwrap();
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}, before header_timeout");
+}
+
+/// An idle keep-alive connection is closed `header_timeout` after its last response; one
+/// request in flight for longer is answered, and its connection then serves another.
+#[test]
+fn header_timeout_closes_idle_connections_and_never_a_request_in_flight() {
+    let (_site, host) = paced_host();
+    let mut stream = TcpStream::connect(host.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let read_answer = |stream: &mut TcpStream| {
+        let mut buffer = vec![0u8; 4096];
+        let mut text = String::new();
+        while !text.contains("\r\n\r\n") || !text.trim_end().ends_with('}') {
+            let n = stream.read(&mut buffer).expect("the answer");
+            assert!(n > 0, "closed before answering: {text}");
+            text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+        text
+    };
+    // 2.5 s in flight, over a 1 s header_timeout: answered.
+    stream.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let slow = read_answer(&mut stream);
+    assert_eq!(status_and_body(&slow).0, 200, "{slow}");
+    // The same connection, straight after: served.
+    stream.write_all(b"GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let quick = read_answer(&mut stream);
+    assert_eq!(status_and_body(&quick).0, 200, "{quick}");
+    // Then idle: the host closes it after header_timeout (the read sees the end).
+    let idle = Instant::now();
+    let mut byte = [0u8; 1];
+    let end = stream.read(&mut byte);
+    let took = idle.elapsed();
+    assert!(matches!(end, Ok(0)), "an idle connection was not closed: {end:?}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "closed after {took:?}");
+}

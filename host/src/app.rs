@@ -162,6 +162,8 @@ pub struct App {
     unrouted: RouteMetrics,
     /// `[server] body_timeout`.
     body_timeout: std::time::Duration,
+    /// `[server] header_timeout`, for the connections accepted while this app serves.
+    header_timeout: std::time::Duration,
     /// `[server] allowed_hosts`; None: any.
     allowed_hosts: Option<Vec<String>>,
     /// Where DRF's throttle windows live: here, or in the shared store.
@@ -359,6 +361,7 @@ impl App {
             gateway: config.gateway.clone(),
             unrouted: RouteMetrics::unrouted(),
             body_timeout: config.body_timeout,
+            header_timeout: config.header_timeout,
             allowed_hosts: config.allowed_hosts.clone(),
             counter,
             tls,
@@ -372,6 +375,11 @@ impl App {
     /// The TLS settings new connections are accepted with, when the port serves TLS.
     pub fn tls(&self) -> Option<&Arc<tokio_rustls::rustls::ServerConfig>> {
         self.tls.as_ref()
+    }
+
+    /// How long a connection may take to send a request's head (`[server] header_timeout`).
+    pub fn header_timeout(&self) -> std::time::Duration {
+        self.header_timeout
     }
 
     /// Whether plain connections may speak HTTP/2 (`[server] h2c`).

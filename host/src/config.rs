@@ -51,6 +51,7 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     body_timeout: Option<toml::Value>,
+    header_timeout: Option<toml::Value>,
     max_connections: Option<i64>,
     allowed_hosts: Option<Vec<String>>,
     shutdown_timeout: Option<toml::Value>,
@@ -400,6 +401,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long a request body may take to arrive whole (built-in handlers): then 408.
     pub body_timeout: Duration,
+    /// How long a connection may take to send a request's head whole, counted from when
+    /// it waits for one (it opened, or the previous response was sent): then it is closed.
+    pub header_timeout: Duration,
     /// Connections served at once; further ones wait in the backlog.
     pub max_connections: usize,
     /// `[throttle] failures`: failed logins per client address and per name.
@@ -772,6 +776,11 @@ impl Resolver<'_> {
             body_timeout: self.at_most(
                 "server.body_timeout",
                 self.millis("server.body_timeout", raw.server.body_timeout, 30_000)?,
+                Duration::from_secs(3600),
+            )?,
+            header_timeout: self.at_most(
+                "server.header_timeout",
+                self.millis("server.header_timeout", raw.server.header_timeout, 30_000)?,
                 Duration::from_secs(3600),
             )?,
             tls: match (&raw.server.tls_cert_file, &raw.server.tls_key_file) {

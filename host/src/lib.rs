@@ -18,6 +18,7 @@ pub mod loader;
 pub mod metrics;
 pub mod new_scheme;
 pub mod openapi;
+mod pace;
 pub mod permission;
 pub mod pool;
 pub mod respond;

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
 use crate::app::App;
+use crate::pace::{Pace, Paced};
 use crate::respond::{Body, Refusal};
 
 /// How long a TLS client may take to finish its handshake.
@@ -29,9 +30,10 @@ const MAX_STREAMS: u32 = 256;
 
 /// Drives one connection until it ends, or, once `stopping` says so, lets its requests in
 /// flight finish and closes it (`graceful_shutdown`, which HTTP/1.1 with upgrades, HTTP/2
-/// and the auto-detecting connection each have).
+/// and the auto-detecting connection each have), or, once `overdue` resolves (no request
+/// head within `[server] header_timeout`, nothing in flight), closes it at once.
 macro_rules! drive {
-    ($conn:expr, $stopping:expr, $peer:expr) => {{
+    ($conn:expr, $stopping:expr, $peer:expr, $overdue:expr) => {{
         let conn = $conn;
         let mut stopping = $stopping;
         tokio::pin!(conn);
@@ -40,6 +42,10 @@ macro_rules! drive {
             () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
                 conn.as_mut().graceful_shutdown();
                 conn.await.map_err(|e| e.to_string())
+            }
+            () = $overdue => {
+                debug!(peer = %$peer, "no request head within header_timeout: connection closed");
+                Ok(())
             }
         };
         if let Err(err) = ended {
@@ -150,19 +156,17 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     // hyper's default of 100 headers (more get 431) is kept on purpose: setting
     // `max_headers` moves the header array to the heap on every request (measured: 3% CPU).
-    http.max_buf_size(MAX_HEAD_BYTES).timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    // HTTP/2 beside HTTP/1.1, for TLS connections and `h2c`: the same limits on each.
+    // No timer: the header-read limit of plain connections is `Pace`'s, not hyper's.
+    http.max_buf_size(MAX_HEAD_BYTES);
+    // HTTP/2 beside HTTP/1.1, for TLS connections and `h2c`: the same limits on each, and
+    // hyper's own header-read timer (set per connection from the app's config).
     let mut both = auto::Builder::new(TokioExecutor::new());
-    both.http1()
-        .max_buf_size(MAX_HEAD_BYTES)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+    both.http1().max_buf_size(MAX_HEAD_BYTES).timer(TokioTimer::new());
     both.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_STREAMS)
         .keep_alive_interval(Some(Duration::from_secs(60)));
-    let both = Arc::new(both);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -187,25 +191,31 @@ pub async fn serve(
                 // The app this connection starts with decides how it is spoken to: TLS
                 // (with the certificate that app read), HTTP/2 by prior knowledge, or plain
                 // HTTP/1.1 (the hot path, unchanged by the other two).
-                let (tls, h2c) = {
+                let (tls, h2c, header_timeout) = {
                     let app = conn_app.app();
-                    (app.tls().cloned(), app.h2c())
+                    (app.tls().cloned(), app.h2c(), app.header_timeout())
                 };
-                let service = service_fn(move |req| {
-                    guarded(App::handle(conn_app.app(), req, peer)).map(Ok::<_, Infallible>)
-                });
+                let pace = Pace::new();
+                let service = {
+                    let pace = Arc::clone(&pace);
+                    service_fn(move |req| {
+                        let in_flight = pace.begin();
+                        guarded(App::handle(conn_app.app(), req, peer))
+                            .map(move |resp| Ok::<_, Infallible>(resp.map(|body| Paced::new(body, in_flight))))
+                    })
+                };
                 let stopping = stop.subscribe();
                 let open = open.clone();
                 match (tls, h2c) {
                     (Some(tls), _) => {
-                        let both = Arc::clone(&both);
+                        let both = with_header_timeout(&both, header_timeout);
                         tokio::spawn(async move {
                             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                             match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
                                     // ALPN or the client's first bytes choose HTTP/2 or 1.1.
                                     let conn = both.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                    drive!(conn, stopping, peer);
+                                    drive!(conn, stopping, peer, std::future::pending());
                                 }
                                 Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
                                 Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -215,10 +225,10 @@ pub async fn serve(
                         });
                     }
                     (None, true) => {
-                        let both = Arc::clone(&both);
+                        let both = with_header_timeout(&both, header_timeout);
                         tokio::spawn(async move {
                             let conn = both.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            drive!(conn, stopping, peer);
+                            drive!(conn, stopping, peer, std::future::pending());
                             drop(open);
                             drop(permit);
                         });
@@ -228,7 +238,7 @@ pub async fn serve(
                         // authenticated.
                         let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
                         tokio::spawn(async move {
-                            drive!(conn, stopping, peer);
+                            drive!(conn, stopping, peer, pace.overdue(header_timeout));
                             drop(open);
                             drop(permit);
                         });
@@ -247,6 +257,13 @@ pub async fn serve(
         _ = closed.recv() => info!("all connections closed"),
         () = tokio::time::sleep(grace) => warn!("shutdown grace period over; closing remaining connections"),
     }
+}
+
+/// The TLS and h2c builder with hyper's header-read timer set to the app's limit.
+fn with_header_timeout(both: &auto::Builder<TokioExecutor>, limit: Duration) -> auto::Builder<TokioExecutor> {
+    let mut both = both.clone();
+    both.http1().header_read_timeout(limit);
+    both
 }
 
 /// How long a reload may take to load the new config before it is abandoned.
