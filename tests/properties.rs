@@ -526,7 +526,9 @@ fn obtain_token_bodies_get_drfs_answers_and_never_a_5xx() {
 
 #[test]
 fn the_parsers_take_any_bytes_without_panicking() {
-    use authhost_plugin_api::authorization::authorization_parts;
+    use authhost_plugin_api::authorization::{
+        authorization_parts, credentials, keyword_matches, Credentials,
+    };
     use authhost_plugin_api::form::{form_fields, parse_form, parse_multipart};
     use authhost_plugin_api::{csrf, Header, RequestView};
     let bytes = || proptest::collection::vec(any::<u8>(), 0..200);
@@ -540,7 +542,18 @@ fn the_parsers_take_any_bytes_without_panicking() {
             Header::new("x-csrftoken", &b),
         ];
         let req = RequestView::new("POST", "/", "", &headers, "127.0.0.1:1".parse().unwrap()).with_body(&a);
-        let _ = authorization_parts(&req);
+        // The schemes' reading of `keyword credentials` agrees with the split parts.
+        let parts = authorization_parts(&req);
+        let keyword = std::str::from_utf8(parts.first().copied().unwrap_or(b"Token")).unwrap_or("Token");
+        for keyword in [keyword, "Token"] {
+            let expected = match parts.as_slice() {
+                _ if !keyword_matches(&parts, keyword) => Credentials::Absent,
+                [_] => Credentials::Missing,
+                [_, given] => Credentials::Given(given),
+                _ => Credentials::Spaced,
+            };
+            prop_assert_eq!(credentials(&req, keyword), expected);
+        }
         let _ = req.cookie("sessionid");
         let _ = form_fields(&req);
         let settings = csrf::CsrfSettings {

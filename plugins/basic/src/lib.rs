@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
+use authhost_plugin_api::authorization::{credentials, Credentials};
 use authhost_plugin_api::request::latin1_or_utf8;
 use authhost_plugin_api::{
     export_scheme, Host, LoginField, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme,
@@ -55,14 +55,11 @@ impl Scheme for Basic {
     }
 
     fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
-        let parts = authorization_parts(request);
-        if !keyword_matches(&parts, "basic") {
-            return Ok(Outcome::NotAttempted);
-        }
-        let encoded = match parts.as_slice() {
-            [_] => return Ok(Outcome::failed(NO_CREDENTIALS)),
-            [_, encoded] => encoded,
-            _ => return Ok(Outcome::failed(HAS_SPACES)),
+        let encoded = match credentials(request, "basic") {
+            Credentials::Absent => return Ok(Outcome::NotAttempted),
+            Credentials::Missing => return Ok(Outcome::failed(NO_CREDENTIALS)),
+            Credentials::Spaced => return Ok(Outcome::failed(HAS_SPACES)),
+            Credentials::Given(encoded) => encoded,
         };
         // Strict, as RFC 7617 asks: padding required, no junk, no stray bits under the
         // padding (Python's decoder, which DRF uses, skips junk characters).

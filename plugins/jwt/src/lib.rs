@@ -16,7 +16,7 @@ mod hs256;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
+use authhost_plugin_api::authorization::{credentials, Credentials};
 use authhost_plugin_api::{
     export_scheme, Claims, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
     User,
@@ -215,14 +215,11 @@ impl Scheme for Jwt {
     }
 
     fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
-        let parts = authorization_parts(request);
-        if !keyword_matches(&parts, &self.keyword) {
-            return Ok(Outcome::NotAttempted);
-        }
-        let token = match parts.as_slice() {
-            [_] => return Ok(Outcome::failed(NO_CREDENTIALS)),
-            [_, token] => token,
-            _ => return Ok(Outcome::failed(HAS_SPACES)),
+        let token = match credentials(request, &self.keyword) {
+            Credentials::Absent => return Ok(Outcome::NotAttempted),
+            Credentials::Missing => return Ok(Outcome::failed(NO_CREDENTIALS)),
+            Credentials::Spaced => return Ok(Outcome::failed(HAS_SPACES)),
+            Credentials::Given(token) => token,
         };
         let Ok(token) = std::str::from_utf8(token) else { return Ok(Outcome::failed(DECODE_ERROR)) };
         let claims = match self.decode(token) {

@@ -9,7 +9,8 @@
 //! no limit), and `prefix` (put before new keys so that secret
 //! scanners can spot them). An expired token answers `Invalid token.` and is purged.
 
-use authhost_plugin_api::authorization::{authorization_parts, keyword_matches};
+use authhost_plugin_api::abi_stable::std_types::ROption;
+use authhost_plugin_api::authorization::{credentials, Credentials};
 use authhost_plugin_api::{
     export_scheme, Host, OptionKind, OptionSpec, Options, Outcome, RequestView, Scheme, SchemeError,
     TokenPolicy,
@@ -102,14 +103,11 @@ impl Scheme for Token {
     }
 
     fn authenticate(&self, request: &RequestView<'_>, host: &Host<'_>) -> Result<Outcome, SchemeError> {
-        let parts = authorization_parts(request);
-        if !keyword_matches(&parts, &self.keyword) {
-            return Ok(Outcome::NotAttempted);
-        }
-        let key = match parts.as_slice() {
-            [_] => return Ok(Outcome::failed(NO_CREDENTIALS)),
-            [_, key] => key,
-            _ => return Ok(Outcome::failed(HAS_SPACES)),
+        let key = match credentials(request, &self.keyword) {
+            Credentials::Absent => return Ok(Outcome::NotAttempted),
+            Credentials::Missing => return Ok(Outcome::failed(NO_CREDENTIALS)),
+            Credentials::Spaced => return Ok(Outcome::failed(HAS_SPACES)),
+            Credentials::Given(key) => key,
         };
         let Ok(key) = std::str::from_utf8(key) else {
             return Ok(Outcome::failed(INVALID_CHARACTERS));
@@ -117,7 +115,8 @@ impl Scheme for Token {
         Ok(match host.find_token(key)? {
             None => Outcome::failed(INVALID),
             Some(token) if !token.user.is_active => Outcome::failed(INACTIVE),
-            Some(token) => Outcome::authenticated_with(token.user, token.token_id.to_string()),
+            // The token's id as the host gave it: no copy.
+            Some(token) => Outcome::Authenticated { user: token.user, auth: ROption::RSome(token.token_id) },
         })
     }
 
