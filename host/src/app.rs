@@ -471,8 +471,13 @@ impl App {
                 }
             }
         }
+        // One pass over the head: its size, and its Host headers.
+        let (mut head_bytes, mut hosts) = (0usize, 0usize);
+        for (name, value) in &parts.headers {
+            head_bytes += name.as_str().len() + value.len() + 4;
+            hosts += usize::from(name == HOST);
+        }
         // RFC 9112: an HTTP/1.1 request carries exactly one Host; none may carry two.
-        let hosts = parts.headers.get_all(HOST).iter().count();
         if hosts > 1 || (hosts == 0 && parts.version == Version::HTTP_11) {
             return Refusal::BadHost.into_response();
         }
@@ -487,7 +492,6 @@ impl App {
             return Refusal::NotFound.into_response();
         };
         record.route = Some(route);
-        let head_bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
         if head_bytes > MAX_HEAD_BYTES {
             return Refusal::HeadersTooLarge.into_response();
         }
