@@ -29,7 +29,12 @@ permission = "allow_any"
 "#;
 
 fn host() -> (Site, TestHost) {
-    let site = Site::new(CONFIG);
+    serve(CONFIG)
+}
+
+/// A host on `config`, with alice (password `alice-pw`).
+fn serve(config: &str) -> (Site, TestHost) {
+    let site = Site::new(config);
     site.add_user("alice", "alice-pw", &[]);
     let host = site.serve();
     (site, host)
@@ -495,9 +500,7 @@ fn sigterm_exits_within_the_shutdown_timeout_while_a_reload_is_wedged() {
 }
 
 /// A site whose connections must send a request head within one second.
-fn paced_host() -> (Site, TestHost) {
-    let site = Site::new(
-        r#"
+const PACED: &str = r#"
 [server]
 header_timeout = "1s"
 
@@ -524,11 +527,10 @@ path = "/slow"
 handler = "whoami"
 schemes = ["slow"]
 permission = "is_authenticated"
-"#,
-    );
-    site.add_user("alice", "alice-pw", &[]);
-    let host = site.serve();
-    (site, host)
+"#;
+
+fn paced_host() -> (Site, TestHost) {
+    serve(PACED)
 }
 
 /// Whether the host has closed `stream` (a read sees the end; `stream` has a short read
