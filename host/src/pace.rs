@@ -46,7 +46,9 @@ impl Pace {
     /// A request's head has arrived: it is in flight until the returned guard is dropped
     /// (with its response body, once sent; or with the request, if it is abandoned).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        // One connection's requests and this watch run in its one task: relaxed suffices.
+        // Relaxed suffices: the counts are exact (read-modify-write), and they are read only
+        // by the watch of a plain HTTP/1.1 connection, whose requests run in the watch's own
+        // task. (TLS and h2c connections count too, for one service type, but are not watched.)
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
