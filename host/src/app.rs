@@ -128,22 +128,29 @@ impl Default for Record<'_> {
     }
 }
 
-/// Times each scheme of a chain into its metrics.
+/// Times each scheme of a chain into its metrics. A chain of N schemes reads the clock
+/// N + 1 times: one scheme's end is the next one's start (between them the chain only
+/// looks at the outcome), and the clock is not read before the first scheme is due.
 struct SchemeTimer<'a> {
     metrics: &'a [SchemeMetrics],
-    started: Instant,
+    /// When the running scheme started; None before the first.
+    started: Option<Instant>,
 }
 
 impl Watch for SchemeTimer<'_> {
     fn scheme_started(&mut self, _position: usize) {
-        self.started = Instant::now();
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
     }
 
     fn scheme_done(&mut self, position: usize, outcome: &'static str) {
-        if let Some(metrics) = self.metrics.get(position) {
+        let now = Instant::now();
+        if let (Some(metrics), Some(started)) = (self.metrics.get(position), self.started) {
             let outcome = if outcome == "not attempted" { "not_attempted" } else { outcome };
-            metrics.record(outcome, self.started.elapsed());
+            metrics.record(outcome, now.saturating_duration_since(started));
         }
+        self.started = Some(now);
     }
 }
 
@@ -644,7 +651,7 @@ impl App {
         req: &RequestView<'_>,
         record: &mut Record<'r>,
     ) -> Result<Principal<'r>, Response<Body>> {
-        let mut timer = SchemeTimer { metrics: &route.scheme_metrics, started: Instant::now() };
+        let mut timer = SchemeTimer { metrics: &route.scheme_metrics, started: None };
         let verdict = route.chain.authenticate_watched(req, &self.services, &mut timer).await;
         record.outcome = match &verdict {
             Verdict::Authenticated { .. } => "authenticated",
