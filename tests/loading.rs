@@ -46,6 +46,17 @@ fn missing_plugin_file_is_named() {
     assert!(err.contains("scheme[0] (\"gone\")"), "{err}");
     assert!(err.contains("libauthhost_nonesuch"), "{err}");
     assert!(err.contains("no such file"), "{err}");
+    // What the plugins directory does hold, so that the fix can be read off the message.
+    assert!(err.contains("holds the plugins basic, jwt, not-a-plugin, probe, remote-user, session, token, wrong-abi, x-username"), "{err}");
+}
+
+#[test]
+fn a_misspelt_plugin_gets_the_closest_one_the_directory_holds() {
+    let site = Site::new(&format!("[[scheme]]\nname = \"t\"\nplugin = \"tokn\"\n{ROUTE}"));
+    let err = refused(&site);
+    assert!(err.contains("scheme[0] (\"t\")"), "{err}");
+    assert!(err.contains("libauthhost_tokn"), "{err}");
+    assert!(err.contains("(did you mean plugin = \"token\"?)"), "{err}");
 }
 
 #[test]

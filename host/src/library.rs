@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use authhost_plugin_api::files::kind;
+use authhost_plugin_api::options::edit_distance;
 use sha2::{Digest, Sha256};
 
 /// A plugin larger than this is refused (a real one is a few MiB).
@@ -54,9 +55,7 @@ pub fn private_dir() -> Result<PathBuf, String> {
 /// file or its directory.
 pub fn copy_privately(path: &Path, dir: &Path, allow_writable: bool) -> Result<Copy, String> {
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            "no such file; build the plugins (`cargo build`) or fix plugins.dir / plugin / path".to_owned()
-        }
+        std::io::ErrorKind::NotFound => missing(path),
         _ => format!("cannot read it: {e}"),
     })?;
     if !meta.is_file() {
@@ -116,6 +115,53 @@ pub fn prune(dir: &Path, unused_for: Duration) -> usize {
 }
 
 /// Writes `bytes` to a new file beside `to` and renames it into place, read-only.
+/// Why no plugin library is at `path`, and what to do: the plugins its directory does
+/// hold, and the one closest to the name asked for (a typo in `plugin = "tokn"`).
+fn missing(path: &Path) -> String {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return format!(
+            "no such file, and no directory {}; fix plugins.dir or the scheme's path",
+            dir.display()
+        );
+    };
+    let mut held: Vec<String> =
+        entries.filter_map(|e| plugin_name(&e.ok()?.file_name().to_string_lossy())).collect();
+    if held.is_empty() {
+        return format!(
+            "no such file, and {} holds no plugin library; build the plugins (`cargo build`) or fix plugins.dir / plugin / path",
+            dir.display()
+        );
+    }
+    held.sort();
+    let asked = path.file_name().and_then(|f| plugin_name(&f.to_string_lossy()));
+    let close = asked
+        .as_deref()
+        .and_then(|asked| held.iter().map(|h| (edit_distance(asked, h), h)).filter(|(d, _)| *d <= 2).min());
+    let list = held.join(", ");
+    match close {
+        Some((_, name)) => {
+            format!(
+                "no such file; {} holds the plugins {list} (did you mean plugin = {name:?}?)",
+                dir.display()
+            )
+        }
+        None => format!(
+            "no such file; {} holds the plugins {list}; fix plugin, plugins.dir or path",
+            dir.display()
+        ),
+    }
+}
+
+/// The plugin a library file is, by its name: `token` for `libauthhost_token.so`.
+fn plugin_name(file: &str) -> Option<String> {
+    let stem = file
+        .strip_prefix(std::env::consts::DLL_PREFIX)?
+        .strip_suffix(std::env::consts::DLL_SUFFIX)?
+        .strip_prefix("authhost_")?;
+    (!stem.is_empty()).then(|| stem.replace('_', "-"))
+}
+
 fn write_new(to: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let partial = to.with_extension(format!("partial-{}", std::process::id()));
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o500).open(&partial)?;
@@ -210,6 +256,44 @@ mod tests {
         assert!(err.contains("it is a directory"), "{err}");
         let err = copy_privately(&temp.path().join("nope.so"), &copies, false).unwrap_err();
         assert!(err.contains("no such file"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_library_is_answered_with_the_plugins_its_directory_holds() {
+        let (temp, copies) = dirs();
+        let asked = |file: &str| copy_privately(&temp.path().join(file), &copies, false).unwrap_err();
+        let dir = temp.path().display().to_string();
+        assert_eq!(
+            asked("libauthhost_tokn.so"),
+            format!("no such file, and {dir} holds no plugin library; build the plugins (`cargo build`) or fix plugins.dir / plugin / path")
+        );
+        for name in ["libauthhost_token.so", "libauthhost_x_username.so", "libother.so", "notes.txt"] {
+            fs::write(temp.path().join(name), b"").unwrap();
+        }
+        assert_eq!(
+            asked("libauthhost_tokn.so"),
+            format!(
+                "no such file; {dir} holds the plugins token, x-username (did you mean plugin = \"token\"?)"
+            )
+        );
+        assert_eq!(
+            asked("libauthhost_xusername.so"),
+            format!("no such file; {dir} holds the plugins token, x-username (did you mean plugin = \"x-username\"?)")
+        );
+        assert_eq!(
+            asked("libauthhost_kerberos.so"),
+            format!(
+                "no such file; {dir} holds the plugins token, x-username; fix plugin, plugins.dir or path"
+            )
+        );
+        let gone = temp.path().join("gone");
+        assert_eq!(
+            copy_privately(&gone.join("libauthhost_token.so"), &copies, false).unwrap_err(),
+            format!(
+                "no such file, and no directory {}; fix plugins.dir or the scheme's path",
+                gone.display()
+            )
+        );
     }
 
     #[test]
