@@ -14,7 +14,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use authhost_plugin_api::export::payload_message;
 use tokio::sync::oneshot;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::store::{Store, StoreConn};
@@ -133,11 +133,13 @@ impl Workers {
     }
 }
 
-/// Runs `f`, turning a panic into an error that names the pool and the panic, logged once.
+/// Runs `f`, turning a panic into an error that names the pool and the panic. Not logged
+/// here: the process's panic hook (main.rs) has already written the panic's one line, with
+/// its thread (`authhost-<pool>-<n>`) and location, and whoever gets the error says what it
+/// did to the request (a scheme's fault line, a handler's 500).
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
         let cause = payload_message(payload.as_ref());
-        error!(pool = what, cause, "a {what} job panicked: {cause}");
         Err(Error::io(format!("a {what} job panicked: {cause}")))
     })
 }
@@ -495,6 +497,36 @@ mod tests {
             assert!(Instant::now() < deadline, "health stayed {health:?}");
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// A writer that keeps what a test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_is_one_error_and_no_log_line_of_the_pools_own() {
+        // The process's panic hook writes the panic's line and the caller logs what the
+        // error did to its request: a line from the pool too made two or three per panic.
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).finish();
+        let err = tracing::subscriber::with_default(subscriber, || {
+            guarded("store-read", || -> Result<(), Error> { panic!("injected") })
+        })
+        .unwrap_err();
+        assert!(err.with_cause().contains("a store-read job panicked: injected"), "{}", err.with_cause());
+        assert_eq!(String::from_utf8_lossy(&captured.0.lock().unwrap()), "");
     }
 
     #[test]
