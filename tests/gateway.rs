@@ -101,9 +101,36 @@ schemes = ["token"]
 permission = "is_authenticated"
 
 [[route]]
+path = "/spa"
+prefix = true
+upstream = "http://{echo}"
+schemes = ["token"]
+permission = "is_authenticated"
+cors_allow_preflight = true
+
+[[route]]
+path = "/spa-limited"
+upstream = "http://{echo}"
+schemes = ["token"]
+permission = "is_authenticated"
+cors_allow_preflight = true
+throttle = ["preflights"]
+
+[throttle.rates]
+preflights = "1/min"
+
+[[route]]
 path = "/auth"
 prefix = true
 handler = "forward_auth"
+
+[[route]]
+path = "/decide-cors"
+prefix = true
+handler = "allow"
+schemes = ["token"]
+permission = "is_authenticated"
+cors_allow_preflight = true
 
 [[route]]
 path = "/decide"
@@ -466,6 +493,69 @@ async fn forward_auth_decides_by_the_original_request_for_each_proxy_family() {
         ask(&g.host, "/auth", &[("x-forwarded-uri", "/public/"), ("x-authenticated-user", "root")]).await;
     assert_eq!((resp.status, resp.header("x-authenticated-user")), (200, None));
     assert_eq!(g.echo.hits(), 0, "forward-auth never proxies");
+}
+
+/// A CORS preflight's headers: what a browser sends before a cross-origin request that
+/// carries credentials (and never with credentials of its own).
+const PREFLIGHT: [(&str, &str); 3] = [
+    ("origin", "https://spa.example"),
+    ("access-control-request-method", "POST"),
+    ("access-control-request-headers", "authorization"),
+];
+
+#[tokio::test]
+async fn a_cors_preflight_passes_anonymously_where_the_route_allows_it_and_nowhere_else() {
+    let g = gateway().await;
+    let options = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = g.host.request("OPTIONS", path);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req
+    };
+    // The upstream answers it, and sees no identity (a forged one is removed as always).
+    let resp = options("/spa/items", &PREFLIGHT).header("x-authenticated-user", "root").send().await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["method"], "OPTIONS");
+    let headers = seen(&resp);
+    assert_eq!(headers["origin"], json!(["https://spa.example"]));
+    assert_eq!(headers["access-control-request-method"], json!(["POST"]));
+    assert!(headers.get("x-authenticated-user").is_none(), "{headers}");
+    assert_eq!(g.echo.hits(), 1);
+    let line = g.host.wait_for_log(|l| l.contains("/spa/items") && l.contains("outcome"));
+    assert!(line.contains("preflight"), "{line}");
+    // Not a preflight: an OPTIONS without Access-Control-Request-Method, and a GET with
+    // the preflight's headers, need credentials as before.
+    let resp = options("/spa/items", &PREFLIGHT[..1]).send().await;
+    assert_eq!(
+        (resp.status, resp.json()),
+        (401, json!({"detail": "Authentication credentials were not provided."}))
+    );
+    let mut get = g.host.get("/spa/items");
+    for (name, value) in PREFLIGHT {
+        get = get.header(name, value);
+    }
+    assert_eq!(get.send().await.status, 401);
+    // A route that does not say so answers a preflight as DRF does.
+    let resp = options("/app/items", &PREFLIGHT).send().await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(g.echo.hits(), 1, "only the allowed preflight reached the upstream");
+    // Forward-auth, asked about a preflight: 200 with no identity where the route the
+    // original request matches allows preflights, DRF's refusal where it does not.
+    let about = |uri: &'static str| {
+        let mut headers = vec![("x-original-method", "OPTIONS"), ("x-original-uri", uri)];
+        headers.extend(PREFLIGHT);
+        headers
+    };
+    let resp = ask(&g.host, "/auth", &about("/decide-cors/x")).await;
+    assert_eq!((resp.status, resp.header("x-authenticated-user")), (200, None), "{}", resp.body);
+    let resp = ask(&g.host, "/auth", &about("/decide/x")).await;
+    assert_eq!(resp.status, 401, "{}", resp.body);
+    // The route's throttles still count preflights (as anonymous requests, by address).
+    assert_eq!(options("/spa-limited", &PREFLIGHT).send().await.status, 200);
+    let resp = options("/spa-limited", &PREFLIGHT).send().await;
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    assert!(resp.header("retry-after").is_some());
 }
 
 #[tokio::test]

@@ -140,6 +140,21 @@ async fn the_five_cases(front: SocketAddr, g: &Gateway, proxy: &str) {
     assert_eq!(g.echo.hits(), hits, "{proxy}: a refused request reached the upstream");
 }
 
+/// A CORS preflight through `front`: where the route lets preflights pass (`/spa`), the
+/// upstream answers it; elsewhere it needs credentials like any request.
+async fn a_cors_preflight(front: SocketAddr, proxy: &str) {
+    let preflight = |path: &str| {
+        Req::to(front, "OPTIONS", path)
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+    };
+    let resp = preflight("/spa/x").send().await;
+    assert_eq!(resp.status, 200, "{proxy}: {}", resp.body);
+    assert_eq!(resp.json()["method"], "OPTIONS", "{proxy}: not the upstream's answer");
+    let resp = preflight("/app/x").send().await;
+    assert_eq!(resp.status, 401, "{proxy}: {}", resp.body);
+}
+
 #[tokio::test]
 async fn nginx_auth_request_in_front_of_an_upstream() {
     let g = gateway().await;
@@ -147,6 +162,7 @@ async fn nginx_auth_request_in_front_of_an_upstream() {
         return peers::skip("nginx_auth_request_in_front_of_an_upstream", "nginx");
     };
     the_five_cases(nginx.addr, &g, "nginx").await;
+    a_cors_preflight(nginx.addr, "nginx").await;
 }
 
 #[tokio::test]
@@ -156,6 +172,7 @@ async fn caddy_forward_auth_in_front_of_an_upstream() {
         return peers::skip("caddy_forward_auth_in_front_of_an_upstream", "caddy");
     };
     the_five_cases(caddy.addr, &g, "caddy").await;
+    a_cors_preflight(caddy.addr, "caddy").await;
     // Caddy passes authhost's refusal on whole: DRF's body too.
     let resp = Req::to(caddy.addr, "GET", "/app/x").send().await;
     assert_eq!(resp.json(), json!({"detail": "Authentication credentials were not provided."}));

@@ -105,6 +105,8 @@ struct Route {
     /// For `login_page` and `logout_page`: the template, and where a logout goes by default.
     page: Option<Arc<Page>>,
     after_logout: String,
+    /// CORS preflights pass as anonymous requests (proxy and `allow` routes).
+    cors_allow_preflight: bool,
 }
 
 /// What one request came to, for its metrics and its access-log line.
@@ -350,6 +352,7 @@ impl App {
                     .clone()
                     .or_else(|| sign_in.clone())
                     .unwrap_or_else(|| "/".to_owned()),
+                cors_allow_preflight: r.cors_allow_preflight,
             });
         }
         let tls = match &config.tls {
@@ -645,12 +648,19 @@ impl App {
 
     /// DRF's `initial()`: the route's chain, then its permission, then its throttles.
     /// Every route kind calls this one function: handlers, the proxy and forward-auth.
+    /// A CORS preflight on a route that lets them pass skips the chain and the permission:
+    /// it is anonymous (browsers never send credentials on one) and only throttled.
     async fn authorize<'r>(
         &self,
         route: &'r Route,
         req: &RequestView<'_>,
         record: &mut Record<'r>,
     ) -> Result<Principal<'r>, Response<Body>> {
+        if route.cors_allow_preflight && is_cors_preflight(req) {
+            record.outcome = "preflight";
+            self.throttle(route, None, req, record).await?;
+            return Ok(Principal { user: None, auth: None, scheme: None, token_id: None });
+        }
         let mut timer = SchemeTimer { metrics: &route.scheme_metrics, started: None };
         let verdict = route.chain.authenticate_watched(req, &self.services, &mut timer).await;
         record.outcome = match &verdict {
@@ -697,19 +707,31 @@ impl App {
                 Refusal::Forbidden { detail: PERMISSION_DENIED.to_owned() }.into_response()
             });
         }
-        if !route.throttles.is_empty() {
-            let user = principal.user.as_ref().map(|u| u.id);
-            match Box::pin(self.counter.check(&route.throttles, user, req.peer().ip())).await {
-                Ok(Ok(())) => {}
-                Ok(Err(wait)) => {
-                    record.outcome = "throttled";
-                    route.metrics.throttled();
-                    return Err(Refusal::Throttled { wait }.into_response());
-                }
-                Err(err) => return Err(host_error(&err)),
-            }
-        }
+        self.throttle(route, principal.user.as_ref().map(|u| u.id), req, record).await?;
         Ok(principal)
+    }
+
+    /// The route's throttles (DRF's `check_throttles`) for a request already allowed, as
+    /// `user` (None: anonymous).
+    async fn throttle(
+        &self,
+        route: &Route,
+        user: Option<i64>,
+        req: &RequestView<'_>,
+        record: &mut Record<'_>,
+    ) -> Result<(), Response<Body>> {
+        if route.throttles.is_empty() {
+            return Ok(());
+        }
+        match Box::pin(self.counter.check(&route.throttles, user, req.peer().ip())).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wait)) => {
+                record.outcome = "throttled";
+                route.metrics.throttled();
+                Err(Refusal::Throttled { wait }.into_response())
+            }
+            Err(err) => Err(host_error(&err)),
+        }
     }
 
     async fn run_handler(
@@ -888,6 +910,15 @@ impl App {
 
 /// A host failure in a handler: 503 when a queue is full or the store cannot answer in
 /// time, 429 for a throttled login, else 500 with the cause logged.
+/// A CORS preflight (Fetch: an OPTIONS request with `Origin` and
+/// `Access-Control-Request-Method`), as the original request forward-auth asks about or as
+/// the request itself.
+fn is_cors_preflight(req: &RequestView<'_>) -> bool {
+    req.method() == "OPTIONS"
+        && req.header_bytes("origin").is_some()
+        && req.header_bytes("access-control-request-method").is_some()
+}
+
 fn host_error(err: &Error) -> Response<Body> {
     if err.is_busy() {
         return Refusal::Busy.into_response();

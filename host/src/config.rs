@@ -167,6 +167,8 @@ struct RawRoute {
     login_url: Option<String>,
     /// For `login_page` and `logout_page`: an HTML template of the operator's.
     template: Option<String>,
+    /// Proxy and `allow` routes: CORS preflights pass without credentials.
+    cors_allow_preflight: Option<bool>,
 }
 
 /// What an `obtain_token` answer can carry besides the token.
@@ -386,6 +388,11 @@ pub struct RouteConfig {
     /// For `login_page` and `logout_page`: the page's template (the operator's `template`
     /// file, placed against the config file's folder, or the shipped one), compiled.
     pub page: Option<Arc<Page>>,
+    /// A CORS preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`) passes
+    /// as an anonymous request, with no chain and no permission: a browser never sends
+    /// credentials on one. Proxy routes (the upstream answers it) and `allow` routes (for
+    /// forward-auth) only.
+    pub cors_allow_preflight: bool,
 }
 
 /// A validated config.
@@ -747,10 +754,22 @@ impl Resolver<'_> {
                     ))
                 }
             };
+            let cors_allow_preflight = match (route.cors_allow_preflight, handler) {
+                (None, _) => false,
+                (Some(allow), Handler::Proxy | Handler::Allow) => allow,
+                (Some(_), _) => {
+                    return Err(self.err(
+                        &format!("{key}.cors_allow_preflight"),
+                        "only a proxy route (upstream) or a decision-only route (handler = \"allow\") takes this: \
+                         the upstream answers the preflight, and authhost's own handlers do not speak CORS; remove it",
+                    ))
+                }
+            };
             routes.push(RouteConfig {
                 throttles,
                 login_url,
                 page,
+                cors_allow_preflight,
                 path: route.path,
                 prefix: route.prefix,
                 handler,
@@ -1355,6 +1374,26 @@ mod tests {
             err.to_string(),
             "conf/test.toml: route[0] (\"/x\").schemes[0]: unknown scheme \"tokn\" (did you mean \"token\"?); define it in a [[scheme]] table"
         );
+    }
+
+    #[test]
+    fn cors_allow_preflight_is_taken_by_proxy_and_allow_routes_only() {
+        let route = |kind: &str| {
+            parse(&format!(
+                "{SCHEMES}\n[[route]]\npath = \"/x\"\n{kind}\nschemes = [\"token\"]\ncors_allow_preflight = true\n"
+            ))
+        };
+        let allowed = |config: Config| config.routes[0].cors_allow_preflight;
+        assert!(allowed(route("upstream = \"http://127.0.0.1:8080\"").unwrap()));
+        assert!(allowed(route("handler = \"allow\"").unwrap()));
+        assert_eq!(
+            route("handler = \"whoami\"").unwrap_err().to_string(),
+            "conf/test.toml: route[0] (\"/x\").cors_allow_preflight: only a proxy route (upstream) or a \
+             decision-only route (handler = \"allow\") takes this: the upstream answers the preflight, and \
+             authhost's own handlers do not speak CORS; remove it"
+        );
+        let unset = parse(&format!("{SCHEMES}\n[[route]]\npath = \"/x\"\nhandler = \"allow\"\n")).unwrap();
+        assert!(!allowed(unset));
     }
 
     #[test]
