@@ -32,6 +32,8 @@ mod loading;
 mod routes;
 // Gateway mode: the streaming reverse proxy and the forward-auth back-end.
 mod gateway;
+// Proxy routes to https:// upstreams.
+mod https_upstream;
 // Browser sign-in over HTTP: login and logout pages, next, redirects for navigations.
 mod sign_in;
 // The sign-in pages in a real headless Chromium, behind nginx and authhost's proxy.

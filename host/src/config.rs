@@ -149,6 +149,8 @@ struct RawRoute {
     upstream: Option<String>,
     strip_prefix: Option<bool>,
     strip_credentials: Option<bool>,
+    /// An https upstream's CA certificates (PEM), instead of the system's.
+    upstream_ca_file: Option<String>,
     connect_timeout: Option<toml::Value>,
     timeout: Option<toml::Value>,
     /// One access-log line per request (default: on, but for health and metrics).
@@ -339,10 +341,14 @@ impl GatewayConfig {
 }
 
 /// A proxy route's upstream and how requests reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// `http`, with `HOST:PORT`.
+    /// `HOST:PORT`.
     pub authority: Authority,
+    /// An `https://` upstream: its TLS settings, the upstream's certificate checked
+    /// against `upstream_ca_file`'s CA certificates or else the system's roots (read when
+    /// the config is, so a reload picks up new ones).
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// A path the forwarded path is put under (`""` for none; never ends with `/`).
     pub base: String,
     /// Forward the path after the route's own `path`, instead of the whole path.
@@ -1059,6 +1065,7 @@ impl Resolver<'_> {
             let stray = [
                 ("strip_prefix", route.strip_prefix.is_some()),
                 ("strip_credentials", route.strip_credentials.is_some()),
+                ("upstream_ca_file", route.upstream_ca_file.is_some()),
                 ("connect_timeout", route.connect_timeout.is_some()),
                 ("timeout", route.timeout.is_some()),
             ];
@@ -1071,18 +1078,32 @@ impl Resolver<'_> {
             };
         };
         let bad = |why: &str| {
-            self.err(&format!("{key}.upstream"), format!("{url:?} {why}; use \"http://HOST:PORT\""))
+            self.err(
+                &format!("{key}.upstream"),
+                format!("{url:?} {why}; use \"http://HOST:PORT\" or \"https://HOST:PORT\""),
+            )
         };
         let uri: hyper::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "is https, which authhost cannot yet speak to an upstream (put it on a private network)",
+        let key_prefix = key;
+        let tls = match (uri.scheme_str(), &route.upstream_ca_file) {
+            (Some("http"), None) => None,
+            (Some("http"), Some(_)) => {
+                return Err(self.err(
+                    &format!("{key}.upstream_ca_file"),
+                    "only an https:// upstream takes this; make the upstream https:// or remove it",
                 ))
             }
-            _ => return Err(bad("has no http:// scheme")),
-        }
+            (Some("https"), ca_file) => {
+                let ca_file = ca_file.as_ref().map(|f| self.config_dir().join(f));
+                let key = if ca_file.is_some() { "upstream_ca_file" } else { "upstream" };
+                Some(crate::tls::upstream_client_config(
+                    ca_file.as_deref(),
+                    self.file,
+                    &format!("{key_prefix}.{key}"),
+                )?)
+            }
+            _ => return Err(bad("has no http:// or https:// scheme")),
+        };
         let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
         if authority.port_u16().is_none() || authority.as_str().contains('@') {
             return Err(bad("must name a port and no user"));
@@ -1097,6 +1118,7 @@ impl Resolver<'_> {
         let key_of = |name: &str| format!("{key}.{name}");
         Ok(Some(UpstreamConfig {
             authority,
+            tls,
             base,
             strip_prefix: route.strip_prefix.unwrap_or(false),
             strip_credentials: route.strip_credentials.unwrap_or(false),
@@ -1394,6 +1416,33 @@ mod tests {
         );
         let unset = parse(&format!("{SCHEMES}\n[[route]]\npath = \"/x\"\nhandler = \"allow\"\n")).unwrap();
         assert!(!allowed(unset));
+    }
+
+    #[test]
+    fn upstream_ca_file_is_read_at_load_and_only_for_an_https_upstream() {
+        let route = |upstream: &str, ca: &str| {
+            parse(&format!("[[route]]\npath = \"/x\"\nupstream = \"{upstream}\"\n{ca}\nschemes = []\n"))
+        };
+        let err = route("http://127.0.0.1:8080", "upstream_ca_file = \"ca.pem\"").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "conf/test.toml: route[0] (\"/x\").upstream_ca_file: only an https:// upstream takes this; \
+             make the upstream https:// or remove it"
+        );
+        let err = route("https://127.0.0.1:8443", "upstream_ca_file = \"nope.pem\"").unwrap_err().to_string();
+        assert!(
+            err.starts_with("conf/test.toml: route[0] (\"/x\").upstream_ca_file: conf/nope.pem: cannot read PEM certificates"),
+            "{err}"
+        );
+        let err = route("https://127.0.0.1", "").unwrap_err().to_string();
+        assert!(err.contains("must name a port"), "{err}");
+        let err = parse("[[route]]\npath = \"/x\"\nhandler = \"whoami\"\nupstream_ca_file = \"ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route[0] (\"/x\").upstream_ca_file: only a route with an upstream takes this"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the ring provider: the certificate chain and key are read when the app is built, so a
 //! reload (SIGHUP, `authhost reload`) serves a certificate replaced on disk to every new
 //! connection, and a bad one refuses start-up or the reload, naming the file. ALPN offers
-//! HTTP/2 first, then HTTP/1.1.
+//! HTTP/2 first, then HTTP/1.1. And TLS towards `https://` upstreams (proxy routes).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tracing::warn;
 
 use crate::error::Error;
@@ -49,6 +49,54 @@ pub fn server_config(cert_file: &Path, key_file: &Path, config: &Path) -> Result
         })?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(server))
+}
+
+/// The TLS settings for an `https://` upstream: rustls with the ring provider, HTTP/1.1 by
+/// ALPN, the upstream's certificate checked against `ca_file`'s certificates (PEM) when the
+/// route names one (`key`, for messages), else against the system's roots.
+pub fn upstream_client_config(
+    ca_file: Option<&Path>,
+    config: &Path,
+    key: &str,
+) -> Result<Arc<ClientConfig>, Error> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(file) => {
+            let bad = |why: String| {
+                Error::config(format!("{}: {key}: {}: {why}", config.display(), file.display()))
+            };
+            let certs = CertificateDer::pem_file_iter(file)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| bad(format!("cannot read PEM certificates ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad(
+                    "no certificate in it: give the PEM certificates of the CAs to trust".to_owned()
+                ));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| bad(format!("not a CA certificate rustls can use: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found.errors.first().map(ToString::to_string).unwrap_or_default();
+                return Err(Error::config(format!(
+                    "{}: {key}: this system has no trusted CA certificates to check the upstream with ({why}); \
+                     install ca-certificates or set upstream_ca_file",
+                    config.display()
+                )));
+            }
+        }
+    }
+    let mut client = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config(format!("{}: TLS: {e}", config.display())))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(client))
 }
 
 /// A private key others can read is a leak waiting to happen: say so (it still loads, as

@@ -14,12 +14,11 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::forwarded;
 use super::identity::{self, Identity};
-use super::pool::{Failed, Pool};
+use super::pool::{Failed, Pool, UpstreamIo};
 use crate::config::{GatewayConfig, UpstreamConfig};
 use crate::metrics::RouteMetrics;
 use crate::respond::{Body, Refusal};
@@ -75,7 +74,7 @@ pub struct Forward<'a> {
 
 impl Upstream {
     pub fn new(route: &str, config: UpstreamConfig, metrics: RouteMetrics) -> Self {
-        let pool = Pool::new(config.authority.clone(), config.connect_timeout);
+        let pool = Pool::new(config.authority.clone(), config.connect_timeout, config.tls.clone());
         Upstream { route: route.to_owned(), config, pool, metrics }
     }
 
@@ -191,12 +190,12 @@ impl Upstream {
             match tokio::try_join!(client, upstream) {
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
-                    let ended = match upstream.downcast::<TokioIo<TcpStream>>() {
-                        // The plain socket: small frames go out at once (TCP_NODELAY), after
-                        // whatever the upstream sent behind its 101.
+                    let ended = match upstream.downcast::<TokioIo<UpstreamIo>>() {
+                        // The upstream's own connection: small frames go out at once
+                        // (TCP_NODELAY), after whatever the upstream sent behind its 101.
                         Ok(parts) => {
                             let mut upstream = parts.io.into_inner();
-                            let _ = upstream.set_nodelay(true);
+                            let _ = upstream.tcp().set_nodelay(true);
                             match client.write_all(&parts.read_buf).await {
                                 Ok(()) => tokio::io::copy_bidirectional(&mut client, &mut upstream).await,
                                 Err(err) => Err(err),

@@ -1,0 +1,143 @@
+//! Proxy routes to an `https://` upstream: tools/hello serving TLS with a certificate a
+//! test CA signed. The upstream's certificate is checked against the route's
+//! `upstream_ca_file` (for its address or its name); one that no trusted CA signed is a 502
+//! whose log line says why, and the request never reaches the upstream.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+
+use crate::gateway::ALICE_KEY;
+use crate::support::{build_dir, Site};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA (`NAME.pem`) and a certificate it signed for localhost and 127.0.0.1
+/// (`NAME-leaf.pem`, key `NAME-leaf.key`), made by openssl in `dir`.
+fn ca_and_leaf(dir: &Path, name: &str) {
+    let (ca, ca_key) = (format!("{name}.pem"), format!("{name}.key"));
+    let (leaf, leaf_key, csr) =
+        (format!("{name}-leaf.pem"), format!("{name}-leaf.key"), format!("{name}.csr"));
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let subject = format!("/CN={name} test CA");
+    openssl(
+        dir,
+        &[&["req", "-x509", "-days", "2", "-subj", &subject][..], &ec, &["-keyout", &ca_key, "-out", &ca]]
+            .concat(),
+    );
+    openssl(
+        dir,
+        &[&["req", "-subj", "/CN=localhost"][..], &ec, &["-keyout", &leaf_key, "-out", &csr]].concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("extensions file");
+    openssl(
+        dir,
+        &["x509", "-req", "-days", "2", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial"]
+            .into_iter()
+            .chain(["-extfile", "leaf.ext", "-out", &leaf])
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// tools/hello serving TLS on 127.0.0.1; stopped when dropped.
+struct TlsHello {
+    child: Child,
+    addr: String,
+}
+
+impl TlsHello {
+    fn start(cert: &Path, key: &Path) -> TlsHello {
+        let mut child = Command::new(build_dir().join("authhost-hello"))
+            .arg("127.0.0.1:0")
+            .arg("--tls")
+            .args([cert, key])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("authhost-hello");
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().expect("stderr")).read_line(&mut line).expect("its first line");
+        let addr = match line.trim().strip_prefix("listening on https://") {
+            Some(addr) => addr.to_owned(),
+            None => panic!("authhost-hello did not start: {line}"),
+        };
+        TlsHello { child, addr }
+    }
+}
+
+impl Drop for TlsHello {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_over_tls_and_its_certificate_is_checked() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    ca_and_leaf(certs.path(), "trusted");
+    ca_and_leaf(certs.path(), "other");
+    let hello =
+        TlsHello::start(&certs.path().join("trusted-leaf.pem"), &certs.path().join("trusted-leaf.key"));
+    let port = hello.addr.rsplit(':').next().expect("a port");
+    let (trusted, other) = (certs.path().join("trusted.pem"), certs.path().join("other.pem"));
+    let site = Site::new(&format!(
+        r#"
+[[scheme]]
+name = "token"
+plugin = "token"
+
+[[route]]
+path = "/app"
+prefix = true
+upstream = "https://{addr}"
+upstream_ca_file = {trusted:?}
+schemes = ["token"]
+permission = "is_authenticated"
+
+[[route]]
+path = "/by-name"
+upstream = "https://localhost:{port}"
+upstream_ca_file = {trusted:?}
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/untrusted"
+upstream = "https://{addr}"
+upstream_ca_file = {other:?}
+schemes = []
+permission = "allow_any"
+"#,
+        addr = hello.addr,
+    ));
+    site.add_user("alice", "alice-pw", &[]);
+    let out = site.authhost(&["token", "create", "alice", "--key", ALICE_KEY], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let host = site.serve();
+    let hello_world = json!({"hello": "world"});
+    let resp = host.get("/app/x").header("authorization", format!("Token {ALICE_KEY}")).send().await;
+    assert_eq!((resp.status, resp.json()), (200, hello_world.clone()), "{}", resp.body);
+    // Twice more: the second and third go over the pooled TLS connection.
+    for _ in 0..2 {
+        let resp = host.get("/app/y").header("authorization", format!("Token {ALICE_KEY}")).send().await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    assert_eq!(host.get("/app/x").send().await.status, 401);
+    // By name: the certificate names localhost too.
+    let resp = host.get("/by-name").send().await;
+    assert_eq!((resp.status, resp.json()), (200, hello_world), "{}", resp.body);
+    // Signed by a CA the route does not trust: 502, and the log line says why.
+    let resp = host.get("/untrusted").send().await;
+    assert_eq!((resp.status, resp.json()), (502, json!({"detail": "Bad gateway."})));
+    let line = host.wait_for_log(|l| l.contains("upstream failed") && l.contains("/untrusted"));
+    assert!(line.contains("invalid peer certificate") && line.contains("UnknownIssuer"), "{line}");
+}
