@@ -122,6 +122,10 @@ permission = "allow_any"
     site.add_user("alice", "alice-pw", &[]);
     let out = site.authhost(&["token", "create", "alice", "--key", ALICE_KEY], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `authhost check` shows the upstream as configured, https included.
+    let out = site.authhost(&["check"], "");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(&format!("-> https://{}", hello.addr)), "{shown}");
     let host = site.serve();
     let hello_world = json!({"hello": "world"});
     let resp = host.get("/app/x").header("authorization", format!("Token {ALICE_KEY}")).send().await;

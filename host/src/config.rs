@@ -360,6 +360,14 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
 }
 
+impl UpstreamConfig {
+    /// The upstream as configured: `http://HOST:PORT/base` or `https://...`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.base)
+    }
+}
+
 /// One `[[scheme]]`: a plugin library and its options.
 #[derive(Debug, Clone)]
 pub struct SchemeConfig {

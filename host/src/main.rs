@@ -624,7 +624,7 @@ fn check(config: &Config) -> Result<()> {
         let path = if route.prefix { format!("{}*", route.path) } else { route.path.clone() };
         println!("  {path:<24} {:<13} {:<30} {chain}", route.handler.name(), route.permission);
         if let Some(upstream) = &route.upstream {
-            println!("  {:<24} -> http://{}{}", "", upstream.authority, upstream.base);
+            println!("  {:<24} -> {}", "", upstream.url());
         }
     }
     Ok(())

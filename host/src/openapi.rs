@@ -309,11 +309,8 @@ fn operations(config: &Config, route: &RouteConfig) -> Map<String, Value> {
             })));
         }
         Handler::Proxy => {
-            let upstream = route
-                .upstream
-                .as_ref()
-                .map(|u| format!("http://{}{}", u.authority, u.base))
-                .unwrap_or_default();
+            let upstream =
+                route.upstream.as_ref().map(crate::config::UpstreamConfig::url).unwrap_or_default();
             for method in ["get", "post", "put", "patch", "delete"] {
                 let mut operation = op(
                     method,
