@@ -908,8 +908,6 @@ impl App {
     }
 }
 
-/// A host failure in a handler: 503 when a queue is full or the store cannot answer in
-/// time, 429 for a throttled login, else 500 with the cause logged.
 /// A CORS preflight (Fetch: an OPTIONS request with `Origin` and
 /// `Access-Control-Request-Method`), as the original request forward-auth asks about or as
 /// the request itself.
@@ -919,6 +917,8 @@ fn is_cors_preflight(req: &RequestView<'_>) -> bool {
         && req.header_bytes("access-control-request-method").is_some()
 }
 
+/// A host failure in a handler: 503 when a queue is full or the store cannot answer in
+/// time, 429 for a throttled login, else 500 with the cause logged.
 fn host_error(err: &Error) -> Response<Body> {
     if err.is_busy() {
         return Refusal::Busy.into_response();

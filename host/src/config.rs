@@ -1092,24 +1092,15 @@ impl Resolver<'_> {
             )
         };
         let uri: hyper::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
-        let key_prefix = key;
-        let tls = match (uri.scheme_str(), &route.upstream_ca_file) {
-            (Some("http"), None) => None,
+        let https = match (uri.scheme_str(), &route.upstream_ca_file) {
+            (Some("http"), None) => false,
             (Some("http"), Some(_)) => {
                 return Err(self.err(
                     &format!("{key}.upstream_ca_file"),
                     "only an https:// upstream takes this; make the upstream https:// or remove it",
                 ))
             }
-            (Some("https"), ca_file) => {
-                let ca_file = ca_file.as_ref().map(|f| self.config_dir().join(f));
-                let key = if ca_file.is_some() { "upstream_ca_file" } else { "upstream" };
-                Some(crate::tls::upstream_client_config(
-                    ca_file.as_deref(),
-                    self.file,
-                    &format!("{key_prefix}.{key}"),
-                )?)
-            }
+            (Some("https"), _) => true,
             _ => return Err(bad("has no http:// or https:// scheme")),
         };
         let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
@@ -1124,6 +1115,14 @@ impl Resolver<'_> {
             return Err(bad("has a path that is not in normal form"));
         }
         let key_of = |name: &str| format!("{key}.{name}");
+        // The CA certificates last: the system's are read only for an upstream otherwise valid.
+        let tls = if https {
+            let ca_file = route.upstream_ca_file.as_ref().map(|f| self.config_dir().join(f));
+            let which = if ca_file.is_some() { "upstream_ca_file" } else { "upstream" };
+            Some(crate::tls::upstream_client_config(ca_file.as_deref(), self.file, &key_of(which))?)
+        } else {
+            None
+        };
         Ok(Some(UpstreamConfig {
             authority,
             tls,
@@ -1336,12 +1335,16 @@ pub fn library_file_name(plugin: &str) -> String {
 
 /// `unknown scheme "tokn" (did you mean "token"?)`, or the list of known names.
 fn unknown(what: &str, name: &str, known: &[&str]) -> String {
-    let close = known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, _)| *d <= 2).min();
-    match close {
-        Some((_, k)) => format!("unknown {what} {name:?} (did you mean {k:?}?)"),
+    match closest(name, known.iter().copied()) {
+        Some(k) => format!("unknown {what} {name:?} (did you mean {k:?}?)"),
         None if known.is_empty() => format!("unknown {what} {name:?}"),
         None => format!("unknown {what} {name:?}; known: {}", known.join(", ")),
     }
+}
+
+/// The known name closest to a misspelt one, within two edits.
+pub(crate) fn closest<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    known.into_iter().map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
 }
 
 #[cfg(test)]

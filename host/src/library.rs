@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use authhost_plugin_api::files::kind;
-use authhost_plugin_api::options::edit_distance;
 use sha2::{Digest, Sha256};
+
+use crate::config::closest;
 
 /// A plugin larger than this is refused (a real one is a few MiB).
 const MAX_LIBRARY_BYTES: u64 = 512 * 1024 * 1024;
@@ -114,7 +115,6 @@ pub fn prune(dir: &Path, unused_for: Duration) -> usize {
     removed
 }
 
-/// Writes `bytes` to a new file beside `to` and renames it into place, read-only.
 /// Why no plugin library is at `path`, and what to do: the plugins its directory does
 /// hold, and the one closest to the name asked for (a typo in `plugin = "tokn"`).
 fn missing(path: &Path) -> String {
@@ -135,12 +135,10 @@ fn missing(path: &Path) -> String {
     }
     held.sort();
     let asked = path.file_name().and_then(|f| plugin_name(&f.to_string_lossy()));
-    let close = asked
-        .as_deref()
-        .and_then(|asked| held.iter().map(|h| (edit_distance(asked, h), h)).filter(|(d, _)| *d <= 2).min());
+    let close = asked.as_deref().and_then(|asked| closest(asked, held.iter().map(String::as_str)));
     let list = held.join(", ");
     match close {
-        Some((_, name)) => {
+        Some(name) => {
             format!(
                 "no such file; {} holds the plugins {list} (did you mean plugin = {name:?}?)",
                 dir.display()
@@ -162,6 +160,7 @@ fn plugin_name(file: &str) -> Option<String> {
     (!stem.is_empty()).then(|| stem.replace('_', "-"))
 }
 
+/// Writes `bytes` to a new file beside `to` and renames it into place, read-only.
 fn write_new(to: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let partial = to.with_extension(format!("partial-{}", std::process::id()));
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o500).open(&partial)?;

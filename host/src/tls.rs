@@ -21,8 +21,7 @@ pub fn server_config(cert_file: &Path, key_file: &Path, config: &Path) -> Result
     let bad = |file: &Path, key: &str, why: String| {
         Error::config(format!("{}: server.{key}: {}: {why}", config.display(), file.display()))
     };
-    let chain = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let chain = pem_certificates(cert_file)
         .map_err(|e| bad(cert_file, "tls_cert_file", format!("cannot read a PEM certificate chain ({e})")))?;
     if chain.is_empty() {
         return Err(bad(
@@ -65,9 +64,8 @@ pub fn upstream_client_config(
             let bad = |why: String| {
                 Error::config(format!("{}: {key}: {}: {why}", config.display(), file.display()))
             };
-            let certs = CertificateDer::pem_file_iter(file)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| bad(format!("cannot read PEM certificates ({e})")))?;
+            let certs =
+                pem_certificates(file).map_err(|e| bad(format!("cannot read PEM certificates ({e})")))?;
             if certs.is_empty() {
                 return Err(bad(
                     "no certificate in it: give the PEM certificates of the CAs to trust".to_owned()
@@ -97,6 +95,13 @@ pub fn upstream_client_config(
         .with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(client))
+}
+
+/// Every certificate in a PEM file, in order.
+fn pem_certificates(
+    file: &Path,
+) -> Result<Vec<CertificateDer<'static>>, tokio_rustls::rustls::pki_types::pem::Error> {
+    CertificateDer::pem_file_iter(file)?.collect()
 }
 
 /// A private key others can read is a leak waiting to happen: say so (it still loads, as
