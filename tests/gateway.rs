@@ -101,6 +101,14 @@ schemes = ["token"]
 permission = "is_authenticated"
 
 [[route]]
+path = "/renamed"
+prefix = true
+upstream = "http://{echo}"
+pass_host_header = false
+schemes = []
+permission = "allow_any"
+
+[[route]]
 path = "/spa"
 prefix = true
 upstream = "http://{echo}"
@@ -264,6 +272,16 @@ async fn refusals_are_drf_answers_and_never_reach_the_upstream() {
     let resp = g.host.get("/staff/").header("authorization", format!("Token {ROOT_KEY}")).send().await;
     assert_eq!(seen(&resp)["x-authenticated-staff"], json!(["true"]));
     assert_eq!(g.echo.hits(), 1);
+}
+
+#[tokio::test]
+async fn pass_host_header_false_gives_the_upstream_its_own_host() {
+    let g = gateway().await;
+    let headers = seen(&g.host.get("/renamed/x").send().await);
+    assert_eq!(headers["host"], json!([g.echo.addr.to_string()]), "{headers}");
+    assert_eq!(headers["x-forwarded-host"], json!(["authhost.test"]), "{headers}");
+    // By default the client's Host goes on.
+    assert_eq!(seen(&g.host.get("/public/").send().await)["host"], json!(["authhost.test"]));
 }
 
 #[tokio::test]

@@ -151,6 +151,8 @@ struct RawRoute {
     strip_credentials: Option<bool>,
     /// An https upstream's CA certificates (PEM), instead of the system's.
     upstream_ca_file: Option<String>,
+    /// false: the upstream gets its own `HOST[:PORT]` as `Host`, not the client's.
+    pass_host_header: Option<bool>,
     connect_timeout: Option<toml::Value>,
     timeout: Option<toml::Value>,
     /// One access-log line per request (default: on, but for health and metrics).
@@ -355,6 +357,9 @@ pub struct UpstreamConfig {
     pub strip_prefix: bool,
     /// Remove the `Authorization` header and the session cookie before forwarding.
     pub strip_credentials: bool,
+    /// The client's `Host` goes on (default); false: the upstream's own name and port (the
+    /// client's stays in `X-Forwarded-Host`).
+    pub pass_host_header: bool,
     pub connect_timeout: Duration,
     /// How long the upstream may take to answer with its response head.
     pub timeout: Duration,
@@ -365,6 +370,15 @@ impl UpstreamConfig {
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}{}", self.authority, self.base)
+    }
+
+    /// The upstream's own `Host`: its name, and its port unless the scheme's default.
+    pub fn host(&self) -> &str {
+        let default = if self.tls.is_some() { 443 } else { 80 };
+        match self.authority.port_u16() {
+            Some(port) if port != default => self.authority.as_str(),
+            _ => self.authority.host(),
+        }
     }
 }
 
@@ -1074,6 +1088,7 @@ impl Resolver<'_> {
                 ("strip_prefix", route.strip_prefix.is_some()),
                 ("strip_credentials", route.strip_credentials.is_some()),
                 ("upstream_ca_file", route.upstream_ca_file.is_some()),
+                ("pass_host_header", route.pass_host_header.is_some()),
                 ("connect_timeout", route.connect_timeout.is_some()),
                 ("timeout", route.timeout.is_some()),
             ];
@@ -1129,6 +1144,7 @@ impl Resolver<'_> {
             base,
             strip_prefix: route.strip_prefix.unwrap_or(false),
             strip_credentials: route.strip_credentials.unwrap_or(false),
+            pass_host_header: route.pass_host_header.unwrap_or(true),
             connect_timeout: self.at_most(
                 &key_of("connect_timeout"),
                 self.millis(&key_of("connect_timeout"), route.connect_timeout.clone(), 5_000)?,
@@ -1447,6 +1463,13 @@ mod tests {
         );
         let err = route("https://127.0.0.1", "").unwrap_err().to_string();
         assert!(err.contains("must name a port"), "{err}");
+        let err = parse("[[route]]\npath = \"/x\"\nhandler = \"whoami\"\npass_host_header = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route[0] (\"/x\").pass_host_header: only a route with an upstream takes this"),
+            "{err}"
+        );
         let err = parse("[[route]]\npath = \"/x\"\nhandler = \"whoami\"\nupstream_ca_file = \"ca.pem\"\n")
             .unwrap_err()
             .to_string();
@@ -1454,6 +1477,21 @@ mod tests {
             err.contains("route[0] (\"/x\").upstream_ca_file: only a route with an upstream takes this"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_upstreams_own_host_leaves_out_its_schemes_default_port() {
+        let host = |upstream: &str| {
+            let config =
+                parse(&format!("[[route]]\npath = \"/x\"\nupstream = \"{upstream}\"\nschemes = []\n"))
+                    .unwrap();
+            config.routes[0].upstream.as_ref().map(|u| u.host().to_owned()).unwrap()
+        };
+        assert_eq!(host("http://app.internal:80"), "app.internal");
+        assert_eq!(host("http://app.internal:8080"), "app.internal:8080");
+        assert_eq!(host("https://api.example.com:443"), "api.example.com");
+        assert_eq!(host("https://api.example.com:8443"), "api.example.com:8443");
+        assert_eq!(host("http://[::1]:80"), "[::1]");
     }
 
     #[test]

@@ -103,10 +103,11 @@ impl Upstream {
             None => return (self.failed("the forwarded URI is not valid", StatusCode::BAD_GATEWAY), None),
         };
         parts.version = hyper::Version::HTTP_11;
-        // The client's Host goes on (as it did through hyper-util's client); a request
+        // The client's Host goes on (as it did through hyper-util's client), unless the
+        // route says pass_host_header = false (then it is in X-Forwarded-Host); a request
         // without one (HTTP/1.0) names the upstream.
-        if !parts.headers.contains_key(HOST) {
-            if let Ok(host) = HeaderValue::from_str(self.config.authority.as_str()) {
+        if !self.config.pass_host_header || !parts.headers.contains_key(HOST) {
+            if let Ok(host) = HeaderValue::from_str(self.config.host()) {
                 parts.headers.insert(HOST, host);
             }
         }
