@@ -1,16 +1,20 @@
 //! Proxy routes to an `https://` upstream: tools/hello serving TLS with a certificate a
 //! test CA signed. The upstream's certificate is checked against the route's
 //! `upstream_ca_file` (for its address or its name); one that no trusted CA signed is a 502
-//! whose log line says why, and the request never reaches the upstream.
+//! whose log line says why, and the request never reaches the upstream. A WebSocket goes
+//! through to a TLS upstream too, over the connection its upgrade opened.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::gateway::ALICE_KEY;
-use crate::support::{build_dir, Site};
+use crate::support::{build_dir, upstream, Site};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
@@ -144,4 +148,45 @@ permission = "allow_any"
     assert_eq!((resp.status, resp.json()), (502, json!({"detail": "Bad gateway."})));
     let line = host.wait_for_log(|l| l.contains("upstream failed") && l.contains("/untrusted"));
     assert!(line.contains("invalid peer certificate") && line.contains("UnknownIssuer"), "{line}");
+}
+
+#[tokio::test]
+async fn a_websocket_reaches_an_https_upstream_over_its_tls_connection() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    ca_and_leaf(certs.path(), "trusted");
+    let (cert, key) = (certs.path().join("trusted-leaf.pem"), certs.path().join("trusted-leaf.key"));
+    let tls = authhost::tls::server_config(&cert, &key, Path::new("test")).expect("the test certificate");
+    let (ws_upstream, seen) = upstream::websocket_echo_over(Some(tls)).await;
+    let site = Site::new(&format!(
+        r#"
+[[scheme]]
+name = "token"
+plugin = "token"
+
+[[route]]
+path = "/ws"
+upstream = "https://{ws_upstream}"
+upstream_ca_file = {trusted:?}
+schemes = ["token"]
+permission = "is_authenticated"
+"#,
+        trusted = certs.path().join("trusted.pem"),
+    ));
+    site.add_user("alice", "alice-pw", &[]);
+    let out = site.authhost(&["token", "create", "alice", "--key", ALICE_KEY], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let host = site.serve();
+    let mut request = format!("ws://{}/ws", host.addr).into_client_request().expect("request");
+    request.headers_mut().insert("authorization", format!("Token {ALICE_KEY}").parse().expect("header"));
+    let stream = tokio::net::TcpStream::connect(host.addr).await.expect("connect");
+    let (mut ws, resp) = tokio_tungstenite::client_async(request, stream).await.expect("handshake");
+    assert_eq!(resp.status(), 101);
+    for text in ["over TLS", "and again"] {
+        ws.send(Message::text(text)).await.expect("send");
+        let back = ws.next().await.expect("an answer").expect("a message");
+        assert_eq!(back.into_text().expect("text").as_str(), text);
+    }
+    ws.close(None).await.expect("close");
+    let seen = seen.lock().expect("seen").clone();
+    assert!(seen.iter().any(|(n, v)| n == "x-authenticated-user" && v == "alice"), "{seen:?}");
 }

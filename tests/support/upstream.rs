@@ -185,6 +185,13 @@ pub fn zeros(n: u64) -> UpstreamBody {
 /// Starts a WebSocket echo server: every text or binary message comes back as sent. The
 /// handshake's request headers are kept, so a test can see what reached it.
 pub async fn websocket_echo() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    websocket_echo_over(None).await
+}
+
+/// As `websocket_echo`, over TLS with these settings when given (an `https://` upstream).
+pub async fn websocket_echo_over(
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind websocket upstream");
     let addr = listener.local_addr().expect("address");
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -193,6 +200,7 @@ pub async fn websocket_echo() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, 
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let record = Arc::clone(&record);
+            let tls = tls.clone();
             tokio::spawn(async move {
                 // The signature is tungstenite's (its error is a whole response).
                 #[allow(clippy::result_large_err)]
@@ -203,16 +211,39 @@ pub async fn websocket_echo() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, 
                     }
                     Ok(resp)
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
-                while let Some(Ok(message)) = ws.next().await {
-                    if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
-                        break;
+                match tls {
+                    None => {
+                        let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                            return;
+                        };
+                        echo_messages(ws).await;
+                    }
+                    Some(tls) => {
+                        let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await else {
+                            return;
+                        };
+                        let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                            return;
+                        };
+                        echo_messages(ws).await;
                     }
                 }
             });
         }
     });
     (addr, seen)
+}
+
+/// Sends every text and binary message back until the client stops.
+async fn echo_messages<S>(mut ws: tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(Ok(message)) = ws.next().await {
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// An address nothing listens on (bound, then closed).
