@@ -190,3 +190,28 @@ permission = "is_authenticated"
     let seen = seen.lock().expect("seen").clone();
     assert!(seen.iter().any(|(n, v)| n == "x-authenticated-user" && v == "alice"), "{seen:?}");
 }
+
+#[test]
+fn an_https_upstream_on_a_system_without_trusted_cas_refuses_the_config_and_says_what_to_do() {
+    let site = Site::new(
+        "[[route]]\npath = \"/x\"\nupstream = \"https://api.example.com:443\"\nschemes = []\npermission = \"allow_any\"\n",
+    );
+    let (empty_file, empty_dir) = (site.path().join("no-cas.pem"), site.path().join("no-cas"));
+    std::fs::write(&empty_file, "").expect("an empty bundle");
+    std::fs::create_dir(&empty_dir).expect("an empty directory");
+    // The system's CAs, as rustls-native-certs finds them: here an empty bundle and folder.
+    let out = Command::new(build_dir().join("authhost"))
+        .args(["check", "--config"])
+        .arg(site.config_path())
+        .env("SSL_CERT_FILE", &empty_file)
+        .env("SSL_CERT_DIR", &empty_dir)
+        .output()
+        .expect("authhost check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("route[0] (\"/x\").upstream: this system has no trusted CA certificates to check the upstream with")
+            && err.contains("install ca-certificates or set upstream_ca_file"),
+        "{err}"
+    );
+}

@@ -79,9 +79,9 @@ pub fn upstream_client_config(
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                let why = found.errors.first().map(ToString::to_string).unwrap_or_default();
+                let why = found.errors.first().map(|e| format!(" ({e})")).unwrap_or_default();
                 return Err(Error::config(format!(
-                    "{}: {key}: this system has no trusted CA certificates to check the upstream with ({why}); \
+                    "{}: {key}: this system has no trusted CA certificates to check the upstream with{why}; \
                      install ca-certificates or set upstream_ca_file",
                     config.display()
                 )));
