@@ -7,9 +7,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -21,8 +24,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A CA (`NAME.pem`) and a certificate it signed for localhost and 127.0.0.1
-/// (`NAME-leaf.pem`, key `NAME-leaf.key`), made by openssl in `dir`.
+/// A CA (`NAME.pem`) and a certificate it signed for localhost and 127.0.0.1, as a server
+/// or as a client (`NAME-leaf.pem`, key `NAME-leaf.key`), made by openssl in `dir`.
 fn ca_and_leaf(dir: &Path, name: &str) {
     let (ca, ca_key) = (format!("{name}.pem"), format!("{name}.key"));
     let (leaf, leaf_key, csr) =
@@ -38,11 +41,10 @@ fn ca_and_leaf(dir: &Path, name: &str) {
         dir,
         &[&["req", "-subj", "/CN=localhost"][..], &ec, &["-keyout", &leaf_key, "-out", &csr]].concat(),
     );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("extensions file");
+    // Good for a server and for a client (mutual TLS).
+    let extensions = "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                      extendedKeyUsage=serverAuth,clientAuth\n";
+    std::fs::write(dir.join("leaf.ext"), extensions).expect("extensions file");
     openssl(
         dir,
         &["x509", "-req", "-days", "2", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial"]
@@ -214,4 +216,78 @@ fn an_https_upstream_on_a_system_without_trusted_cas_refuses_the_config_and_says
             && err.contains("install ca-certificates or set upstream_ca_file"),
         "{err}"
     );
+}
+
+/// TLS settings for an upstream that wants a client certificate `ca` signed.
+fn requiring_client_certificates(cert: &Path, key: &Path, ca: &Path) -> Arc<ServerConfig> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca).expect("the CA")).expect("a CA certificate");
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .expect("a client verifier");
+    let chain = vec![CertificateDer::from_pem_file(cert).expect("the certificate")];
+    let key = PrivateKeyDer::from_pem_file(key).expect("the key");
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .expect("a server certificate");
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn mutual_tls_shows_the_upstream_a_client_certificate_where_the_route_names_one() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    ca_and_leaf(certs.path(), "trusted");
+    let file = |name: &str| certs.path().join(name);
+    let tls = requiring_client_certificates(
+        &file("trusted-leaf.pem"),
+        &file("trusted-leaf.key"),
+        &file("trusted.pem"),
+    );
+    let (ws_upstream, _) = upstream::websocket_echo_over(Some(tls)).await;
+    let site = Site::new(&format!(
+        r#"
+[[route]]
+path = "/mtls"
+upstream = "https://{ws_upstream}"
+upstream_ca_file = {ca:?}
+upstream_client_cert_file = {cert:?}
+upstream_client_key_file = {key:?}
+schemes = []
+permission = "allow_any"
+
+[[route]]
+path = "/no-certificate"
+upstream = "https://{ws_upstream}"
+upstream_ca_file = {ca:?}
+schemes = []
+permission = "allow_any"
+"#,
+        ca = file("trusted.pem"),
+        cert = file("trusted-leaf.pem"),
+        key = file("trusted-leaf.key"),
+    ));
+    let host = site.serve();
+    let connect = |path: &'static str| {
+        let addr = host.addr;
+        async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            tokio_tungstenite::client_async(format!("ws://{addr}{path}"), stream).await
+        }
+    };
+    let (mut ws, resp) = connect("/mtls").await.expect("handshake");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("with a client certificate")).await.expect("send");
+    let back = ws.next().await.expect("an answer").expect("a message");
+    assert_eq!(back.into_text().expect("text").as_str(), "with a client certificate");
+    match connect("/no-certificate").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 502),
+        other => panic!("expected a 502, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    host.wait_for_log(|l| l.contains("upstream failed") && l.contains("/no-certificate"));
 }

@@ -153,6 +153,9 @@ struct RawRoute {
     upstream_ca_file: Option<String>,
     /// false: the upstream gets its own `HOST[:PORT]` as `Host`, not the client's.
     pass_host_header: Option<bool>,
+    /// Mutual TLS towards an https upstream: authhost's client certificate and key (PEM).
+    upstream_client_cert_file: Option<String>,
+    upstream_client_key_file: Option<String>,
     connect_timeout: Option<toml::Value>,
     timeout: Option<toml::Value>,
     /// One access-log line per request (default: on, but for health and metrics).
@@ -1089,6 +1092,8 @@ impl Resolver<'_> {
                 ("strip_credentials", route.strip_credentials.is_some()),
                 ("upstream_ca_file", route.upstream_ca_file.is_some()),
                 ("pass_host_header", route.pass_host_header.is_some()),
+                ("upstream_client_cert_file", route.upstream_client_cert_file.is_some()),
+                ("upstream_client_key_file", route.upstream_client_key_file.is_some()),
                 ("connect_timeout", route.connect_timeout.is_some()),
                 ("timeout", route.timeout.is_some()),
             ];
@@ -1107,16 +1112,40 @@ impl Resolver<'_> {
             )
         };
         let uri: hyper::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
-        let https = match (uri.scheme_str(), &route.upstream_ca_file) {
-            (Some("http"), None) => false,
-            (Some("http"), Some(_)) => {
-                return Err(self.err(
-                    &format!("{key}.upstream_ca_file"),
-                    "only an https:// upstream takes this; make the upstream https:// or remove it",
-                ))
-            }
-            (Some("https"), _) => true,
+        let tls_keys = [
+            ("upstream_ca_file", &route.upstream_ca_file),
+            ("upstream_client_cert_file", &route.upstream_client_cert_file),
+            ("upstream_client_key_file", &route.upstream_client_key_file),
+        ];
+        let https = match uri.scheme_str() {
+            Some("http") => match tls_keys.iter().find(|(_, set)| set.is_some()) {
+                Some((name, _)) => {
+                    return Err(self.err(
+                        &format!("{key}.{name}"),
+                        "only an https:// upstream takes this; make the upstream https:// or remove it",
+                    ))
+                }
+                None => false,
+            },
+            Some("https") => true,
             _ => return Err(bad("has no http:// or https:// scheme")),
+        };
+        let identity = match (&route.upstream_client_cert_file, &route.upstream_client_key_file) {
+            (Some(cert), Some(private)) => {
+                Some((self.config_dir().join(cert), self.config_dir().join(private)))
+            }
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                let missing = if route.upstream_client_key_file.is_none() {
+                    "upstream_client_key_file"
+                } else {
+                    "upstream_client_cert_file"
+                };
+                return Err(self.err(
+                    &format!("{key}.{missing}"),
+                    "missing: a client certificate goes with its key; give upstream_client_cert_file and upstream_client_key_file",
+                ));
+            }
         };
         let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
         if authority.port_u16().is_none() || authority.as_str().contains('@') {
@@ -1133,8 +1162,8 @@ impl Resolver<'_> {
         // The CA certificates last: the system's are read only for an upstream otherwise valid.
         let tls = if https {
             let ca_file = route.upstream_ca_file.as_ref().map(|f| self.config_dir().join(f));
-            let which = if ca_file.is_some() { "upstream_ca_file" } else { "upstream" };
-            Some(crate::tls::upstream_client_config(ca_file.as_deref(), self.file, &key_of(which))?)
+            let identity = identity.as_ref().map(|(cert, private)| (cert.as_path(), private.as_path()));
+            Some(crate::tls::upstream_client_config(ca_file.as_deref(), identity, self.file, key)?)
         } else {
             None
         };
@@ -1463,6 +1492,25 @@ mod tests {
         );
         let err = route("https://127.0.0.1", "").unwrap_err().to_string();
         assert!(err.contains("must name a port"), "{err}");
+        let err = route("https://127.0.0.1:8443", "upstream_client_cert_file = \"me.pem\"").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "conf/test.toml: route[0] (\"/x\").upstream_client_key_file: missing: a client certificate goes \
+             with its key; give upstream_client_cert_file and upstream_client_key_file"
+        );
+        let err = route("http://127.0.0.1:8080", "upstream_client_key_file = \"me.key\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("route[0] (\"/x\").upstream_client_key_file: only an https:// upstream takes this"),
+            "{err}"
+        );
+        let err = route(
+            "https://127.0.0.1:8443",
+            "upstream_ca_file = \"/dev/null\"\nupstream_client_cert_file = \"me.pem\"\nupstream_client_key_file = \"me.key\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("route[0] (\"/x\").upstream_ca_file: /dev/null: no certificate in it"), "{err}");
         let err = parse("[[route]]\npath = \"/x\"\nhandler = \"whoami\"\npass_host_header = false\n")
             .unwrap_err()
             .to_string();

@@ -52,17 +52,24 @@ pub fn server_config(cert_file: &Path, key_file: &Path, config: &Path) -> Result
 
 /// The TLS settings for an `https://` upstream: rustls with the ring provider, HTTP/1.1 by
 /// ALPN, the upstream's certificate checked against `ca_file`'s certificates (PEM) when the
-/// route names one (`key`, for messages), else against the system's roots.
+/// route names one, else against the system's roots; with `identity` (a PEM certificate
+/// chain and its key), authhost shows the upstream a client certificate (mutual TLS).
+/// `route` names the route in messages (`route[0] ("/app")`).
 pub fn upstream_client_config(
     ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
     config: &Path,
-    key: &str,
+    route: &str,
 ) -> Result<Arc<ClientConfig>, Error> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(file) => {
             let bad = |why: String| {
-                Error::config(format!("{}: {key}: {}: {why}", config.display(), file.display()))
+                Error::config(format!(
+                    "{}: {route}.upstream_ca_file: {}: {why}",
+                    config.display(),
+                    file.display()
+                ))
             };
             let certs =
                 pem_certificates(file).map_err(|e| bad(format!("cannot read PEM certificates ({e})")))?;
@@ -81,18 +88,46 @@ pub fn upstream_client_config(
             if added == 0 {
                 let why = found.errors.first().map(|e| format!(" ({e})")).unwrap_or_default();
                 return Err(Error::config(format!(
-                    "{}: {key}: this system has no trusted CA certificates to check the upstream with{why}; \
+                    "{}: {route}.upstream: this system has no trusted CA certificates to check the upstream with{why}; \
                      install ca-certificates or set upstream_ca_file",
                     config.display()
                 )));
             }
         }
     }
-    let mut client = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config(format!("{}: TLS: {e}", config.display())))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut client = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_file, key_file)) => {
+            let bad = |file: &Path, name: &str, why: String| {
+                Error::config(format!("{}: {route}.{name}: {}: {why}", config.display(), file.display()))
+            };
+            let chain = pem_certificates(cert_file).map_err(|e| {
+                bad(
+                    cert_file,
+                    "upstream_client_cert_file",
+                    format!("cannot read a PEM certificate chain ({e})"),
+                )
+            })?;
+            if chain.is_empty() {
+                return Err(bad(cert_file, "upstream_client_cert_file", "no certificate in it".to_owned()));
+            }
+            let private = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+                bad(key_file, "upstream_client_key_file", format!("cannot read a PEM private key: {e}"))
+            })?;
+            warn_if_readable_by_others(key_file);
+            builder.with_client_auth_cert(chain, private).map_err(|e| {
+                bad(
+                    key_file,
+                    "upstream_client_key_file",
+                    format!("not usable with the certificate in {}: {e}", cert_file.display()),
+                )
+            })?
+        }
+    };
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(client))
 }
