@@ -1135,12 +1135,9 @@ impl Resolver<'_> {
                 Some((self.config_dir().join(cert), self.config_dir().join(private)))
             }
             (None, None) => None,
-            (Some(_), None) | (None, Some(_)) => {
-                let missing = if route.upstream_client_key_file.is_none() {
-                    "upstream_client_key_file"
-                } else {
-                    "upstream_client_cert_file"
-                };
+            (cert, _) => {
+                let missing =
+                    if cert.is_some() { "upstream_client_key_file" } else { "upstream_client_cert_file" };
                 return Err(self.err(
                     &format!("{key}.{missing}"),
                     "missing: a client certificate goes with its key; give upstream_client_cert_file and upstream_client_key_file",

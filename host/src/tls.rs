@@ -21,19 +21,13 @@ pub fn server_config(cert_file: &Path, key_file: &Path, config: &Path) -> Result
     let bad = |file: &Path, key: &str, why: String| {
         Error::config(format!("{}: server.{key}: {}: {why}", config.display(), file.display()))
     };
-    let chain = pem_certificates(cert_file)
-        .map_err(|e| bad(cert_file, "tls_cert_file", format!("cannot read a PEM certificate chain ({e})")))?;
-    if chain.is_empty() {
-        return Err(bad(
-            cert_file,
-            "tls_cert_file",
-            "no certificate in it: give the PEM chain, the server's certificate first".to_owned(),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-        bad(key_file, "tls_key_file", format!("cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"))
+    let (chain, key) = read_identity(cert_file, key_file, "the server's", |is_key, why| {
+        if is_key {
+            bad(key_file, "tls_key_file", why)
+        } else {
+            bad(cert_file, "tls_cert_file", why)
+        }
     })?;
-    warn_if_readable_by_others(key_file);
     let mut server = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config(format!("{}: TLS: {e}", config.display())))?
@@ -105,20 +99,13 @@ pub fn upstream_client_config(
             let bad = |file: &Path, name: &str, why: String| {
                 Error::config(format!("{}: {route}.{name}: {}: {why}", config.display(), file.display()))
             };
-            let chain = pem_certificates(cert_file).map_err(|e| {
-                bad(
-                    cert_file,
-                    "upstream_client_cert_file",
-                    format!("cannot read a PEM certificate chain ({e})"),
-                )
+            let (chain, private) = read_identity(cert_file, key_file, "authhost's", |is_key, why| {
+                if is_key {
+                    bad(key_file, "upstream_client_key_file", why)
+                } else {
+                    bad(cert_file, "upstream_client_cert_file", why)
+                }
             })?;
-            if chain.is_empty() {
-                return Err(bad(cert_file, "upstream_client_cert_file", "no certificate in it".to_owned()));
-            }
-            let private = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-                bad(key_file, "upstream_client_key_file", format!("cannot read a PEM private key: {e}"))
-            })?;
-            warn_if_readable_by_others(key_file);
             builder.with_client_auth_cert(chain, private).map_err(|e| {
                 bad(
                     key_file,
@@ -130,6 +117,29 @@ pub fn upstream_client_config(
     };
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(client))
+}
+
+/// A certificate chain (leaf first, `whose` in messages) and its private key (PKCS#8,
+/// PKCS#1 or SEC1), from PEM files; `bad` makes the error, told whether the key file is at
+/// fault. A key others can read is warned about.
+fn read_identity(
+    cert_file: &Path,
+    key_file: &Path,
+    whose: &str,
+    bad: impl Fn(bool, String) -> Error,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+    let chain = pem_certificates(cert_file)
+        .map_err(|e| bad(false, format!("cannot read a PEM certificate chain ({e})")))?;
+    if chain.is_empty() {
+        return Err(bad(
+            false,
+            format!("no certificate in it: give the PEM chain, {whose} certificate first"),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| bad(true, format!("cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")))?;
+    warn_if_readable_by_others(key_file);
+    Ok((chain, key))
 }
 
 /// Every certificate in a PEM file, in order.

@@ -44,6 +44,8 @@ pub struct Upstream {
     /// The route's `path`, for logs and for `strip_prefix`.
     route: String,
     config: UpstreamConfig,
+    /// The upstream's own `Host` (`pass_host_header = false`, and requests without one).
+    host: Option<HeaderValue>,
     pool: Arc<Pool>,
     metrics: RouteMetrics,
 }
@@ -75,7 +77,8 @@ pub struct Forward<'a> {
 impl Upstream {
     pub fn new(route: &str, config: UpstreamConfig, metrics: RouteMetrics) -> Self {
         let pool = Pool::new(config.authority.clone(), config.connect_timeout, config.tls.clone());
-        Upstream { route: route.to_owned(), config, pool, metrics }
+        let host = HeaderValue::from_str(config.host()).ok();
+        Upstream { route: route.to_owned(), config, host, pool, metrics }
     }
 
     /// Sends the request on and answers with the upstream's response (and what it was), or
@@ -107,8 +110,8 @@ impl Upstream {
         // route says pass_host_header = false (then it is in X-Forwarded-Host); a request
         // without one (HTTP/1.0) names the upstream.
         if !self.config.pass_host_header || !parts.headers.contains_key(HOST) {
-            if let Ok(host) = HeaderValue::from_str(self.config.host()) {
-                parts.headers.insert(HOST, host);
+            if let Some(host) = &self.host {
+                parts.headers.insert(HOST, host.clone());
             }
         }
         let started = tokio::time::Instant::now();
